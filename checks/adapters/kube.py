@@ -1,0 +1,220 @@
+"""Kubernetes through the official client, exactly as kubectl would reach it.
+
+The client is blocking: every method here is called from a worker thread (anyio.to_thread), with
+short request timeouts and few retries. Responses are read as raw JSON (`_preload_content=False`):
+the same objects kubectl sees, without the client's slow model deserialisation. Errors become
+`KubeError` with a one-line, redacted reason; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from checks.redact import redact
+
+NOT_FOUND = 404
+
+
+class KubeError(Exception):
+    """A Kubernetes API call that did not succeed. `kind`: unreachable|timeout|tls|unauthorized|forbidden|notfound|invalid|server."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.message = message
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.kind == "notfound"
+
+
+def _status_message(body: str | bytes | None) -> str:
+    if not body:
+        return ""
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+        return text.strip().splitlines()[0][:160] if text.strip() else ""
+    if isinstance(data, dict):
+        return str(data.get("message") or data.get("reason") or "")[:200]
+    return ""
+
+
+def translate_exception(exc: BaseException, what: str) -> KubeError:
+    """Turn whatever the client raised into a KubeError with one readable line."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, KubeError):
+        return exc
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        detail = _status_message(exc.body) or (exc.reason or "")
+        kind = {401: "unauthorized", 403: "forbidden", 404: "notfound", 410: "gone", 422: "invalid", 409: "conflict"}.get(
+            status, "server" if status >= 500 else "invalid"
+        )
+        if status == 0:
+            kind = "unreachable"
+        return KubeError(kind, redact(f"{what}: HTTP {status} {detail}".strip()), status)
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if "timed out" in lowered or "timeout" in lowered:
+        return KubeError("timeout", redact(f"{what}: Kubernetes API timed out"))
+    if "ssl" in lowered or "certificate" in lowered:
+        return KubeError("tls", redact(f"{what}: TLS error talking to the Kubernetes API ({_short_reason(text)})"))
+    if "refused" in lowered or "max retries" in lowered or "name or service" in lowered or "unreachable" in lowered:
+        return KubeError("unreachable", redact(f"{what}: Kubernetes API unreachable ({_short_reason(text)})"))
+    return KubeError("server", redact(f"{what}: {_short_reason(text)}"))
+
+
+def _short_reason(text: str) -> str:
+    for marker in ("Connection refused", "connection refused", "CERTIFICATE_VERIFY_FAILED", "Name or service not known",
+                   "No route to host", "Connection reset", "Remote end closed"):
+        if marker in text:
+            return marker
+    return text.splitlines()[0][:160]
+
+
+@dataclass(frozen=True)
+class PodLog:
+    text: str
+    previous: bool
+
+
+class KubeReader:
+    """Thin, blocking reads and writes of the few objects the checks and actions need."""
+
+    def __init__(self, api_client: Any, request_timeout: float = 5.0) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.timeout = request_timeout
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.node_api = client.NodeV1Api(api_client)
+        self.calls: list[str] = []  # "METHOD path-ish" of each call, for tests and the idle benchmark
+
+    def _json(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(what)
+        try:
+            response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+            raw = response.data
+        except Exception as exc:  # noqa: BLE001 - every client failure becomes a KubeError
+            raise translate_exception(exc, what) from None
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            raise KubeError("server", f"{what}: the API answered with something that is not JSON") from None
+
+    def _text(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+        self.calls.append(what)
+        try:
+            response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+            raw = response.data
+        except Exception as exc:  # noqa: BLE001
+            raise translate_exception(exc, what) from None
+        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def server_version(self) -> dict[str, Any]:
+        from kubernetes import client
+
+        return self._json("GET /version", client.VersionApi(self.api_client).get_code)
+
+    def read_node(self, name: str) -> dict[str, Any]:
+        return self._json(f"GET node {name}", self.core.read_node, name)
+
+    def iter_nodes(self, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": page_size}
+            if token:
+                kwargs["_continue"] = token
+            page = self._json("LIST nodes", self.core.list_node, **kwargs)
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+
+    def find_node(self, address: str) -> dict[str, Any] | None:
+        """The Node whose InternalIP equals `address`, else whose Hostname or name does."""
+        by_hostname: dict[str, Any] | None = None
+        for node in self.iter_nodes():
+            addresses = (node.get("status") or {}).get("addresses") or []
+            for entry in addresses:
+                if entry.get("type") == "InternalIP" and entry.get("address") == address:
+                    return node
+                if entry.get("type") == "Hostname" and entry.get("address") == address and by_hostname is None:
+                    by_hostname = node
+            if by_hostname is None and (node.get("metadata") or {}).get("name") == address:
+                by_hostname = node
+        return by_hostname
+
+    def read_runtime_class(self, name: str) -> dict[str, Any]:
+        return self._json(f"GET runtimeclass {name}", self.node_api.read_runtime_class, name)
+
+    def list_daemonsets(self, label_selector: str) -> list[dict[str, Any]]:
+        data = self._json(
+            f"LIST daemonsets -l {label_selector}",
+            self.apps.list_daemon_set_for_all_namespaces,
+            label_selector=label_selector,
+        )
+        return list(data.get("items") or [])
+
+    def list_pods(self, namespace: str | None, *, label_selector: str | None = None,
+                  field_selector: str | None = None) -> list[dict[str, Any]]:
+        kwargs: dict[str, Any] = {}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
+        if namespace:
+            data = self._json(f"LIST pods -n {namespace}", self.core.list_namespaced_pod, namespace, **kwargs)
+        else:
+            data = self._json("LIST pods -A", self.core.list_pod_for_all_namespaces, **kwargs)
+        return list(data.get("items") or [])
+
+    def list_events(self, namespace: str, involved_name: str) -> list[dict[str, Any]]:
+        data = self._json(
+            f"LIST events for {involved_name}",
+            self.core.list_namespaced_event,
+            namespace,
+            field_selector=f"involvedObject.name={involved_name}",
+        )
+        return list(data.get("items") or [])
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._json(f"GET pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace)
+
+    def pod_log(self, namespace: str, name: str, *, container: str | None = None, tail_lines: int = 200,
+                previous: bool = False) -> str:
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines}
+        if container:
+            kwargs["container"] = container
+        if previous:
+            kwargs["previous"] = True
+        return self._text(f"GET log {namespace}/{name}", self.core.read_namespaced_pod_log, name, namespace, **kwargs)
+
+    # ---- writes (actions only; `check` never calls these) ------------------------------------
+
+    def create_runtime_class(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json("CREATE runtimeclass", self.node_api.create_runtime_class, body)
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json(f"CREATE pod in {namespace}", self.core.create_namespaced_pod, namespace, body)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self._json(f"DELETE pod {namespace}/{name}", self.core.delete_namespaced_pod, name, namespace,
+                       grace_period_seconds=0)
+        except KubeError as exc:
+            if not exc.is_not_found:
+                raise
+
+
+MUTATING_PREFIXES = ("CREATE", "DELETE", "PATCH", "UPDATE")

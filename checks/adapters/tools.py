@@ -1,0 +1,55 @@
+"""talosctl and helm as real programs: argument lists, explicit global flags, bounded time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from checks.config import KubeTarget, TalosTarget, talosctl_global_args
+from checks.runner import CommandResult, run_command
+
+# Every command the checks run is read-only; the actions add the mutating ones explicitly.
+READ_ONLY_TALOSCTL = frozenset({"version", "health", "get", "read", "dmesg"})
+MUTATING_TALOSCTL = frozenset({"upgrade", "patch", "apply-config", "reboot", "reset", "edit", "shutdown"})
+MUTATING_HELM = frozenset({"install", "upgrade", "uninstall", "delete", "rollback"})
+
+
+@dataclass
+class Talosctl:
+    binary: str
+    target: TalosTarget
+    env: dict[str, str] | None = None
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, *talosctl_global_args(self.target), *args]
+
+    async def run(self, *args: str, timeout: float,
+                  on_stdout: Callable[[str], None] | None = None,
+                  on_stderr: Callable[[str], None] | None = None) -> CommandResult:
+        return await run_command(self.argv(*args), timeout=timeout, env=self.env,
+                                 on_stdout=on_stdout, on_stderr=on_stderr)
+
+
+@dataclass
+class Helm:
+    binary: str
+    target: KubeTarget
+    env: dict[str, str] | None = None
+
+    def argv(self, *args: str) -> list[str]:
+        argv = [self.binary, "--kubeconfig", str(self.target.kubeconfig)]
+        if self.target.context:
+            argv += ["--kube-context", self.target.context]
+        return argv + list(args)
+
+    async def run(self, *args: str, timeout: float,
+                  on_stdout: Callable[[str], None] | None = None,
+                  on_stderr: Callable[[str], None] | None = None) -> CommandResult:
+        return await run_command(self.argv(*args), timeout=timeout, env=self.env,
+                                 on_stdout=on_stdout, on_stderr=on_stderr)
+
+
+def is_mutating(argv: Sequence[str]) -> bool:
+    """Whether a talosctl or helm argv changes anything (used by the safety tests and read-only mode)."""
+    words = [a for a in argv[1:] if not a.startswith("-")]
+    return any(w in MUTATING_TALOSCTL or w in MUTATING_HELM for w in words[:3])

@@ -1,0 +1,107 @@
+"""One sweep: gather every probe concurrently, judge each stage, propagate, diagnose."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+
+from checks.adapters.tools import Helm, Talosctl
+from checks.config import KubeTarget, TalosTarget
+from checks.diagnosis import propagate, root_cause
+from checks.judges import JUDGES, JudgeInput
+from checks.model import Judgement, ProbeResult, Report, Status
+from checks.probes import PROBES, ProbeContext
+from checks.profile import Profile
+from checks.stages import SEED_STAGES, StageSpec
+
+# talosctl probes first: they overlap the import of the kubernetes client
+PROBE_ORDER = (
+    "talos_version", "extensions", "proc_modules", "driver_version", "dmesg", "bpf_sysctl", "module_specs",
+    "runtime_config", "pci_devices", "machine_status", "nodename", "health", "helm_release",
+    "kube_node", "runtime_class", "device_plugin", "gpu_allocations", "gpu_workload",
+)
+
+
+@dataclass
+class Target:
+    """Everything a sweep or an action needs to reach the cluster."""
+
+    talos: TalosTarget
+    kube: KubeTarget
+    profile: Profile
+    talosctl_bin: str
+    helm_bin: str | None
+    env: dict[str, str] | None = None
+
+    def talosctl(self) -> Talosctl:
+        return Talosctl(self.talosctl_bin, self.talos, self.env)
+
+    def helm(self) -> Helm | None:
+        return Helm(self.helm_bin, self.kube, self.env) if self.helm_bin else None
+
+
+def make_context(target: Target, *, timeout: float, pod_test: bool = False) -> ProbeContext:
+    return ProbeContext(
+        talos=target.talos,
+        kube=target.kube,
+        profile=target.profile,
+        talosctl=target.talosctl(),
+        helm=target.helm(),
+        deadline=time.monotonic() + timeout,
+        pod_test=pod_test,
+        kube_request_timeout=min(5.0, max(1.0, timeout / 4)),
+    )
+
+
+async def _warm_kubernetes_import() -> None:
+    def load() -> None:
+        import kubernetes.client  # noqa: F401
+
+    await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+
+
+async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float) -> dict[str, ProbeResult]:
+    """Run the named probes concurrently; any still running at `timeout` becomes an error result."""
+    with anyio.move_on_after(timeout):
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(ctx.get, name)
+            group.start_soon(_warm_kubernetes_import)
+    results = ctx.results()
+    for name in names:
+        if name not in results:
+            results[name] = ctx.timed_out(name)
+    return results
+
+
+def judge_all(stages: tuple[StageSpec, ...], facts: dict[str, ProbeResult], target: Target,
+              pod_test: bool) -> tuple[dict[str, Judgement], dict[str, int]]:
+    inp = JudgeInput(facts, target.profile, target.talos.node, pod_test)
+    judgements: dict[str, Judgement] = {}
+    durations: dict[str, int] = {}
+    for spec in stages:
+        try:
+            judgements[spec.id] = JUDGES[spec.judge](inp)
+        except Exception as exc:  # noqa: BLE001 - a judge bug is reported, not a crash
+            from checks.errors import one_line
+
+            judgements[spec.id] = Judgement(Status.UNKNOWN, f"internal error judging {spec.id}: {one_line(exc)}")
+        durations[spec.id] = max((facts[p].duration_ms for p in spec.probes if p in facts), default=0)
+    return judgements, durations
+
+
+async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = False,
+                    stages: tuple[StageSpec, ...] = SEED_STAGES) -> Report:
+    started = time.monotonic()
+    ctx = make_context(target, timeout=timeout, pod_test=pod_test)
+    wanted = {p for spec in stages for p in spec.probes} | {"nodename"}
+    names = tuple(n for n in PROBE_ORDER if n in wanted and n in PROBES)
+    facts = await gather(ctx, names, timeout)
+    judgements, durations = judge_all(stages, facts, target, pod_test)
+    results = propagate(stages, judgements, durations)
+    node = facts.get("kube_node")
+    kube_node = node.value["metadata"]["name"] if node is not None and node.ok else None
+    return Report(target.talos.node, kube_node, results, root_cause(results), facts,
+                  int((time.monotonic() - started) * 1000))

@@ -1,0 +1,512 @@
+"""Stage judges: each turns the facts a stage owns into pass/warn/fail/unknown with evidence.
+
+A judge looks only at its own facts; `checks.diagnosis` then turns failures caused by an earlier
+stage into `blocked`. Evidence lines are short facts with their source; every failure names its
+remediation, a concrete command or file change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from checks import parsers
+from checks.model import Judgement, ProbeResult, Status
+from checks.profile import Profile
+from checks.schematic import installer_image, nvidia_schematic
+from checks.signatures import match_signatures
+
+KMOD_BASE = "nvidia-open-gpu-kernel-modules"
+TOOLKIT_BASE = "nvidia-container-toolkit"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class JudgeInput:
+    facts: dict[str, ProbeResult]
+    profile: Profile
+    node: str  # the Talos node address
+    pod_test: bool = False
+
+    def fact(self, name: str) -> ProbeResult:
+        return self.facts.get(name) or ProbeResult(name, name, error=f"{name} was not gathered")
+
+    @property
+    def talos_version(self) -> str:
+        if self.profile.talos_version:
+            return self.profile.talos_version
+        version = self.fact("talos_version")
+        if version.ok and version.value.server_tag:
+            return str(version.value.server_tag)
+        return "v1.11.5"
+
+
+def unknown(fact: ProbeResult) -> Judgement:
+    return Judgement(Status.UNKNOWN, f"could not check: {fact.error}", [f"{fact.source}: {fact.error}"])
+
+
+def quote(text: str, limit: int = 140) -> str:
+    text = " ".join(text.split())
+    return f'"{text if len(text) <= limit else text[: limit - 1] + "…"}"'
+
+
+# ---- cluster ----------------------------------------------------------------------------------
+
+
+def judge_cluster(inp: JudgeInput) -> Judgement:
+    version, health, machine, node = (inp.fact(n) for n in ("talos_version", "health", "machine_status", "kube_node"))
+    evidence: list[str] = []
+    if not version.ok:
+        reason = version.error or "no answer"
+        status = Status.UNKNOWN if "time limit" in reason or "timed out" in reason else Status.FAIL
+        return Judgement(status, f"the Talos API does not answer for node {inp.node}: {reason}",
+                         [f"talosctl version: {reason}"],
+                         f"check that node {inp.node} is up and that the talosconfig endpoints reach it: "
+                         f"talosctl --nodes {inp.node} version")
+    evidence.append(f"talosctl version: server {version.value.server_tag}")
+    if machine.ok:
+        ms = machine.value
+        evidence.append(f"talosctl get machinestatus: stage {ms.stage}, ready {str(ms.ready).lower()}")
+        if ms.stage != "running":
+            return Judgement(Status.FAIL, f"the node is {ms.stage}, not running (machinestatus stage {ms.stage})",
+                             evidence, f"wait for the node to finish {ms.stage}, then re-check")
+    elif machine.error:
+        evidence.append(f"talosctl get machinestatus: {machine.error}")
+    if health.ok:
+        failed = health.value.failed_check
+        if failed is not None:
+            message = failed.message or health.value.error or "failed"
+            evidence.append(f"talosctl health: waiting for {failed.name}: {message}")
+            return Judgement(Status.FAIL, f"talosctl health fails at {quote(failed.name)}: {quote(message)}",
+                             evidence, f"talosctl --nodes {inp.node} health  (then fix what it reports)")
+        if health.value.error:
+            evidence.append(f"talosctl health: {health.value.error}")
+            return Judgement(Status.FAIL, f"talosctl health fails: {quote(health.value.error)}", evidence,
+                             f"talosctl --nodes {inp.node} health")
+        evidence.append(f"talosctl health: {len(health.value.checks)} checks OK")
+    else:
+        evidence.append(f"talosctl health: {health.error}")
+    if not node.ok:
+        if node.missing:
+            return Judgement(Status.FAIL, f"no Kubernetes Node has address {inp.node}", evidence,
+                             "kubectl get nodes -o wide  (is the kubelet registered? is this the right kubeconfig?)")
+        reason = node.error or "unknown error"
+        evidence.append(f"Kubernetes API: {reason}")
+        status = Status.UNKNOWN if "timed out" in reason else Status.FAIL
+        return Judgement(status, f"the Kubernetes API is not usable: {reason}", evidence,
+                         "kubectl get nodes  (check the kubeconfig, its context, and that the API server is up)")
+    obj = node.value
+    name = obj["metadata"]["name"]
+    ready = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+    if ready is None or ready.get("status") != "True":
+        why = (ready or {}).get("message") or (ready or {}).get("reason") or "no Ready condition"
+        evidence.append(f"kubectl get node {name}: Ready={(ready or {}).get('status', 'Unknown')} ({why})")
+        return Judgement(Status.FAIL, f"Node {name} is NotReady: {quote(why)}", evidence,
+                         f"kubectl describe node {name}  and  talosctl --nodes {inp.node} service kubelet")
+    evidence.append(f"kubectl get node {name}: Ready")
+    if health.error and not health.ok:
+        return Judgement(Status.WARN, f"Node {name} is Ready, but talosctl health could not run: {health.error}",
+                         evidence, None)
+    return Judgement(Status.PASS, f"Talos {version.value.server_tag} answers, health passes, Node {name} is Ready",
+                     evidence)
+
+
+# ---- extensions -------------------------------------------------------------------------------
+
+
+def nvidia_extensions(exts: list[Any]) -> tuple[Any | None, Any | None]:
+    kmod = next((e for e in exts if e.name.startswith(KMOD_BASE)), None)
+    toolkit = next((e for e in exts if e.name.startswith(TOOLKIT_BASE)), None)
+    return kmod, toolkit
+
+
+def upgrade_command(inp: JudgeInput) -> str:
+    _yaml, schematic = nvidia_schematic(inp.profile.track)
+    image = installer_image(schematic, inp.talos_version)
+    return f"talosctl upgrade --nodes {inp.node} --image {image}"
+
+
+def judge_extensions(inp: JudgeInput) -> Judgement:
+    fact = inp.fact("extensions")
+    if not fact.ok:
+        return unknown(fact)
+    exts = list(fact.value)
+    listed = ", ".join(f"{e.name} {e.version}" for e in exts if e.name != "schematic") or "none"
+    evidence = [f"talosctl get extensions: {listed}"]
+    schematic = parsers.schematic_id(exts)
+    if schematic:
+        evidence.append(f"talosctl get extensions: schematic {schematic}")
+    track = inp.profile.track
+    kmod, toolkit = nvidia_extensions(exts)
+    remediation = upgrade_command(inp) + "  (reboots the node)"
+    missing = [f"{base}-{track}" for base, ext in ((KMOD_BASE, kmod), (TOOLKIT_BASE, toolkit)) if ext is None]
+    if missing:
+        return Judgement(Status.FAIL, f"extension {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         f"not installed (installed: {listed})", evidence, remediation)
+    assert kmod is not None and toolkit is not None
+    tracks = {ext.name: (parsers.extension_track(ext.name) or ("", ""))[1] for ext in (kmod, toolkit)}
+    wrong = [f"{name} ({t or 'no track'})" for name, t in tracks.items() if t != track]
+    if len(set(tracks.values())) > 1:
+        return Judgement(Status.FAIL, f"mixed tracks: {kmod.name} with {toolkit.name} (never mix lts with production)",
+                         evidence, remediation)
+    if wrong:
+        return Judgement(Status.FAIL, f"extensions are not on the profile's {track} track: {', '.join(wrong)}",
+                         evidence, remediation)
+    kmod_driver, _ = parsers.split_driver(kmod.version)
+    toolkit_driver, _ = parsers.split_driver(toolkit.version)
+    if kmod_driver != toolkit_driver:
+        return Judgement(Status.FAIL, f"driver versions differ: {kmod.name} {kmod.version} vs "
+                         f"{toolkit.name} {toolkit.version}", evidence, remediation)
+    return Judgement(Status.PASS, f"{kmod.name} {kmod.version} and {toolkit.name} {toolkit.version} installed "
+                     f"(driver {kmod_driver})", evidence)
+
+
+# ---- kernel modules ---------------------------------------------------------------------------
+
+
+def modules_patch_command(inp: JudgeInput) -> str:
+    return f"talosctl patch mc --nodes {inp.node} --patch @talos/patches/nvidia-oss-modules.yaml"
+
+
+def judge_kernel_modules(inp: JudgeInput) -> Judgement:
+    modules, driver, exts, dmesg, sysctl, specs = (
+        inp.fact(n) for n in ("proc_modules", "driver_version", "extensions", "dmesg", "bpf_sysctl", "module_specs"))
+    if not modules.ok:
+        return unknown(modules)
+    evidence: list[str] = []
+    remediation = modules_patch_command(inp)
+    wanted = list(inp.profile.modules)
+    loaded = {m.name: m for m in modules.value}
+    live = [name for name in wanted if name in loaded and loaded[name].state == "Live"]
+    absent = [name for name in wanted if name not in live]
+    evidence.append("talosctl read /proc/modules: " + (
+        ", ".join(f"{n} {loaded[n].state}" for n in wanted if n in loaded) or "no NVIDIA modules"))
+    requested: list[str] | None = list(specs.value) if specs.ok else None
+    if requested is not None:
+        not_requested = [n for n in wanted if n not in requested]
+        evidence.append("talosctl get kernelmodulespecs: " + (
+            ", ".join(n for n in wanted if n in requested) or "no NVIDIA modules requested"))
+    else:
+        not_requested = []
+    problems: list[tuple[str, str]] = []  # (summary, remediation)
+    if absent:
+        why = ""
+        if requested is not None and not_requested:
+            why = f"; the machine config does not request {', '.join(not_requested)}"
+        problems.append((f"module{'s' if len(absent) > 1 else ''} {', '.join(absent)} not loaded{why}", remediation))
+    elif not_requested:
+        problems.append((f"modules are loaded but the machine config does not request {', '.join(not_requested)}",
+                         remediation))
+    if driver.ok:
+        dv = driver.value
+        evidence.append(f"talosctl read /proc/driver/nvidia/version: {dv.flavor} module {dv.version}")
+        if exts.ok:
+            kmod, _ = nvidia_extensions(list(exts.value))
+            if kmod is not None:
+                ext_driver, _ = parsers.split_driver(kmod.version)
+                if ext_driver != dv.version:
+                    problems.append((f"the loaded driver is {dv.version} but the extension {kmod.name} carries "
+                                     f"{ext_driver} (reboot pending?)", f"talosctl --nodes {inp.node} reboot"))
+    elif driver.missing:
+        evidence.append("talosctl read /proc/driver/nvidia/version: no such file (the driver is not loaded)")
+        if not absent:
+            problems.append(("/proc/driver/nvidia/version is missing: the NVIDIA driver is not loaded", remediation))
+    else:
+        evidence.append(f"talosctl read /proc/driver/nvidia/version: {driver.error}")
+    if dmesg.ok:
+        failures = list(dmesg.value.failures)
+        for failure in failures[:4]:
+            where = f"GPU {failure.pci_id}" if failure.pci_id else "a GPU"
+            evidence.append(f"talosctl dmesg: {where}: {failure.message}")
+        if failures:
+            ids = sorted({f.pci_id for f in failures if f.pci_id})
+            which = ", ".join(ids) if ids else "a GPU"
+            first = failures[0]
+            problems.append((f"the driver failed to initialise {which}: {quote(first.message)}",
+                             f"talosctl --nodes {inp.node} dmesg | grep NVRM  (check the GPU's power, firmware, "
+                             "and seating; then reboot the node)"))
+    elif dmesg.error:
+        evidence.append(f"talosctl dmesg: {dmesg.error}")
+    if sysctl.ok:
+        evidence.append(f"talosctl read /proc/sys/net/core/bpf_jit_harden: {sysctl.value}")
+        if sysctl.value != "1":
+            problems.append((f"sysctl net.core.bpf_jit_harden is {sysctl.value}, the seed needs 1", remediation))
+    elif sysctl.error:
+        evidence.append(f"talosctl read /proc/sys/net/core/bpf_jit_harden: {sysctl.error}")
+    if problems:
+        summary, fix = problems[0]
+        if len(problems) > 1:
+            summary += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+        return Judgement(Status.FAIL, summary, evidence, fix)
+    if not driver.ok:
+        return unknown(driver)
+    return Judgement(Status.PASS, f"{', '.join(wanted)} Live; driver {driver.value.version} "
+                     f"({driver.value.flavor}); bpf_jit_harden 1", evidence)
+
+
+# ---- container runtime ------------------------------------------------------------------------
+
+
+CONFIG_TOML = "/etc/nvidia-container-runtime/config.toml"
+
+
+def judge_container_runtime(inp: JudgeInput) -> Judgement:
+    fact = inp.fact("runtime_config")
+    remediation = (f"talosctl patch mc --nodes {inp.node} --patch @talos/patches/nvidia-no-cgroups.yaml"
+                   "  (a machine.files change: reboots the node under --mode auto)")
+    if not inp.profile.no_cgroups:
+        return Judgement(Status.SKIPPED, "the profile does not ask for no-cgroups", [])
+    if fact.missing:
+        return Judgement(Status.FAIL, f"{CONFIG_TOML} does not exist on the node (the no-cgroups patch is not applied"
+                         " or the node has not rebooted since)", [f"talosctl read {CONFIG_TOML}: no such file"],
+                         remediation)
+    if not fact.ok:
+        return unknown(fact)
+    cfg = fact.value
+    if cfg.no_cgroups is True:
+        return Judgement(Status.PASS, f"{CONFIG_TOML} sets no-cgroups = true",
+                         [f"talosctl read {CONFIG_TOML}: [nvidia-container-cli] no-cgroups = true"])
+    shown = "missing" if cfg.no_cgroups is None else "false"
+    return Judgement(Status.FAIL, f"{CONFIG_TOML} exists but no-cgroups is {shown} under [nvidia-container-cli]",
+                     [f"talosctl read {CONFIG_TOML}: no-cgroups {shown}"], remediation)
+
+
+# ---- RuntimeClass -----------------------------------------------------------------------------
+
+
+def judge_runtimeclass(inp: JudgeInput) -> Judgement:
+    fact = inp.fact("runtime_class")
+    name = inp.profile.runtime_class
+    remediation = ("kubectl apply -f k8s/manifests/runtimeclass-nvidia.yaml  (in a GitOps setup, let ArgoCD sync it)")
+    if fact.missing:
+        return Judgement(Status.FAIL, f'RuntimeClass "{name}" not found',
+                         [f'kubectl get runtimeclass {name}: runtimeclasses.node.k8s.io "{name}" not found'],
+                         remediation)
+    if not fact.ok:
+        return unknown(fact)
+    handler = fact.value.get("handler")
+    if handler != name:
+        return Judgement(Status.FAIL, f'RuntimeClass "{name}" has handler "{handler}", expected "{name}"',
+                         [f"kubectl get runtimeclass {name}: handler {handler}"], remediation)
+    return Judgement(Status.PASS, f'RuntimeClass "{name}" exists with handler "{handler}"',
+                     [f"kubectl get runtimeclass {name}: handler {handler}"])
+
+
+# ---- device plugin ----------------------------------------------------------------------------
+
+
+def helm_install_command(profile: Profile) -> str:
+    spec = profile.device_plugin
+    return (f"helm upgrade --install {spec.release} {spec.chart} -n {spec.namespace} -f {spec.values}")
+
+
+def _event_lines(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    out = []
+    for event in events:
+        out.append((str(event.get("reason") or ""), str(event.get("message") or "")))
+    return out
+
+
+def _required_affinity_terms(ds: dict[str, Any]) -> list[str]:
+    template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    required = (((template.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    keys: list[str] = []
+    for term in required.get("nodeSelectorTerms") or []:
+        for expr in term.get("matchExpressions") or []:
+            values = expr.get("values") or []
+            keys.append(f"{expr.get('key')}{'=' + values[0] if values else ''}")
+    return keys
+
+
+def _pod_state(pod: dict[str, Any]) -> tuple[str, bool, str]:
+    """(status word as kubectl shows it, ready, message)"""
+    status = pod.get("status") or {}
+    phase = status.get("phase") or "Unknown"
+    statuses = status.get("containerStatuses") or []
+    ready = bool(statuses) and all(s.get("ready") for s in statuses)
+    for s in statuses:
+        state = s.get("state") or {}
+        waiting = state.get("waiting")
+        if waiting:
+            return str(waiting.get("reason") or phase), ready, str(waiting.get("message") or "")
+        terminated = state.get("terminated")
+        if terminated:
+            return str(terminated.get("reason") or "Terminated"), ready, str(terminated.get("message") or "")
+    return phase, ready, ""
+
+
+def judge_device_plugin(inp: JudgeInput) -> Judgement:
+    fact, helm = inp.fact("device_plugin"), inp.fact("helm_release")
+    install = helm_install_command(inp.profile)
+    evidence: list[str] = []
+    if helm.ok:
+        r = helm.value
+        evidence.append(f"helm list: {r.name} {r.chart} {r.status} (revision {r.revision})")
+    elif helm.missing:
+        evidence.append(f"helm list -n {inp.profile.device_plugin.namespace}: no release {inp.profile.device_plugin.release}")
+    elif helm.error:
+        evidence.append(f"helm: {helm.error}")
+    if fact.missing:
+        return Judgement(Status.FAIL, "the NVIDIA device plugin is not installed (no DaemonSet labelled "
+                         "app.kubernetes.io/name=nvidia-device-plugin)", evidence, install)
+    if not fact.ok:
+        return unknown(fact)
+    facts = fact.value
+    ds = facts.daemonset
+    meta, status = ds["metadata"], ds.get("status") or {}
+    ds_name = f"{meta['namespace']}/{meta['name']}"
+    desired = int(status.get("desiredNumberScheduled") or 0)
+    ready_count = int(status.get("numberReady") or 0)
+    evidence.append(f"kubectl get ds {ds_name}: desired {desired}, ready {ready_count}")
+    template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    rc_name = template.get("runtimeClassName")
+    problems: list[tuple[str, str]] = []
+    fix_values = (f"set runtimeClassName: {inp.profile.runtime_class} and affinity: null in "
+                  f"{inp.profile.device_plugin.values}, then {install}")
+    for reason, message in _event_lines(facts.ds_events):
+        if reason in ("FailedCreate",) or "forbidden" in message:
+            evidence.append(f"DaemonSet event {reason}: {message[:200]}")
+    ds_matches = match_signatures("\n".join(m for _, m in _event_lines(facts.ds_events)))
+    if desired == 0:
+        affinity = _required_affinity_terms(ds)
+        if affinity:
+            evidence.append("DaemonSet pod template: required node affinity on " + " OR ".join(affinity))
+            problems.append((f"DaemonSet {ds_name} has DESIRED 0: its node affinity requires "
+                             f"{' or '.join(affinity)}, labels that only NFD/GFD set and no node has",
+                             f"set affinity: null in {inp.profile.device_plugin.values}, then {install}"))
+        elif ds_matches:
+            first = ds_matches[0]
+            problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}", first.signature.remediation))
+        else:
+            selector = template.get("nodeSelector") or {}
+            problems.append((f"DaemonSet {ds_name} has DESIRED 0: it is not scheduled on any node "
+                             f"(nodeSelector {selector or 'none'}, tolerations {len(template.get('tolerations') or [])})",
+                             fix_values))
+    if rc_name != inp.profile.runtime_class:
+        evidence.append(f"DaemonSet pod template: runtimeClassName {rc_name or 'not set'}")
+        problems.append((f"the device plugin pods do not use runtimeClassName {inp.profile.runtime_class} "
+                         f"(they have {rc_name or 'none'}), so they cannot see the driver", fix_values))
+    if ds_matches and desired > 0 and not facts.pods:
+        first = ds_matches[0]
+        problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}", first.signature.remediation))
+    registered = False
+    for pod in facts.pods:
+        name = pod["metadata"]["name"]
+        word, ready, message = _pod_state(pod)
+        restarts = sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or [])
+        evidence.append(f"pod {name}: {word}, ready {str(ready).lower()}, restarts {restarts}"
+                        + (f" ({message[:120]})" if message else ""))
+        for reason, ev_message in _event_lines(facts.pod_events.get(name, [])):
+            if reason not in ("Scheduled", "Pulled", "Created", "Started", "Pulling"):
+                evidence.append(f"pod event {reason}: {ev_message[:200]}")
+        log = facts.logs.get(name, "")
+        scan = parsers.scan_device_plugin_log(log)
+        registered = registered or scan.registered
+        for match in scan.failures[:3]:
+            evidence.append(f"pod log: {match.line}")
+        text_matches = match_signatures("\n".join([message] + [m for _, m in _event_lines(facts.pod_events.get(name, []))]))
+        all_matches = [m for m in list(scan.failures) + text_matches if m.signature.stage != "gpu-workload"]
+        if scan.registered and ready:
+            evidence.append(f"pod log: Registered device plugin for '{scan.resource or 'nvidia.com/gpu'}' with Kubelet")
+            continue
+        if all_matches:
+            first = all_matches[0]
+            problems.append((f"device plugin pod {name} is {word}: {quote(first.quote)}", first.signature.remediation))
+        elif not ready:
+            problems.append((f"device plugin pod {name} is {word}" + (f": {quote(message)}" if message else ""),
+                             f"kubectl -n {meta['namespace']} describe pod {name}"))
+        elif not scan.registered:
+            problems.append((f"device plugin pod {name} runs but its log does not show the registration of "
+                             "nvidia.com/gpu with the kubelet", f"kubectl -n {meta['namespace']} logs {name}"))
+    if problems:
+        summary, fix = problems[0]
+        return Judgement(Status.FAIL, summary, evidence, fix)
+    if not facts.pods:
+        return Judgement(Status.FAIL, f"DaemonSet {ds_name} has no pods yet", evidence,
+                         f"kubectl -n {meta['namespace']} describe ds {meta['name']}")
+    return Judgement(Status.PASS, f"DaemonSet {ds_name} {ready_count}/{desired} ready; the plugin registered "
+                     "nvidia.com/gpu with the kubelet", evidence)
+
+
+# ---- GPU resources ----------------------------------------------------------------------------
+
+
+def expected_gpus(inp: JudgeInput) -> tuple[int | None, str]:
+    if inp.profile.gpu_count is not None:
+        return inp.profile.gpu_count, "profile gpu_count"
+    pci = inp.fact("pci_devices")
+    if pci.ok:
+        return sum(1 for d in pci.value if d.is_nvidia_gpu), "NVIDIA PCI devices"
+    return None, pci.error or "pci devices unknown"
+
+
+def node_gpu_counts(node: dict[str, Any]) -> tuple[int, int]:
+    status = node.get("status") or {}
+
+    def count(field: str) -> int:
+        try:
+            return int(str((status.get(field) or {}).get(GPU_RESOURCE, "0")))
+        except ValueError:
+            return 0
+
+    return count("capacity"), count("allocatable")
+
+
+def judge_gpu_resources(inp: JudgeInput) -> Judgement:
+    node, dmesg, alloc = inp.fact("kube_node"), inp.fact("dmesg"), inp.fact("gpu_allocations")
+    if not node.ok:
+        return unknown(node) if node.error else Judgement(Status.UNKNOWN, "the Kubernetes Node is not known", [])
+    expected, basis = expected_gpus(inp)
+    name = node.value["metadata"]["name"]
+    capacity, allocatable = node_gpu_counts(node.value)
+    evidence = [f"kubectl get node {name}: capacity {GPU_RESOURCE} {capacity}, allocatable {allocatable}"]
+    if expected is not None:
+        evidence.append(f"talosctl get pcidevices: {expected} NVIDIA GPU{'s' if expected != 1 else ''}"
+                        if basis == "NVIDIA PCI devices" else f"profile: gpu_count {expected}")
+    if alloc.ok:
+        evidence.append(f"pods on {name}: {alloc.value} {GPU_RESOURCE} allocated")
+    if expected is None:
+        return Judgement(Status.UNKNOWN, f"cannot tell how many GPUs to expect: {basis}", evidence)
+    if capacity == 0:
+        return Judgement(Status.FAIL, f"Node {name} advertises no {GPU_RESOURCE} (expected {expected})", evidence,
+                         "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it registers")
+    if capacity < expected or allocatable < expected:
+        why = ""
+        if dmesg.ok and dmesg.value.failures:
+            failure = dmesg.value.failures[0]
+            why = f"; dmesg: {quote(failure.message)}"
+        return Judgement(Status.FAIL, f"Node {name} advertises {min(capacity, allocatable)} {GPU_RESOURCE} but "
+                         f"{expected} are expected ({basis}){why}", evidence,
+                         f"talosctl --nodes {inp.node} dmesg | grep NVRM")
+    if capacity > expected:
+        return Judgement(Status.WARN, f"Node {name} advertises {capacity} {GPU_RESOURCE}, more than the "
+                         f"{expected} expected ({basis})", evidence)
+    return Judgement(Status.PASS, f"Node {name} advertises {capacity} {GPU_RESOURCE} (capacity = allocatable = "
+                     f"{expected}, {basis})", evidence)
+
+
+# ---- GPU workload -----------------------------------------------------------------------------
+
+
+def judge_gpu_workload(inp: JudgeInput) -> Judgement:
+    if not inp.pod_test:
+        return Judgement(Status.SKIPPED, "not run (use --pod-test, or the TUI action)", [])
+    fact = inp.fact("gpu_workload")
+    if not fact.ok:
+        return unknown(fact)
+    outcome = fact.value
+    return Judgement(outcome.status, outcome.summary, list(outcome.evidence), outcome.remediation)
+
+
+JUDGES: dict[str, Callable[[JudgeInput], Judgement]] = {
+    "judge_cluster": judge_cluster,
+    "judge_extensions": judge_extensions,
+    "judge_kernel_modules": judge_kernel_modules,
+    "judge_container_runtime": judge_container_runtime,
+    "judge_runtimeclass": judge_runtimeclass,
+    "judge_device_plugin": judge_device_plugin,
+    "judge_gpu_resources": judge_gpu_resources,
+    "judge_gpu_workload": judge_gpu_workload,
+}

@@ -1,0 +1,316 @@
+"""Keep secrets off the screen, out of JSON and out of logs.
+
+Two layers:
+
+* **Known secrets**: every credential found in the kubeconfig and talosconfig in use
+  (`collect_secrets`), plus their base64-decoded forms, replaced verbatim wherever they appear.
+* **Generic shapes**, always applied: PEM private-key blocks, bearer tokens, JWTs, Kubernetes
+  bootstrap tokens, and the secret-bearing keys of a Talos machine config or a kubeconfig.
+
+`REDACTOR` is the process-wide instance; `redact(text)` uses it. Call
+`install_secrets_from(kubeconfig, talosconfig)` once the config files are known.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REDACTED = "‹redacted›"
+
+# Shorter values are too likely to occur by chance in ordinary text ("admin", "true").
+MIN_SECRET_LENGTH = 8
+# A decoded PEM body line shorter than this is not distinctive enough to replace.
+MIN_PEM_LINE_LENGTH = 16
+
+# kubeconfig `users[].user` fields whose value is a secret (or never needed on screen).
+_KUBE_USER_SECRET_FIELDS = ("token", "client-key-data", "client-certificate-data", "password")
+# kubeconfig `users[].user` fields naming a file whose CONTENT is a secret.
+_KUBE_USER_SECRET_FILES = ("token-file", "client-key")
+# talosconfig `contexts.<name>` fields.
+_TALOS_CONTEXT_SECRET_FIELDS = ("key", "crt", "ca")
+# auth-provider config keys holding secrets contain one of these words.
+_AUTH_PROVIDER_SECRET_WORDS = ("token", "secret", "password", "key")
+
+_PEM_LINE = re.compile(r"^[A-Za-z0-9+/=]+$")
+
+
+# --------------------------------------------------------------------------- collecting
+
+
+def collect_secrets(*, kubeconfig: Path | None = None, talosconfig: Path | None = None) -> frozenset[str]:
+    """Every secret value in the given config files, with its decoded forms.
+
+    Files that are missing, unreadable or not YAML contribute nothing (the caller reports those
+    separately); this function never raises for a bad file.
+    """
+    raw: set[str] = set()
+    if kubeconfig is not None:
+        raw.update(_kubeconfig_secrets(kubeconfig))
+    if talosconfig is not None:
+        raw.update(_talosconfig_secrets(talosconfig))
+    found: set[str] = set()
+    for value in raw:
+        found.update(_with_decoded_forms(value))
+    return frozenset(s for s in found if len(s) >= MIN_SECRET_LENGTH)
+
+
+def _load_yaml_mapping(path: Path) -> Mapping[str, Any] | None:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except (OSError, yaml.YAMLError, ValueError):
+        return None
+    return data if isinstance(data, Mapping) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _strings(values: Iterable[Any]) -> Iterator[str]:
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            yield value.strip()
+
+
+def _read_secret_file(path_text: str, base: Path) -> str | None:
+    path = Path(path_text).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except (OSError, ValueError):
+        return None
+
+
+def _kubeconfig_secrets(path: Path) -> Iterator[str]:
+    config = _load_yaml_mapping(path)
+    if config is None:
+        return
+    base = Path(path).parent
+    for entry in _list(config.get("users")):
+        user = _mapping(_mapping(entry).get("user"))
+        yield from _strings(user.get(field) for field in _KUBE_USER_SECRET_FIELDS)
+        for field in _KUBE_USER_SECRET_FILES:
+            file_name = user.get(field)
+            if isinstance(file_name, str) and file_name:
+                content = _read_secret_file(file_name, base)
+                if content:
+                    yield content
+        provider_config = _mapping(_mapping(user.get("auth-provider")).get("config"))
+        yield from _strings(
+            value
+            for key, value in provider_config.items()
+            if any(word in str(key).lower() for word in _AUTH_PROVIDER_SECRET_WORDS)
+        )
+        exec_config = _mapping(user.get("exec"))
+        yield from _strings(_mapping(item).get("value") for item in _list(exec_config.get("env")))
+    for entry in _list(config.get("clusters")):
+        cluster = _mapping(_mapping(entry).get("cluster"))
+        yield from _strings([cluster.get("certificate-authority-data")])
+
+
+def _talosconfig_secrets(path: Path) -> Iterator[str]:
+    config = _load_yaml_mapping(path)
+    if config is None:
+        return
+    for context in _mapping(config.get("contexts")).values():
+        context = _mapping(context)
+        yield from _strings(context.get(field) for field in _TALOS_CONTEXT_SECRET_FIELDS)
+        auth = _mapping(context.get("auth"))
+        yield from _strings([_mapping(auth.get("basic")).get("password")])
+        yield from _strings([_mapping(auth.get("siderov1")).get("identity")])
+
+
+def _with_decoded_forms(value: str) -> set[str]:
+    """The value itself, its base64-decoded text, and the body lines of any PEM in either."""
+    forms = {value}
+    decoded = _decode_base64_text(value)
+    if decoded is not None:
+        forms.add(decoded)
+    for text in list(forms):
+        if "-----BEGIN" in text:
+            forms.update(_pem_body_parts(text))
+    return forms
+
+
+def _decode_base64_text(value: str) -> str | None:
+    compact = "".join(value.split())
+    if len(compact) < MIN_SECRET_LENGTH or len(compact) % 4:
+        return None
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None  # binary: it cannot appear in text output as such
+    if not text or not all(c.isprintable() or c in "\r\n\t" for c in text):
+        return None
+    return text
+
+
+def _pem_body_parts(text: str) -> set[str]:
+    """Base64 body lines (≥ 16 chars) of every PEM block in `text`, and each block's joined body."""
+    parts: set[str] = set()
+    body: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("-----BEGIN"):
+            inside, body = True, []
+        elif line.startswith("-----END"):
+            if body:
+                parts.add("".join(body))
+            inside = False
+        elif inside and _PEM_LINE.match(line):
+            body.append(line)
+            if len(line) >= MIN_PEM_LINE_LENGTH:
+                parts.add(line)
+    return {p for p in parts if len(p) >= MIN_PEM_LINE_LENGTH}
+
+
+# --------------------------------------------------------------------------- redacting
+
+
+def _replace_value(match: re.Match[str]) -> str:
+    return match.group("prefix") + REDACTED
+
+
+def _replace_bearer(match: re.Match[str]) -> str:
+    token = match.group("token")
+    # "bearer authentication failed" is prose, not a token: real tokens have digits or punctuation.
+    if len(token) < MIN_SECRET_LENGTH or not any(c.isdigit() or c in "._~+/=-" for c in token):
+        return match.group(0)
+    return match.group("prefix") + REDACTED
+
+
+_PRIVATE_KEY_BLOCK = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)",
+    re.DOTALL,
+)
+_AUTHORIZATION_HEADER = re.compile(
+    r"(?P<prefix>\bAuthorization\s*[:=]\s*[\"']?(?:Bearer|Basic)\s+)[^\s\"',;]+", re.IGNORECASE
+)
+_BEARER = re.compile(
+    r"(?P<prefix>\bbearer\s+)(?P<token>[A-Za-z0-9\-_~+/]+(?:\.[A-Za-z0-9\-_~+/]+)*=*)", re.IGNORECASE
+)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_BOOTSTRAP_TOKEN = re.compile(r"(?<![A-Za-z0-9.-])[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9.-])")
+# `key: value` / `"key": "value"` / `key=value` where the key names a secret.
+_SECRET_KEYED_VALUE = re.compile(
+    r"""(?P<prefix>(?<![A-Za-z0-9_-])(?P<quote>["']?)"""
+    r"""(?:secretboxEncryptionSecret|aescbcEncryptionSecret|secret|token|password|client-secret|"""
+    r"""id-token|refresh-token|access-token|client-key-data|client-certificate-data|"""
+    r"""certificate-authority-data)(?P=quote)\s*[:=]\s*["']?)[^\s"',}]{8,}""",
+    re.IGNORECASE,
+)
+# `key: <long base64>`: the private keys of the Talos machine config and talosconfig.
+_BASE64_KEY_VALUE = re.compile(
+    r"""(?P<prefix>(?<![A-Za-z0-9_-])(?P<quote>["']?)key(?P=quote)\s*:\s*["']?)[A-Za-z0-9+/]{40,}={0,2}"""
+)
+
+# (cheap substring test, pattern, replacement); the test skips the regex on most lines.
+_GENERIC_RULES: tuple[tuple[str | None, re.Pattern[str], Any], ...] = (
+    ("PRIVATE KEY", _PRIVATE_KEY_BLOCK, REDACTED),
+    (None, _AUTHORIZATION_HEADER, _replace_value),
+    (None, _BEARER, _replace_bearer),
+    ("eyJ", _JWT, REDACTED),
+    (".", _BOOTSTRAP_TOKEN, REDACTED),
+    (None, _SECRET_KEYED_VALUE, _replace_value),
+    (None, _BASE64_KEY_VALUE, _replace_value),
+)
+
+
+class Redactor:
+    """Replaces known secrets and secret-shaped text with `‹redacted›`.
+
+    Known secrets are matched longest first through one compiled alternation, rebuilt only when
+    `add` brings new ones, so calling the redactor on every output line stays cheap.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._secrets: frozenset[str] = frozenset()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        return self._secrets
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Remember more secrets (values shorter than 8 characters are ignored)."""
+        new = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
+        with self._lock:
+            if new <= self._secrets:
+                return
+            merged = self._secrets | new
+            ordered = sorted(merged, key=lambda s: (-len(s), s))
+            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+            self._secrets = merged
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        for needle, rule, replacement in _GENERIC_RULES:
+            if needle is None or needle in text:
+                text = rule.sub(replacement, text)
+        return text
+
+
+REDACTOR = Redactor()
+
+
+def redact(text: str) -> str:
+    """`text` with every secret known to the process-wide `REDACTOR` and every secret shape removed."""
+    return REDACTOR(text)
+
+
+def install_secrets_from(kube: Path | None, talos: Path | None) -> None:
+    """Teach the process-wide redactor the secrets of these config files."""
+    REDACTOR.add(collect_secrets(kubeconfig=kube, talosconfig=talos))
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the formatted message, traceback and stack of each record.
+
+    Attach it to the *handlers* (filters on a logger do not see records propagated from child
+    loggers, such as those of the kubernetes client).
+    """
+
+    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
+        super().__init__(name)
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactor = self._redactor or REDACTOR
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the record nor leak its args
+            message = f"{record.msg!s} (unformattable arguments)"
+        record.msg = redactor(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redactor(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redactor(record.stack_info)
+        return True

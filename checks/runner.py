@@ -1,0 +1,212 @@
+"""Run external programs (talosctl, helm) the one safe way: argument lists through anyio.
+
+Every child gets `stdin=DEVNULL` (a child that inherits the terminal steals keystrokes), its own
+process session (so the whole process group can be killed on timeout or cancel), a timeout, and
+both output streams read concurrently (a full pipe would deadlock). Output is bounded: a tool that
+prints 100 MB cannot exhaust memory. Failures become values, never exceptions, except cancellation.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import ByteReceiveStream, Process
+
+from checks.redact import redact
+
+DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024  # bytes kept per stream; the rest is counted and dropped
+KILL_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int | None  # None: never started or killed on timeout
+    stdout: str
+    stderr: str
+    duration_ms: int
+    timed_out: bool = False
+    error: str | None = None  # could not start (not found, not executable)
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.timed_out and self.returncode == 0
+
+    @property
+    def display(self) -> str:
+        return display_argv(self.argv)
+
+    def failure_reason(self) -> str:
+        """One line saying why the command did not succeed (redacted)."""
+        if self.error:
+            return self.error
+        if self.timed_out:
+            return f"{self.display} timed out after {self.duration_ms / 1000:.1f}s"
+        text = last_meaningful_line(self.stderr) or last_meaningful_line(self.stdout) or "no output"
+        return redact(f"exit {self.returncode}: {text}")[:240]
+
+
+def display_argv(argv: Sequence[str]) -> str:
+    """The command as a person would type it, with the global talosctl flags left out for brevity."""
+    shown: list[str] = [os.path.basename(argv[0])] if argv else []
+    skip_next = False
+    for arg in argv[1:]:
+        if skip_next:
+            skip_next = False
+            continue
+        if arg in ("--talosconfig", "--context", "--nodes", "--kubeconfig", "--kube-context"):
+            skip_next = True
+            continue
+        shown.append(arg if arg and " " not in arg else repr(arg))
+    return " ".join(shown)
+
+
+def last_meaningful_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        stripped = line.strip()
+        if stripped:
+            return stripped
+    return ""
+
+
+def _kill_group(process: Process) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def _terminate(process: Process) -> None:
+    """SIGTERM the child's process group, then SIGKILL it after a short grace period."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    with anyio.move_on_after(KILL_GRACE_S, shield=True):
+        await process.wait()
+        # the leader exited; make sure grandchildren are gone too
+    _kill_group(process)
+    with anyio.move_on_after(KILL_GRACE_S, shield=True):
+        await process.wait()
+
+
+class _Collector:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes) -> None:
+        if self.size >= self.limit:
+            self.truncated = True
+            return
+        room = self.limit - self.size
+        if len(chunk) > room:
+            chunk = chunk[:room]
+            self.truncated = True
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode("utf-8", errors="replace")
+
+
+async def _pump(
+    stream: ByteReceiveStream | None,
+    collector: _Collector,
+    on_line: Callable[[str], None] | None,
+) -> None:
+    if stream is None:
+        return
+    pending = b""
+    async for chunk in stream:
+        collector.add(chunk)
+        if on_line is None:
+            continue
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            on_line(line.decode("utf-8", errors="replace").rstrip("\r"))
+        if len(pending) > 64 * 1024:  # a line with no end: flush what we have
+            on_line(pending.decode("utf-8", errors="replace"))
+            pending = b""
+    if on_line is not None and pending:
+        on_line(pending.decode("utf-8", errors="replace").rstrip("\r"))
+
+
+async def run_command(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: dict[str, str] | None = None,
+    on_stdout: Callable[[str], None] | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> CommandResult:
+    """Run `argv` (never through a shell) and return what happened.
+
+    Timeouts and start failures are results; cancellation kills the process group and re-raises.
+    `on_stdout` / `on_stderr` receive complete lines as they arrive (for streaming actions).
+    """
+    argv = tuple(argv)
+    started = time.monotonic()
+
+    def elapsed() -> int:
+        return int((time.monotonic() - started) * 1000)
+
+    try:
+        process = await anyio.open_process(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        return CommandResult(argv, None, "", "", elapsed(), error=f"{argv[0]} not found")
+    except PermissionError:
+        return CommandResult(argv, None, "", "", elapsed(), error=f"{argv[0]} is not executable")
+    except OSError as exc:
+        return CommandResult(argv, None, "", "", elapsed(), error=f"cannot run {argv[0]}: {exc.strerror or exc}")
+
+    out, err = _Collector(max_output), _Collector(max_output)
+    timed_out = False
+    try:
+        with anyio.move_on_after(timeout) as scope:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_pump, process.stdout, out, on_stdout)
+                group.start_soon(_pump, process.stderr, err, on_stderr)
+                await process.wait()
+                # grandchildren left in the group would hold the pipes open: end them
+                _kill_group(process)
+        if scope.cancelled_caught:
+            timed_out = True
+            await _terminate(process)
+    except BaseException:
+        # cancelled from outside (user pressed x, app quitting): the whole group dies with us
+        with anyio.CancelScope(shield=True):
+            await _terminate(process)
+        raise
+    finally:
+        _kill_group(process)
+        with anyio.CancelScope(shield=True):
+            await process.aclose()
+
+    return CommandResult(
+        argv,
+        None if timed_out else process.returncode,
+        out.text(),
+        err.text(),
+        elapsed(),
+        timed_out=timed_out,
+        truncated=out.truncated or err.truncated,
+    )

@@ -1,0 +1,153 @@
+"""`talos-gpu` command line: the TUI, `check`, `enable`, `demo` and `lab` (INTERFACE.md).
+
+Imports are lazy: the parser and the first frame must not pay for the kubernetes client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from checks.engine import Target
+
+PROG = "talos-gpu"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{PROG}: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a non-negative number of seconds, got {text!r}")
+    return value
+
+
+def _target_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-n", "--node", metavar="ADDR", help="the Talos node to check (default: first node of the talosconfig context)")
+    common.add_argument("--talosconfig", metavar="PATH", help="talosconfig file (default: $TALOSCONFIG, else ~/.talos/config)")
+    common.add_argument("--talos-context", metavar="NAME", help="context inside the talosconfig (default: its current context)")
+    common.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    common.add_argument("--context", metavar="NAME", help="kubeconfig context (default: its current context)")
+    common.add_argument("--profile", metavar="PATH", help="YAML file with the expected state (default: the seed's setup)")
+    common.add_argument("--read-only", action="store_true", help="no mutating action can be started")
+    common.add_argument("--factory", metavar="URL", help="Image Factory to register schematics with (default: compute the id offline)")
+    common.add_argument("--refresh", metavar="SECONDS", type=_positive_float, default=5.0,
+                        help="TUI: how often the panes re-read the cluster (0: only on r; default 5)")
+    return common
+
+
+def build_parser() -> OneLineParser:
+    common = _target_options()
+    parser = OneLineParser(prog=PROG, parents=[common],
+                           description="Bring NVIDIA GPUs up on a Talos Linux Kubernetes node, and say why they are missing.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+
+    check = sub.add_parser("check", parents=[common], help="run the checks headless (Rich table or --json)")
+    check.add_argument("--json", action="store_true", help="print one JSON object (schema 1)")
+    check.add_argument("--pod-test", action="store_true", help="also run the GPU test pod (creates and deletes one pod)")
+    check.add_argument("--timeout", metavar="SECONDS", type=_positive_float, default=60.0,
+                       help="upper bound for the whole sweep (default 60)")
+
+    enable = sub.add_parser("enable", parents=[common], help="plan and apply the actions of failing stages")
+    enable.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    enable.add_argument("--yes", action="store_true", help="do not ask before each action")
+    enable.add_argument("--timeout", metavar="SECONDS", type=_positive_float, default=60.0,
+                        help="upper bound for each check sweep (default 60)")
+
+    for name, text in (("demo", "the TUI against the built-in lab (no cluster needed)"),
+                       ("lab", "run the lab alone and print the export lines for kubectl and talos-gpu")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--scenario", metavar="NAME", default="fresh", help="lab scenario (default: fresh)")
+        if name == "demo":
+            p.add_argument("--refresh", metavar="SECONDS", type=_positive_float, default=3.0,
+                           help="how often the panes re-read the lab (default 3)")
+            p.add_argument("--read-only", action="store_true", help="no mutating action can be started")
+    return parser
+
+
+def build_target(args: argparse.Namespace, env: dict[str, str] | None = None) -> Target:
+    """Resolve configs, profile and binaries; raises UsageError with a one-line message."""
+    from checks.config import find_helm, resolve_kube, resolve_talos, talosctl_path, validate_node_address
+    from checks.engine import Target
+    from checks.profile import load_profile
+    from checks.redact import install_secrets_from
+
+    environ = dict(os.environ if env is None else env)
+    if args.node is not None:
+        validate_node_address(args.node)
+    talos = resolve_talos(args.talosconfig, args.talos_context, args.node, env=environ)
+    kube = resolve_kube(args.kubeconfig, args.context, env=environ)
+    install_secrets_from(kube.kubeconfig, talos.talosconfig)
+    profile = load_profile(_path(args.profile))
+    return Target(talos, kube, profile, talosctl_path(environ), find_helm(environ), env)
+
+
+def _path(value: str | None):  # noqa: ANN202 - Path | None, imported lazily
+    if value is None:
+        return None
+    from pathlib import Path
+
+    return Path(value).expanduser()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        from checks.errors import UsageError, one_line
+
+        if isinstance(exc, UsageError):
+            sys.stderr.write(f"{PROG}: {exc}\n")
+            return 2
+        sys.stderr.write(f"{PROG}: internal error: {one_line(exc)}\n")
+        if os.environ.get("TALOS_GPU_DEBUG"):
+            raise
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "check":
+        from tui.headless import run_check
+
+        return run_check(args, build_target(args))
+    if command == "enable":
+        from tui.headless import run_enable
+
+        return run_enable(args, build_target(args))
+    if command == "lab":
+        from lab.runtime import run_foreground
+
+        return int(run_foreground(args.scenario) or 0)
+    if command == "demo":
+        from tui.demo import run_demo
+
+        return run_demo(args)
+    from tui.interactive import run_tui
+
+    return run_tui(args, build_target(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

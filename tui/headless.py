@@ -1,0 +1,67 @@
+"""Headless commands: `talos-gpu check` (Rich table or JSON) and `talos-gpu enable`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from checks.engine import Target, run_sweep
+from checks.model import Report, Status
+from checks.redact import redact
+
+STATUS_STYLES: dict[Status, str] = {
+    Status.PASS: "bold green",
+    Status.WARN: "bold yellow",
+    Status.FAIL: "bold red",
+    Status.BLOCKED: "bold magenta",
+    Status.UNKNOWN: "bold cyan",
+    Status.SKIPPED: "dim",
+}
+
+
+def status_text(status: Status) -> Text:
+    """Icon and word together: colour is never the only signal."""
+    return Text(f"{status.icon} {status.value.upper()}", style=STATUS_STYLES[status])
+
+
+def render_report(report: Report, console: Console) -> None:
+    title = f"talos-gpu check — node {report.node}" + (f" (Kubernetes node {report.kube_node})" if report.kube_node else "")
+    table = Table(title=redact(title), title_justify="left", expand=False, show_lines=False)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("summary", overflow="fold")
+    table.add_column("ms", justify="right", style="dim")
+    for stage in report.stages:
+        table.add_row(stage.id, status_text(stage.status), redact(stage.summary), str(stage.duration_ms))
+    console.print(table)
+    cause = report.root_cause
+    if cause is None:
+        console.print(Text(f"✔ every stage passes — {report.wall_ms} ms", style="bold green"))
+        return
+    console.print(Text.assemble(("Root cause: ", "bold red"), (cause.stage, "bold"), " — ", redact(cause.summary)))
+    root = report.stage(cause.stage)
+    for line in root.evidence:
+        console.print(Text("  • " + redact(line), style="dim"))
+    if cause.remediation:
+        console.print(Text.assemble(("Next: ", "bold"), (redact(cause.remediation), "bold cyan")))
+
+
+def run_check(args: argparse.Namespace, target: Target) -> int:
+    report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test))
+    if args.json:
+        sys.stdout.write(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)) + "\n")
+    else:
+        render_report(report, Console(highlight=False))
+    return report.exit_code
+
+
+def run_enable(args: argparse.Namespace, target: Target) -> int:
+    from tui.enable import enable
+
+    return enable(args, target)
