@@ -73,18 +73,20 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
                              evidence, f"wait for the node to finish {ms.stage}, then re-check")
     elif machine.error:
         evidence.append(f"talosctl get machinestatus: {machine.error}")
+    health_failure: Judgement | None = None
     if health.ok:
         failed = health.value.failed_check
         if failed is not None:
             message = failed.message or health.value.error or "failed"
             evidence.append(f"talosctl health: waiting for {failed.name}: {message}")
-            return Judgement(Status.FAIL, f"talosctl health fails at {quote(failed.name)}: {quote(message)}",
-                             evidence, f"talosctl --nodes {inp.node} health  (then fix what it reports)")
-        if health.value.error:
+            health_failure = Judgement(Status.FAIL, f"talosctl health fails at {quote(failed.name)}: {quote(message)}",
+                                       evidence, f"talosctl --nodes {inp.node} health  (then fix what it reports)")
+        elif health.value.error:
             evidence.append(f"talosctl health: {health.value.error}")
-            return Judgement(Status.FAIL, f"talosctl health fails: {quote(health.value.error)}", evidence,
-                             f"talosctl --nodes {inp.node} health")
-        evidence.append(f"talosctl health: {len(health.value.checks)} checks OK")
+            health_failure = Judgement(Status.FAIL, f"talosctl health fails: {quote(health.value.error)}", evidence,
+                                       f"talosctl --nodes {inp.node} health")
+        else:
+            evidence.append(f"talosctl health: {len(health.value.checks)} checks OK")
     else:
         evidence.append(f"talosctl health: {health.error}")
     if not node.ok:
@@ -105,6 +107,8 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
         return Judgement(Status.FAIL, f"Node {name} is NotReady: {quote(why)}", evidence,
                          f"kubectl describe node {name}  and  talosctl --nodes {inp.node} service kubelet")
     evidence.append(f"kubectl get node {name}: Ready")
+    if health_failure is not None:
+        return health_failure
     if health.error and not health.ok:
         return Judgement(Status.WARN, f"Node {name} is Ready, but talosctl health could not run: {health.error}",
                          evidence, None)

@@ -42,7 +42,7 @@ def _spawner(tmp_path: Path, sleep: float) -> list[str]:
 
 
 def _pids(tmp_path: Path) -> list[int]:
-    for _ in range(50):
+    for _ in range(400):  # a loaded 2-core machine can take seconds to start a Python child
         path = tmp_path / "pids"
         if path.exists() and path.read_text().strip():
             return [int(p) for p in path.read_text().split()]
@@ -78,8 +78,8 @@ def test_not_found_and_not_executable(tmp_path: Path) -> None:
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     started = time.monotonic()
-    result = anyio.run(lambda: run_command(_spawner(tmp_path, 30), timeout=1.0))
-    assert time.monotonic() - started < 5
+    result = anyio.run(lambda: run_command(_spawner(tmp_path, 30), timeout=4.0))
+    assert time.monotonic() - started < 15
     assert result.timed_out and result.returncode is None
     assert "timed out" in result.failure_reason()
     for pid in _pids(tmp_path):
@@ -88,12 +88,12 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
 
 def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
     async def main() -> None:
-        with anyio.move_on_after(1.0):
+        with anyio.move_on_after(4.0):
             await run_command(_spawner(tmp_path, 30), timeout=60)
 
     started = time.monotonic()
     anyio.run(main)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15
     pids = _pids(tmp_path)
     time.sleep(0.1)
     for pid in pids:

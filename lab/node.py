@@ -1,0 +1,482 @@
+"""What the simulated node *is* right now: stored state plus the clock -> :class:`NodeView`.
+
+This is the single place that turns ``state.json`` into facts; ``talosctl``, ``helm`` and the
+Kubernetes API server all use it (see ``lab/CONTRACT.md``, "Derived view").
+
+Reboot timeline (``talos.reboot = {"reason", "started", "image"?, "pending"?}``, R = ``knobs.reboot_s``):
+
+========================  ==================  ==========================================================
+time since ``started``    phase               what answers
+========================  ==================  ==========================================================
+[0, 1 s) (upgrade only)   ``upgrading``       Talos API up, machine stage ``upgrading``, Node NotReady
+next R/2                  ``down``            nothing: talosctl fails with a connection error
+next R/2                  ``booting``         API up, stage ``booting``, not ready
+after that                ``running``         reboot over; the Node turns Ready ``kube_grace`` later
+========================  ==================  ==========================================================
+
+``pending`` holds what the reboot changes (``schematic``/``extensions``/``version`` for an upgrade,
+``config`` for a machine-config change that needs a reboot). It takes effect the moment the node
+goes ``down``: :func:`effective_talos` applies it virtually for the view, :func:`settle` commits it
+to the stored state (called by ``lab.state.mutate``) and drops the record once the reboot is over.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lab.schematics import KERNEL_VERSION, KMOD, TOOLKIT
+
+UPGRADE_INSTALL_S = 1.0
+NVIDIA_MODULES = ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")
+MODULE_DEPENDENCIES = {
+    "nvidia": [],
+    "nvidia_modeset": ["nvidia"],
+    "nvidia_uvm": ["nvidia"],
+    "nvidia_drm": ["nvidia_modeset", "nvidia"],
+}
+# Sizes and load addresses from samples/talos/read-proc-modules-nvidia.txt, in /proc/modules order.
+NVIDIA_MODULE_INFO = {
+    "nvidia_uvm": (1146880, "0xffffffffc2733000"),
+    "nvidia_drm": (69632, "0xffffffffc2721000"),
+    "nvidia_modeset": (1142784, "0xffffffffc25ea000"),
+    "nvidia": (39047168, "0xffffffffc00ac000"),
+}
+# Modules any node of this hardware has loaded (the format of samples/talos/read-proc-modules-no-nvidia.txt).
+BASE_MODULES = [
+    ("iTCO_wdt", 12288, "0xffffffffc0636000"),
+    ("iTCO_vendor_support", 12288, "0xffffffffc04e5000"),
+    ("ahci", 45056, "0xffffffffc060a000"),
+    ("watchdog", 40960, "0xffffffffc0606000"),
+    ("i2c_i801", 36864, "0xffffffffc05f5000"),
+    ("lpc_ich", 24576, "0xffffffffc05e5000"),
+    ("igb", 294912, "0xffffffffc04f6000"),
+    ("libahci", 49152, "0xffffffffc04d5000"),
+    ("i2c_smbus", 12288, "0xffffffffc04d1000"),
+    ("mfd_core", 12288, "0xffffffffc04cf000"),
+    ("i2c_algo_bit", 12288, "0xffffffffc04c7000"),
+]
+NO_CGROUPS_PATH = "/etc/nvidia-container-runtime/config.toml"
+BPF_SYSCTL = "net.core.bpf_jit_harden"
+TALOS_DEFAULT_BPF_JIT_HARDEN = "2"
+NVIDIA_VENDOR_ID = "0x10de"
+
+# Build banners of the driver versions the lab installs. 570.172.08's is from the dmesg sample; the
+# others follow the same builder string with lab-chosen dates.
+DRIVER_BUILD_DATES = {
+    "570.172.08": ("Tue Jul  8 18:08:21 UTC 2025", "Tue Jul  8 17:51:48 UTC 2025"),
+    "570.158.01": ("Tue Jun  3 17:39:44 UTC 2025", "Tue Jun  3 17:23:10 UTC 2025"),
+    "535.247.01": ("Thu Apr 24 17:22:58 UTC 2025", "Thu Apr 24 17:06:31 UTC 2025"),
+}
+DEFAULT_BUILD_DATES = ("Mon Jun  2 12:00:00 UTC 2025", "Mon Jun  2 11:45:00 UTC 2025")
+DRIVER_BUILDER = "dvs-builder@U22-I3-AF01-21-3"
+GCC_VERSION_LINE = "GCC version:  gcc version 14.2.0 (GCC) "
+
+
+@dataclass(frozen=True)
+class NodeView:
+    phase: str
+    api_up: bool
+    machine_stage: str
+    machine_ready: bool
+    kube_ready: bool
+    talos_version: str
+    extensions: list[dict]
+    kmod_ext_driver: str | None
+    toolkit_ext_driver: str | None
+    modules_loaded: list[str]
+    driver_version: str | None
+    gpus_total: int
+    gpus_initialised: int
+    nvidia_runtime_handler: bool
+    bpf_jit_harden: str
+    no_cgroups: bool
+    dmesg: list[str]
+    container_runtime_ok: bool
+
+
+@dataclass(frozen=True)
+class RebootTimeline:
+    started: float
+    down_at: float
+    boot_at: float
+    running_at: float
+    kube_ready_at: float
+
+    def phase(self, now: float) -> str:
+        if now < self.down_at:
+            return "upgrading"
+        if now < self.boot_at:
+            return "down"
+        if now < self.running_at:
+            return "booting"
+        return "running"
+
+
+@dataclass(frozen=True)
+class KernelLogRecord:
+    """One kernel log line: seconds since boot, syslog facility and level, message."""
+
+    offset_s: float
+    facility: str
+    level: str
+    message: str
+
+
+def reboot_seconds(state: dict[str, Any]) -> float:
+    return float((state.get("knobs") or {}).get("reboot_s", 6.0))
+
+
+def kube_grace_seconds(reboot_s: float) -> float:
+    """How long after the node is back the kubelet takes to report Ready again."""
+    return min(1.0, 0.2 * reboot_s)
+
+
+def timeline(reboot: dict[str, Any], reboot_s: float) -> RebootTimeline:
+    started = float(reboot["started"])
+    down_at = started + (UPGRADE_INSTALL_S if reboot.get("reason") == "upgrade" else 0.0)
+    boot_at = down_at + reboot_s / 2
+    running_at = down_at + reboot_s
+    return RebootTimeline(started, down_at, boot_at, running_at, running_at + kube_grace_seconds(reboot_s))
+
+
+def _apply_pending(talos: dict[str, Any], reboot: dict[str, Any], boot_at: float) -> None:
+    pending = reboot.get("pending") or {}
+    for key in ("schematic", "extensions", "version"):
+        if key in pending:
+            talos[key] = copy.deepcopy(pending[key])
+    staged = talos.get("staged_config")
+    if "config" in pending:
+        talos["config"] = copy.deepcopy(pending["config"])
+    elif staged:
+        talos["config"] = copy.deepcopy(staged)
+    talos["staged_config"] = None
+    talos["boot_time"] = boot_at
+
+
+def effective_talos(state: dict[str, Any], now: float) -> dict[str, Any]:
+    """The ``talos`` section as the node runs it at ``now`` (pending reboot changes applied once down)."""
+    talos = copy.deepcopy(state["talos"])
+    reboot = talos.get("reboot")
+    if reboot and not reboot.get("applied"):
+        line = timeline(reboot, reboot_seconds(state))
+        if now >= line.down_at:
+            _apply_pending(talos, reboot, line.boot_at)
+            talos["reboot"] = dict(reboot, applied=True)
+    return talos
+
+
+def settle(state: dict[str, Any], now: float) -> bool:
+    """Commit what the clock has made true; returns whether the state changed."""
+    talos = state["talos"]
+    reboot = talos.get("reboot")
+    if not reboot:
+        return False
+    line = timeline(reboot, reboot_seconds(state))
+    changed = False
+    if not reboot.get("applied") and now >= line.down_at:
+        _apply_pending(talos, reboot, line.boot_at)
+        reboot["applied"] = True
+        reboot.pop("pending", None)
+        _sync_kube_node_info(state)
+        changed = True
+    if now >= line.kube_ready_at:
+        talos["reboot"] = None
+        changed = True
+    return changed
+
+
+def _sync_kube_node_info(state: dict[str, Any]) -> None:
+    """After an upgrade to another Talos version, the kubelet reports the new OS image."""
+    talos = state["talos"]
+    for node in (state.get("kube") or {}).get("nodes", []):
+        if node.get("metadata", {}).get("name") == talos.get("hostname"):
+            info = node.setdefault("status", {}).setdefault("nodeInfo", {})
+            info["osImage"] = f"Talos ({talos.get('version')})"
+
+
+def _driver_of(extensions: list[dict[str, Any]], prefix: str) -> str | None:
+    for extension in extensions:
+        if str(extension.get("name", "")).startswith(prefix + "-"):
+            return str(extension.get("version", "")).split("-", 1)[0] or None
+    return None
+
+
+def extension_listing(talos: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ExtensionStatus entries as ``talosctl get extensions`` lists them (sorted by id)."""
+    listing: list[dict[str, Any]] = []
+    installed = list(talos.get("extensions") or [])
+    for index, extension in enumerate(installed):
+        listing.append(
+            {
+                "id": str(index),
+                "image": f"{index}.sqsh",
+                "name": extension["name"],
+                "version": extension["version"],
+                "author": extension.get("author", ""),
+                "description": extension.get("description", ""),
+                "compatibility": {"talos": {"version": ">= v1.2.0"}},
+            }
+        )
+    if talos.get("schematic"):
+        index = len(installed)
+        listing.append(
+            {
+                "id": str(index),
+                "image": f"{index}.sqsh",
+                "name": "schematic",
+                "version": talos["schematic"],
+                "author": "Image Factory",
+                "description": "Virtual extension which specifies the schematic of the image built with Image Factory.",
+                "compatibility": {"talos": {"version": ">= 1.0.0"}},
+            }
+        )
+    if any(str(extension["name"]).startswith(KMOD) for extension in installed):
+        listing.append(
+            {
+                "id": "modules.dep",
+                "image": "modules.dep.sqsh",
+                "name": "modules.dep",
+                "version": KERNEL_VERSION,
+                "author": "Talos Machinery",
+                "description": "Combined modules.dep for all extensions",
+            }
+        )
+    return sorted(listing, key=lambda entry: entry["id"])
+
+
+def nvidia_pci_devices(talos: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        device
+        for device in talos.get("pci_devices") or []
+        if str(device.get("vendor_id", "")).lower() == NVIDIA_VENDOR_ID and device.get("class_id") == "0x03"
+    ]
+
+
+def loaded_nvidia_modules(talos: dict[str, Any]) -> list[str]:
+    """NVIDIA modules loaded: requested in the config (plus their dependencies) and shipped by the kmod extension."""
+    if _driver_of(talos.get("extensions") or [], KMOD) is None:
+        return []
+    requested = set((talos.get("config") or {}).get("kernel_modules") or [])
+    loaded: set[str] = set()
+    for module in requested:
+        if module in MODULE_DEPENDENCIES:
+            loaded.add(module)
+            loaded.update(MODULE_DEPENDENCIES[module])
+    return [module for module in NVIDIA_MODULE_INFO if module in loaded]
+
+
+def no_cgroups_configured(talos: dict[str, Any]) -> bool:
+    content = config_file(talos, NO_CGROUPS_PATH)
+    if content is None:
+        return False
+    try:
+        parsed = tomllib.loads(content)
+    except tomllib.TOMLDecodeError:
+        return False
+    section = parsed.get("nvidia-container-cli")
+    return isinstance(section, dict) and section.get("no-cgroups") is True
+
+
+def config_file(talos: dict[str, Any], path: str) -> str | None:
+    """Content of a ``machine.files`` entry as written on the node (the last entry for a path wins)."""
+    content: str | None = None
+    for entry in (talos.get("config") or {}).get("files") or []:
+        if entry.get("path") != path:
+            continue
+        if entry.get("op") == "append" and content is not None:
+            content += str(entry.get("content", ""))
+        else:
+            content = str(entry.get("content", ""))
+    return content
+
+
+def build_banner(driver: str) -> tuple[str, str]:
+    return DRIVER_BUILD_DATES.get(driver, DEFAULT_BUILD_DATES)
+
+
+def nvidia_version_file(driver: str) -> str:
+    """``/proc/driver/nvidia/version`` of the open kernel modules."""
+    date = build_banner(driver)[0]
+    return (
+        f"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {driver}  Release Build  ({DRIVER_BUILDER})  {date}\n"
+        f"{GCC_VERSION_LINE}\n"
+    )
+
+
+def kernel_log(talos: dict[str, Any], modules: list[str], toolkit_driver: str | None) -> list[KernelLogRecord]:
+    """The kernel ring buffer (the lines the lab models), oldest first."""
+    records = [
+        KernelLogRecord(0.0, "kern", "notice", f"Linux version {KERNEL_VERSION} (@buildkitsandbox) #1 SMP"),
+        KernelLogRecord(
+            0.0,
+            "kern",
+            "info",
+            "Command line: talos.platform=metal console=tty0 init_on_alloc=1 slab_nomerge pti=on consoleblank=0 "
+            "nvme_core.io_timeout=4294967295 printk.devkmsg=on ima_template=ima-ng ima_appraise=fix ima_hash=sha512",
+        ),
+        KernelLogRecord(2.104518, "kern", "info", "ahci 0000:00:17.0: AHCI vers 0001.0301, 32 command slots, 6 Gbps, SATA mode"),
+        KernelLogRecord(2.381907, "kern", "info", "igb 0000:05:00.0: Intel(R) Gigabit Ethernet Network Connection"),
+    ]
+    driver = _driver_of(talos.get("extensions") or [], KMOD)
+    if driver is None or "nvidia" not in modules:
+        return records
+    kernel_date, modeset_date = build_banner(driver)
+    gpus = nvidia_pci_devices(talos)
+    broken = {str(device).lower() for device in talos.get("broken_gpus") or []}
+    records.append(KernelLogRecord(14.101233, "kern", "warning", "nvidia: loading out-of-tree module taints kernel."))
+    records.append(
+        KernelLogRecord(14.298711, "kern", "info", "nvidia-nvlink: Nvlink Core is being initialized, major device number 236")
+    )
+    for minor, device in enumerate(gpus):
+        records.append(
+            KernelLogRecord(14.3 + 0.01 * minor, "kern", "info", f"nvidia {device['id']}: enabling device (0000 -> 0002)")
+        )
+    records.append(
+        KernelLogRecord(
+            14.395582,
+            "kern",
+            "info",
+            f"NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  {driver}  Release Build  ({DRIVER_BUILDER})  {kernel_date}",
+        )
+    )
+    if "nvidia_modeset" in modules:
+        records.append(
+            KernelLogRecord(
+                14.512076,
+                "kern",
+                "info",
+                "nvidia-modeset: Loading NVIDIA UNIX Open Kernel Mode Setting Driver for x86_64  "
+                f"{driver}  Release Build  ({DRIVER_BUILDER})  {modeset_date}",
+            )
+        )
+    if "nvidia_uvm" in modules:
+        records.append(KernelLogRecord(14.733415, "kern", "info", "nvidia-uvm: Loaded the UVM driver, major device number 234."))
+    for minor, device in enumerate(gpus):
+        pci = str(device["id"]).lower()
+        base = 18.3 + 4.0 * minor
+        if pci in broken:
+            records.extend(
+                [
+                    KernelLogRecord(
+                        base,
+                        "kern",
+                        "err",
+                        "NVRM: nvAssertOkFailedNoLog: Assertion failed: Call timed out [NV_ERR_TIMEOUT] (0x00000065) "
+                        "returned from kgspWaitForRmInitDone(pGpu, pKernelGsp) @ kernel_gsp_gh100.c:928",
+                    ),
+                    KernelLogRecord(base + 0.016230, "kern", "err", "NVRM: RmInitAdapter: Cannot initialize GSP firmware RM"),
+                    KernelLogRecord(
+                        base + 0.030489, "kern", "err", "NVRM: iovaspaceDestruct_IMPL: 1 left-over mappings in IOVAS 0x100"
+                    ),
+                    KernelLogRecord(base + 0.037652, "kern", "err", f"NVRM: GPU {pci}: RmInitAdapter failed! (0x62:0x65:1859)"),
+                    KernelLogRecord(
+                        base + 0.045650, "kern", "err", f"NVRM: GPU {pci}: rm_init_adapter failed, device minor number {minor}"
+                    ),
+                ]
+            )
+        elif "nvidia_drm" in modules:
+            bus = pci.split(":")[1]
+            records.append(
+                KernelLogRecord(base, "kern", "info", f"[drm] [nvidia-drm] [GPU ID 0x0000{bus}00] Loading driver")
+            )
+            records.append(
+                KernelLogRecord(
+                    base + 0.4, "kern", "info", f"[drm] Initialized nvidia-drm 0.0.0 for {pci} on minor {minor + 1}"
+                )
+            )
+    if toolkit_driver and toolkit_driver != driver:
+        mismatch = [
+            f"NVRM: API mismatch: the client has the version {toolkit_driver}, but",
+            f"NVRM: this kernel module has the version {driver}.  Please",
+            "NVRM: make sure that this kernel module and all NVIDIA driver",
+            "NVRM: components have the same version.",
+        ]
+        records.extend(KernelLogRecord(41.207733, "kern", "err", line) for line in mismatch)
+    return sorted(records, key=lambda record: record.offset_s)
+
+
+def raw_dmesg_line(record: KernelLogRecord) -> str:
+    """``dmesg`` format: ``[   14.395582] NVRM: ...``."""
+    return f"[{record.offset_s:12.6f}] {record.message}"
+
+
+def rfc3339_nano(epoch: float) -> str:
+    """Go's time.RFC3339Nano in UTC (trailing zeros of the fraction dropped)."""
+    whole = int(epoch)
+    nanos = int(round((epoch - whole) * 1e9))
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, nanos - 1_000_000_000
+    stamp = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{nanos:09d}".rstrip("0")
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
+
+
+def rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def node_view(state: dict[str, Any], now: float) -> NodeView:
+    """The node as it is at ``now``."""
+    talos = effective_talos(state, now)
+    reboot = talos.get("reboot")
+    phase = "running"
+    in_reboot_window = False
+    if reboot:
+        line = timeline(reboot, reboot_seconds(state))
+        phase = line.phase(now)
+        in_reboot_window = now < line.kube_ready_at
+    faults = state.get("faults") or {}
+    kubelet_fault = bool(faults.get("kubelet_not_ready"))
+    kube_ready = not in_reboot_window and not kubelet_fault and phase == "running"
+    machine_stage = {"upgrading": "upgrading", "down": "rebooting", "booting": "booting", "running": "running"}[phase]
+    extensions = talos.get("extensions") or []
+    kmod_driver = _driver_of(extensions, KMOD)
+    toolkit_driver = _driver_of(extensions, TOOLKIT)
+    nvidia_modules = loaded_nvidia_modules(talos) if phase != "down" else []
+    driver_version = kmod_driver if "nvidia" in nvidia_modules else None
+    gpus = nvidia_pci_devices(talos)
+    broken = {str(device).lower() for device in talos.get("broken_gpus") or []}
+    initialised = (
+        sum(1 for device in gpus if str(device["id"]).lower() not in broken) if driver_version is not None else 0
+    )
+    sysctls = (talos.get("config") or {}).get("sysctls") or {}
+    bpf = str(sysctls.get(BPF_SYSCTL, TALOS_DEFAULT_BPF_JIT_HARDEN))
+    no_cgroups = no_cgroups_configured(talos)
+    handler = toolkit_driver is not None
+    log = kernel_log(talos, nvidia_modules, toolkit_driver) if phase != "down" else []
+    return NodeView(
+        phase=phase,
+        api_up=phase != "down",
+        machine_stage=machine_stage,
+        machine_ready=phase == "running" and kube_ready,
+        kube_ready=kube_ready,
+        talos_version=str(talos.get("version")),
+        extensions=extension_listing(talos),
+        kmod_ext_driver=kmod_driver,
+        toolkit_ext_driver=toolkit_driver,
+        modules_loaded=nvidia_modules + [name for name, _, _ in BASE_MODULES],
+        driver_version=driver_version,
+        gpus_total=len(gpus),
+        gpus_initialised=initialised,
+        nvidia_runtime_handler=handler,
+        bpf_jit_harden=bpf,
+        no_cgroups=no_cgroups,
+        dmesg=[raw_dmesg_line(record) for record in log],
+        container_runtime_ok=handler and no_cgroups and bpf == "1",
+    )
+
+
+def proc_modules(view: NodeView) -> str:
+    """``/proc/modules`` (most recently loaded first, as the kernel lists them)."""
+    lines = []
+    for module in view.modules_loaded:
+        if module in NVIDIA_MODULE_INFO:
+            size, address = NVIDIA_MODULE_INFO[module]
+            lines.append(f"{module} {size} - - Live {address} (O)")
+    for name, size, address in BASE_MODULES:
+        lines.append(f"{name} {size} - - Live {address}")
+    return "\n".join(lines) + "\n"

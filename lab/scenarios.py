@@ -1,0 +1,380 @@
+"""Named starting points for the lab: the seed's end state with exactly one thing wrong (or ``fresh``).
+
+``build(name)`` returns a complete ``state.json`` (schema 1, see ``lab/CONTRACT.md``), including the
+``kube`` section as real Kubernetes JSON. The Node's ``nvidia.com/gpu`` capacity is left to the API
+server's controller, which derives it from the node view.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from typing import Any
+
+from lab import chart, schematics
+from lab.node import BPF_SYSCTL, NO_CGROUPS_PATH
+from lab.schematics import KMOD, TALOS_VERSION, TOOLKIT
+
+NODE_ADDRESS = "10.5.0.2"
+HOSTNAME = "gpu-node-1"
+KUBELET_VERSION = "v1.34.1"
+CONTAINERD_VERSION = "containerd://2.1.5"
+PLUGIN_RELEASE = "nvidia-device-plugin"
+PLUGIN_NAMESPACE = "kube-system"
+NVDP_REPO = {"name": "nvdp", "url": "https://nvidia.github.io/k8s-device-plugin"}
+
+SCENARIOS: dict[str, str] = {
+    "fresh": "Talos v1.11.5 vanilla: no NVIDIA extension, patch, RuntimeClass or device plugin (the default)",
+    "healthy": "the seed's end state: production extensions 570.172.08, both patches, RuntimeClass, device plugin 0.17.3",
+    "extensions-missing": "vanilla image (no NVIDIA extensions) but everything else of the seed configured",
+    "mixed-tracks": "kernel modules from the production track (570.172.08), container toolkit from lts (535.247.01)",
+    "driver-mismatch": "both production, but kernel modules 570.172.08 and container toolkit 570.158.01",
+    "modules-not-loaded": "extensions installed but the modules patch (modules + bpf sysctl) was never applied",
+    "bpf-sysctl-missing": "modules loaded but net.core.bpf_jit_harden left at the Talos default 2",
+    "no-cgroups-missing": "the no-cgroups patch (/etc/nvidia-container-runtime/config.toml) was never applied",
+    "runtimeclass-missing": "no RuntimeClass nvidia: the device plugin's pods are rejected",
+    "nfd-affinity": "device plugin installed without affinity: null: the chart's NFD node affinity leaves DESIRED 0",
+    "no-runtimeclassname": "device plugin values lack runtimeClassName: the plugin cannot find NVML",
+    "plugin-missing": "everything but the device plugin Helm release (the nvdp repo is added)",
+    "gpu-not-initialised": "one of the two H100 NVL fails RmInitAdapter: only 1 GPU usable",
+    "node-notready": "the kubelet reports NotReady",
+}
+
+SEED_VALUES: dict[str, Any] = {
+    "runtimeClassName": "nvidia",
+    "affinity": None,
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    ],
+}
+
+SEED_MODULES = ["nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset"]
+NO_CGROUPS_CONTENT = "[nvidia-container-cli]\nno-cgroups = true\n"
+
+PCI_DEVICES: list[dict[str, str]] = [
+    {
+        "id": "0000:00:00.0", "class": "Bridge", "subclass": "Host bridge", "vendor": "Intel Corporation",
+        "product": "Sky Lake-E DMI3 Registers", "class_id": "0x06", "subclass_id": "0x00",
+        "vendor_id": "0x8086", "product_id": "0x2020", "driver": "",
+    },
+    {
+        "id": "0000:02:00.0", "class": "Display controller", "subclass": "VGA compatible controller",
+        "vendor": "ASPEED Technology, Inc.", "product": "ASPEED Graphics Family", "class_id": "0x03",
+        "subclass_id": "0x00", "vendor_id": "0x1a03", "product_id": "0x2000", "driver": "ast",
+    },
+    {
+        "id": "0000:05:00.0", "class": "Network controller", "subclass": "Ethernet controller",
+        "vendor": "Intel Corporation", "product": "I210 Gigabit Network Connection", "class_id": "0x02",
+        "subclass_id": "0x00", "vendor_id": "0x8086", "product_id": "0x1533", "driver": "igb",
+    },
+    {
+        "id": "0000:33:00.0", "class": "Display controller", "subclass": "3D controller",
+        "vendor": "NVIDIA Corporation", "product": "GH100 [H100 NVL]", "class_id": "0x03",
+        "subclass_id": "0x02", "vendor_id": "0x10de", "product_id": "0x2321", "driver": "nvidia",
+    },
+    {
+        "id": "0000:8b:00.0", "class": "Display controller", "subclass": "3D controller",
+        "vendor": "NVIDIA Corporation", "product": "GH100 [H100 NVL]", "class_id": "0x03",
+        "subclass_id": "0x02", "vendor_id": "0x10de", "product_id": "0x2321", "driver": "nvidia",
+    },
+]
+
+_CAPACITY = {
+    "cpu": "64",
+    "ephemeral-storage": "1873933164Ki",
+    "hugepages-1Gi": "0",
+    "hugepages-2Mi": "0",
+    "memory": "527997004Ki",
+    "pods": "110",
+}
+_ALLOCATABLE = {
+    "cpu": "63950m",
+    "ephemeral-storage": "1727027617734",
+    "hugepages-1Gi": "0",
+    "hugepages-2Mi": "0",
+    "memory": "527370316Ki",
+    "pods": "110",
+}
+
+
+def _stable_uid(*parts: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "talos-gpu-lab/" + "/".join(parts)))
+
+
+def _timestamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _conditions(ready: bool, since: float) -> list[dict[str, str]]:
+    stamp = _timestamp(since)
+    pressure = [
+        ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+        ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    ]
+    conditions = [
+        {"type": kind, "status": "False", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp, "reason": reason,
+         "message": message}
+        for kind, reason, message in pressure
+    ]
+    if ready:
+        conditions.append({"type": "Ready", "status": "True", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
+                           "reason": "KubeletReady", "message": "kubelet is posting ready status"})
+    else:
+        conditions.append({
+            "type": "Ready", "status": "False", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp,
+            "reason": "KubeletNotReady",
+            "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
+                       "message:Network plugin returns error: cni plugin not initialized",
+        })
+    return conditions
+
+
+def gpu_node_object(now: float, *, ready: bool = True, resource_version: int = 1) -> dict[str, Any]:
+    created = now - 12 * 86400
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": HOSTNAME,
+            "uid": _stable_uid("node", HOSTNAME),
+            "resourceVersion": str(resource_version),
+            "creationTimestamp": _timestamp(created),
+            "labels": {
+                "beta.kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": HOSTNAME,
+                "kubernetes.io/os": "linux",
+                "node-role.kubernetes.io/control-plane": "",
+            },
+            "annotations": {
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+            },
+        },
+        "spec": {
+            "podCIDR": "10.244.0.0/24",
+            "podCIDRs": ["10.244.0.0/24"],
+            "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+        },
+        "status": {
+            "capacity": dict(_CAPACITY),
+            "allocatable": dict(_ALLOCATABLE),
+            "conditions": _conditions(ready, now - 3 * 86400),
+            "addresses": [
+                {"type": "InternalIP", "address": NODE_ADDRESS},
+                {"type": "Hostname", "address": HOSTNAME},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": "5c1a2e0e7d3f4b7f9b2d6a8e4f0c1d23",
+                "systemUUID": "4c4c4544-0047-3010-8052-b4c04f4e4e32",
+                "bootID": _stable_uid("boot", HOSTNAME),
+                "kernelVersion": "6.12.57-talos",
+                "osImage": f"Talos ({TALOS_VERSION})",
+                "containerRuntimeVersion": CONTAINERD_VERSION,
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    }
+
+
+def worker_node_object(index: int, gpus: int, now: float, resource_version: int) -> dict[str, Any]:
+    name = f"worker-{index:04d}"
+    address = f"10.6.{index // 250}.{index % 250 + 1}"
+    capacity = dict(_CAPACITY, **{"nvidia.com/gpu": str(gpus)})
+    allocatable = dict(_ALLOCATABLE, **{"nvidia.com/gpu": str(gpus)})
+    node = gpu_node_object(now, resource_version=resource_version)
+    node["metadata"].update(
+        name=name,
+        uid=_stable_uid("node", name),
+        labels={
+            "beta.kubernetes.io/arch": "amd64",
+            "beta.kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "kubernetes.io/hostname": name,
+            "kubernetes.io/os": "linux",
+        },
+    )
+    node["spec"] = {"podCIDR": f"10.245.{index % 256}.0/24", "podCIDRs": [f"10.245.{index % 256}.0/24"]}
+    node["status"].update(
+        capacity=capacity,
+        allocatable=allocatable,
+        addresses=[{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
+    )
+    node["status"]["nodeInfo"]["bootID"] = _stable_uid("boot", name)
+    return node
+
+
+def namespace_object(name: str, created: float, resource_version: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "uid": _stable_uid("namespace", name),
+            "resourceVersion": str(resource_version),
+            "creationTimestamp": _timestamp(created),
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+def runtimeclass_object(created: float, resource_version: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {
+            "name": "nvidia",
+            "uid": _stable_uid("runtimeclass", "nvidia"),
+            "resourceVersion": str(resource_version),
+            "creationTimestamp": _timestamp(created),
+        },
+        "handler": "nvidia",
+    }
+
+
+def _extensions(kmod_track: str, toolkit_track: str) -> list[dict[str, str]]:
+    records = schematics.extension_records([f"{TOOLKIT}-{toolkit_track}", f"{KMOD}-{kmod_track}"])
+    assert records is not None
+    return records
+
+
+def default_knobs() -> dict[str, Any]:
+    return {"talosctl_latency_ms": 0, "api_latency_ms": 0, "reboot_s": 6.0}
+
+
+def _healthy(now: float) -> dict[str, Any]:
+    installed = now - 3 * 86400
+    created = now - 12 * 86400
+    release_values = copy.deepcopy(SEED_VALUES)
+    daemonset = chart.render_daemonset(
+        PLUGIN_RELEASE, PLUGIN_NAMESPACE, release_values, created=installed, resource_version=40
+    )
+    return {
+        "schema": 1,
+        "scenario": "healthy",
+        "knobs": default_knobs(),
+        "faults": {},
+        "talos": {
+            "node": NODE_ADDRESS,
+            "hostname": HOSTNAME,
+            "version": TALOS_VERSION,
+            "schematic": schematics.PRODUCTION_ID,
+            "extensions": _extensions("production", "production"),
+            "reboot": None,
+            "config": {
+                "kernel_modules": list(SEED_MODULES),
+                "sysctls": {BPF_SYSCTL: "1"},
+                "files": [{"path": NO_CGROUPS_PATH, "op": "create", "content": NO_CGROUPS_CONTENT, "permissions": 420}],
+            },
+            "staged_config": None,
+            "pci_devices": copy.deepcopy(PCI_DEVICES),
+            "broken_gpus": [],
+            "boot_time": now - 3 * 86400,
+        },
+        "kube": {
+            "nodes": [gpu_node_object(now, resource_version=30)],
+            "namespaces": [
+                namespace_object(name, created, 2 + index)
+                for index, name in enumerate(["default", "kube-node-lease", "kube-public", "kube-system"])
+            ],
+            "runtimeclasses": [runtimeclass_object(installed, 35)],
+            "daemonsets": [daemonset],
+            "pods": [],
+            "events": [],
+        },
+        "helm": {
+            "repos": [dict(NVDP_REPO)],
+            "releases": [
+                {
+                    "name": PLUGIN_RELEASE,
+                    "namespace": PLUGIN_NAMESPACE,
+                    "revision": 1,
+                    "status": "deployed",
+                    "chart": f"nvidia-device-plugin-{chart.CHART_VERSION}",
+                    "app_version": chart.CHART_VERSION,
+                    "updated": chart.helm_time(installed),
+                    "values": release_values,
+                }
+            ],
+        },
+        "factory": {},
+    }
+
+
+def _without_plugin(state: dict[str, Any]) -> None:
+    state["kube"]["daemonsets"] = []
+    state["helm"]["releases"] = []
+
+
+def _reinstall_plugin(state: dict[str, Any], values: dict[str, Any]) -> None:
+    release = state["helm"]["releases"][0]
+    release["values"] = values
+    created = state["talos"]["boot_time"]
+    state["kube"]["daemonsets"] = [
+        chart.render_daemonset(PLUGIN_RELEASE, PLUGIN_NAMESPACE, values, created=created, resource_version=40)
+    ]
+
+
+def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now: float | None = None) -> dict[str, Any]:
+    """A complete initial ``state.json`` for scenario ``name``."""
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    now = time.time() if now is None else now
+    state = _healthy(now)
+    state["scenario"] = name
+    talos = state["talos"]
+    config = talos["config"]
+    if name == "fresh":
+        talos["schematic"] = schematics.VANILLA_ID
+        talos["extensions"] = []
+        config.update(kernel_modules=[], sysctls={}, files=[])
+        state["kube"]["runtimeclasses"] = []
+        _without_plugin(state)
+        state["helm"]["repos"] = []
+    elif name == "extensions-missing":
+        talos["schematic"] = schematics.VANILLA_ID
+        talos["extensions"] = []
+    elif name == "mixed-tracks":
+        talos["extensions"] = _extensions("production", "lts")
+        talos["schematic"] = schematics.extensions_id([f"{TOOLKIT}-lts", f"{KMOD}-production"])
+    elif name == "driver-mismatch":
+        for extension in talos["extensions"]:
+            if extension["name"].startswith(TOOLKIT):
+                extension["version"] = f"570.158.01-{schematics.TOOLKIT_VERSION}"
+    elif name == "modules-not-loaded":
+        config.update(kernel_modules=[], sysctls={})
+    elif name == "bpf-sysctl-missing":
+        config["sysctls"] = {}
+    elif name == "no-cgroups-missing":
+        config["files"] = []
+    elif name == "runtimeclass-missing":
+        state["kube"]["runtimeclasses"] = []
+    elif name == "nfd-affinity":
+        values = copy.deepcopy(SEED_VALUES)
+        del values["affinity"]
+        _reinstall_plugin(state, values)
+    elif name == "no-runtimeclassname":
+        values = copy.deepcopy(SEED_VALUES)
+        del values["runtimeClassName"]
+        _reinstall_plugin(state, values)
+    elif name == "plugin-missing":
+        _without_plugin(state)
+    elif name == "gpu-not-initialised":
+        talos["broken_gpus"] = ["0000:8b:00.0"]
+    elif name == "node-notready":
+        state["faults"]["kubelet_not_ready"] = True
+        state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30)]
+    for index in range(1, extra_nodes + 1):
+        state["kube"]["nodes"].append(worker_node_object(index, gpus_per_extra_node, now, 100 + index))
+    return state

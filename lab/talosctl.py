@@ -1,0 +1,1216 @@
+"""The lab's ``talosctl``: the subset of the real CLI that talos-gpu uses, against the simulated node.
+
+Run as ``python -m lab.talosctl ...`` (``lab/bin/talosctl`` and the wrappers ``lab/runtime.py`` writes
+do exactly that). The state directory is the directory of the talosconfig (``--talosconfig``, else
+``$TALOSCONFIG``, else ``~/.talos/config``). Output formats follow the real tool (see the samples in
+``shared/reference/samples/talos``): tables aligned like Go's tabwriter with 3-space gaps, ``-o yaml``
+documents that start with ``node:``, ``-o json`` as a stream of indented objects with sorted keys,
+``health`` and ``patch`` reporting on stderr. Secrets are never printed: ``get machineconfig`` is
+refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab import faults as lab_faults
+from lab import node as lab_node
+from lab import schematics
+from lab import state as lab_state
+from lab.goyaml import Raw, dump_talos
+
+CLIENT_VERSION = "v1.11.5"
+CLIENT_SHA = "6e0ff4a2"  # lab placeholder, not the real build's commit
+GO_VERSION = "go1.24.9"
+TALOS_API_PORT = 50000
+DEFAULT_HEALTH_TIMEOUT_S = 20 * 60.0
+LAB_HEALTH_WAIT_CAP_S = 3.0
+HEALTH_POLL_S = 1.0
+UPGRADE_POLL_S = 0.1
+VALID_PATCH_MODES = ("auto", "no-reboot", "reboot", "staged", "try")
+
+
+class CommandError(Exception):
+    """A failure printed on stderr as-is, with an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Flag:
+    name: str
+    takes_value: bool
+    short: str | None = None
+
+
+def _flags(*flags: Flag) -> dict[str, Flag]:
+    return {flag.name: flag for flag in flags}
+
+
+GLOBAL_FLAGS = _flags(
+    Flag("talosconfig", True),
+    Flag("context", True),
+    Flag("nodes", True, "n"),
+    Flag("endpoints", True, "e"),
+    Flag("cluster", True, "c"),
+    Flag("help", False, "h"),
+)
+
+COMMAND_FLAGS: dict[str, dict[str, Flag]] = {
+    "version": _flags(Flag("short", False), Flag("client", False), Flag("insecure", False, "i")),
+    "health": _flags(
+        Flag("wait-timeout", True),
+        Flag("server", False),
+        Flag("control-plane-nodes", True),
+        Flag("worker-nodes", True),
+        Flag("init-node", True),
+        Flag("k8s-endpoint", True),
+        Flag("run-e2e", False),
+    ),
+    "get": _flags(Flag("output", True, "o"), Flag("insecure", False, "i"), Flag("namespace", True)),
+    "read": _flags(),
+    "dmesg": _flags(Flag("follow", False, "f"), Flag("tail", False)),
+    "patch": _flags(
+        Flag("patch", True, "p"),
+        Flag("patch-file", True),
+        Flag("dry-run", False),
+        Flag("mode", True, "m"),
+        Flag("timeout", True),
+    ),
+    "upgrade": _flags(
+        Flag("image", True, "i"),
+        Flag("preserve", False, "p"),
+        Flag("stage", False, "s"),
+        Flag("force", False, "f"),
+        Flag("wait", False),
+        Flag("debug", False),
+        Flag("timeout", True),
+        Flag("reboot-mode", True, "m"),
+        Flag("insecure", False),
+    ),
+    "reboot": _flags(Flag("wait", False), Flag("debug", False), Flag("timeout", True), Flag("mode", True, "m")),
+}
+COMMAND_ALIASES = {"machineconfig": "machineconfig"}
+
+
+@dataclass
+class Invocation:
+    words: list[str] = field(default_factory=list)  # the command and its positional arguments
+    values: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def command(self) -> str:
+        return self.words[0] if self.words else ""
+
+    def value(self, name: str, default: str | None = None) -> str | None:
+        found = self.values.get(name)
+        return found[-1] if found else default
+
+    def all(self, name: str) -> list[str]:
+        return list(self.values.get(name, []))
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        found = self.values.get(name)
+        if not found:
+            return default
+        return found[-1].lower() not in ("false", "0", "f")
+
+
+def _known_flags(command: str) -> dict[str, Flag]:
+    known = dict(GLOBAL_FLAGS)
+    known.update(COMMAND_FLAGS.get(command, {}))
+    return known
+
+
+def parse_args(argv: list[str]) -> Invocation:
+    """Cobra-like parsing: flags anywhere, ``--x=v``, ``--x v``, ``-xv``, ``-x v``, ``--`` ends flags."""
+    invocation = Invocation()
+    index = 0
+    only_positionals = False
+    while index < len(argv):
+        token = argv[index]
+        index += 1
+        if only_positionals or token == "-" or not token.startswith("-"):
+            invocation.words.append(token)
+            continue
+        if token == "--":
+            only_positionals = True
+            continue
+        known = _known_flags(invocation.command)
+        if token.startswith("--"):
+            name, has_inline, inline = token[2:].partition("=")
+            flag = known.get(name)
+            if flag is None:
+                raise CommandError(f"Error: unknown flag: --{name}")
+        else:
+            letter = token[1]
+            flag = next((candidate for candidate in known.values() if candidate.short == letter), None)
+            if flag is None:
+                raise CommandError(f"Error: unknown shorthand flag: '{letter}' in {token}")
+            rest = token[2:]
+            has_inline = "=" if rest else ""
+            inline = rest[1:] if rest.startswith("=") else rest
+        if flag.takes_value:
+            if has_inline:
+                value = inline
+            elif index < len(argv):
+                value = argv[index]
+                index += 1
+            else:
+                raise CommandError(f"Error: flag needs an argument: --{flag.name}")
+        else:
+            value = inline if has_inline else "true"
+        invocation.values.setdefault(flag.name, []).append(value)
+    return invocation
+
+
+USAGE = """\
+A CLI for out-of-band management of Kubernetes nodes created by Talos (talos-gpu lab simulation)
+
+Usage:
+  talosctl [command]
+
+Available Commands:
+  dmesg       Retrieve kernel logs
+  get         Get a specific resource or list of resources (use 'talosctl get rd' to see all available resource types).
+  health      Check cluster health
+  patch       Update field(s) of a resource using a JSON patch.
+  read        Read a file on the machine
+  reboot      Reboot a node
+  upgrade     Upgrade Talos on the target node
+  version     Prints the version
+
+Flags:
+      --cluster string       Cluster to connect to if a proxy endpoint is used.
+      --context string       Context to be used in command
+  -e, --endpoints strings    override default endpoints in Talos configuration
+  -h, --help                 help for talosctl
+  -n, --nodes strings        target the specified nodes
+      --talosconfig string   The path to the Talos configuration file.
+"""
+
+
+# --- talosconfig and node resolution ----------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    state_dir: Path
+    nodes: list[str]
+    endpoint: str
+
+
+def _default_talosconfig() -> Path:
+    from_env = os.environ.get("TALOSCONFIG")
+    if from_env:
+        return Path(from_env)
+    return Path.home() / ".talos" / "config"
+
+
+def _split_addresses(values: list[str]) -> list[str]:
+    addresses: list[str] = []
+    for value in values:
+        addresses.extend(part.strip() for part in value.split(",") if part.strip())
+    return addresses
+
+
+def open_session(invocation: Invocation) -> Session:
+    path = Path(invocation.value("talosconfig") or _default_talosconfig()).expanduser()
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        config = {}
+    except (OSError, yaml.YAMLError) as error:
+        raise CommandError(f"error reading config: {error}") from error
+    contexts = config.get("contexts") or {}
+    context_name = invocation.value("context") or config.get("context")
+    if invocation.value("context") and context_name not in contexts:
+        raise CommandError(f'error constructing client: context "{context_name}" not found')
+    context = contexts.get(context_name) or {}
+    endpoints = _split_addresses(invocation.all("endpoints")) or list(context.get("endpoints") or [])
+    if not endpoints:
+        raise CommandError("error constructing client: failed to determine endpoints")
+    nodes = _split_addresses(invocation.all("nodes")) or list(context.get("nodes") or []) or endpoints[:1]
+    return Session(state_dir=path.parent.resolve(), nodes=list(dict.fromkeys(nodes)), endpoint=endpoints[0])
+
+
+def connection_error(address: str, reason: str = "connection refused") -> str:
+    return (
+        'rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: '
+        f'dial tcp {address}:{TALOS_API_PORT}: connect: {reason}"'
+    )
+
+
+def _known_address(state: dict[str, Any], address: str) -> bool:
+    talos = state["talos"]
+    return address in (talos.get("node"), talos.get("hostname"))
+
+
+def check_reachable(state: dict[str, Any], session: Session, view: lab_node.NodeView) -> None:
+    if not _known_address(state, session.endpoint):
+        raise CommandError(connection_error(session.endpoint))
+    for address in session.nodes:
+        if not _known_address(state, address):
+            raise CommandError(connection_error(address, "no route to host"))
+    if not view.api_up:
+        raise CommandError(connection_error(session.endpoint))
+
+
+def version_skew_warning(view: lab_node.NodeView, node: str) -> str | None:
+    def numbers(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+    server, client = view.talos_version, CLIENT_VERSION
+    if numbers(server) < numbers(client):
+        return f"WARNING: {node}: server version {server.lstrip('v')} is older than client version {client.lstrip('v')}\n"
+    return None
+
+
+# --- resources ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Resource:
+    namespace: str
+    type: str
+    id: str
+    owner: str
+    created: float
+    spec: dict[str, Any]
+    columns: list[tuple[str, str]]
+    version: int = 1
+
+
+@dataclass
+class NodeContext:
+    state: dict[str, Any]
+    talos: dict[str, Any]
+    view: lab_node.NodeView
+    now: float
+
+
+def _extensions(ctx: NodeContext) -> list[Resource]:
+    resources = []
+    for entry in ctx.view.extensions:
+        metadata: dict[str, Any] = {
+            "name": entry["name"],
+            "version": entry["version"],
+            "author": entry["author"],
+            "description": entry["description"],
+        }
+        if entry.get("compatibility"):
+            metadata["compatibility"] = entry["compatibility"]
+        resources.append(
+            Resource("runtime", "ExtensionStatuses.runtime.talos.dev", entry["id"], "runtime.ExtensionStatusController",
+                     ctx.talos["boot_time"], {"image": entry["image"], "metadata": metadata},
+                     [("NAME", entry["name"]), ("VERSION", entry["version"])])
+        )
+    return resources
+
+
+def _loaded_modules(ctx: NodeContext) -> list[Resource]:
+    sizes = {name: (size, address) for name, size, address in lab_node.BASE_MODULES}
+    sizes.update(lab_node.NVIDIA_MODULE_INFO)
+    users: dict[str, list[str]] = {}
+    for module, dependencies in lab_node.MODULE_DEPENDENCIES.items():
+        if module in ctx.view.modules_loaded:
+            for dependency in dependencies:
+                users.setdefault(dependency, []).append(module)
+    resources = []
+    for module in sorted(ctx.view.modules_loaded):
+        size, address = sizes[module]
+        spec = {
+            "name": module,
+            "size": size,
+            "referenceCount": len(users.get(module, [])),
+            "dependencies": sorted(users.get(module, [])),
+            "state": "Live",
+            "address": address,
+        }
+        resources.append(Resource("runtime", "LoadedKernelModules.runtime.talos.dev", module,
+                                  "runtime.KernelModuleStatusController", ctx.talos["boot_time"], spec,
+                                  [("STATE", "Live")]))
+    return resources
+
+
+def _module_specs(ctx: NodeContext) -> list[Resource]:
+    modules = (ctx.talos.get("config") or {}).get("kernel_modules") or []
+    return [
+        Resource("runtime", "KernelModuleSpecs.runtime.talos.dev", module, "runtime.KernelModuleConfigController",
+                 ctx.talos["boot_time"], {"name": module}, [])
+        for module in sorted(set(modules))
+    ]
+
+
+def _machine_status(ctx: NodeContext) -> list[Resource]:
+    view = ctx.view
+    unmet = []
+    if not view.machine_ready:
+        hostname = ctx.talos["hostname"]
+        unmet.append({"name": "nodeReady", "reason": f'node "{hostname}" is not ready'})
+    spec = {"stage": view.machine_stage, "status": {"ready": view.machine_ready, "unmetConditions": unmet}}
+    return [Resource("runtime", "MachineStatuses.runtime.talos.dev", "machine", "runtime.MachineStatusController",
+                     ctx.talos["boot_time"], spec,
+                     [("STAGE", view.machine_stage), ("READY", "true" if view.machine_ready else "false")], version=5)]
+
+
+def _pci_devices(ctx: NodeContext) -> list[Resource]:
+    resources = []
+    for device in sorted(ctx.talos.get("pci_devices") or [], key=lambda item: item["id"]):
+        spec = {key: device.get(key, "") for key in
+                ("class", "subclass", "vendor", "product", "class_id", "subclass_id", "vendor_id", "product_id", "driver")}
+        if not spec["driver"]:
+            del spec["driver"]
+        resources.append(Resource("hardware", "PCIDevices.hardware.talos.dev", device["id"],
+                                  "hardware.PCIDevicesController", ctx.talos["boot_time"], spec,
+                                  [("CLASS", device.get("class", "")), ("SUBCLASS", device.get("subclass", "")),
+                                   ("VENDOR", device.get("vendor", "")), ("PRODUCT", device.get("product", ""))]))
+    return resources
+
+
+def _nodename(ctx: NodeContext) -> list[Resource]:
+    hostname = ctx.talos["hostname"]
+    spec = {"nodename": hostname, "hostnameVersion": "1", "skipNodeRegistration": False}
+    return [Resource("k8s", "Nodenames.kubernetes.talos.dev", "nodename", "k8s.NodenameController",
+                     ctx.talos["boot_time"], spec, [("NODENAME", hostname)])]
+
+
+def _version(ctx: NodeContext) -> list[Resource]:
+    version = ctx.view.talos_version
+    return [Resource("runtime", "Versions.runtime.talos.dev", "version", "runtime.VersionController",
+                     ctx.talos["boot_time"], {"version": version}, [("VERSION", version)])]
+
+
+def _members(ctx: NodeContext) -> list[Resource]:
+    talos = ctx.talos
+    os_name = f"Talos ({ctx.view.talos_version})"
+    spec = {
+        "nodeId": "6Ze5yu0Qb6GOBdm7Zb3wlrXqLVHsNNDbO5BzbB4jaCrB",
+        "addresses": [talos["node"]],
+        "hostname": talos["hostname"],
+        "machineType": "controlplane",
+        "operatingSystem": os_name,
+    }
+    return [Resource("cluster", "Members.cluster.talos.dev", talos["hostname"], "cluster.MemberController",
+                     talos["boot_time"], spec,
+                     [("HOSTNAME", talos["hostname"]), ("MACHINE TYPE", "controlplane"), ("OS", os_name),
+                      ("ADDRESSES", json.dumps([talos["node"]]))])]
+
+
+ResourceBuilder = Callable[[NodeContext], list[Resource]]
+RESOURCE_TYPES: dict[str, tuple[tuple[str, ...], ResourceBuilder | None]] = {
+    "ExtensionStatuses.runtime.talos.dev": (("extensions", "extension", "extensionstatus", "extensionstatuses"),
+                                            _extensions),
+    "LoadedKernelModules.runtime.talos.dev": (("modules", "module", "loadedkernelmodule", "loadedkernelmodules"),
+                                              _loaded_modules),
+    "KernelModuleSpecs.runtime.talos.dev": (("kernelmodulespec", "kernelmodulespecs", "kmodspec", "kmodspecs"),
+                                            _module_specs),
+    "MachineStatuses.runtime.talos.dev": (("machinestatus", "machinestatuses"), _machine_status),
+    "PCIDevices.hardware.talos.dev": (("pcidevice", "pcidevices"), _pci_devices),
+    "Nodenames.kubernetes.talos.dev": (("nodename", "nodenames"), _nodename),
+    "Versions.runtime.talos.dev": (("version", "versions"), _version),
+    "Members.cluster.talos.dev": (("member", "members"), _members),
+    "MachineConfigs.config.talos.dev": (("machineconfig", "machineconfigs", "mc"), None),
+}
+
+
+def resolve_resource_type(name: str) -> tuple[str, ResourceBuilder | None] | None:
+    lowered = name.lower()
+    for full, (aliases, builder) in RESOURCE_TYPES.items():
+        if lowered == full.lower() or lowered in aliases:
+            return full, builder
+    return None
+
+
+def tabwrite(rows: list[list[str]], padding: int = 3) -> str:
+    """Go tabwriter output (minwidth 0, padding 3, spaces): every column but the last is padded."""
+    if not rows:
+        return ""
+    columns = max(len(row) for row in rows)
+    widths = [0] * columns
+    for row in rows:
+        for index, cell in enumerate(row[:-1]):
+            widths[index] = max(widths[index], len(cell))
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(widths[index] + padding) for index, cell in enumerate(row[:-1])]
+        lines.append("".join(cells) + (row[-1] if row else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _short_type(full: str) -> str:
+    plural = full.split(".", 1)[0]
+    if plural.endswith("ses"):
+        return plural[:-2]
+    if plural.endswith("s"):
+        return plural[:-1]
+    return plural
+
+
+def resource_document(resource: Resource) -> dict[str, Any]:
+    stamp = lab_node.rfc3339(resource.created)
+    return {
+        "metadata": {
+            "namespace": resource.namespace,
+            "type": resource.type,
+            "id": resource.id,
+            "version": resource.version,
+            "owner": resource.owner,
+            "phase": "running",
+            "created": Raw(stamp),
+            "updated": Raw(stamp),
+        },
+        "spec": resource.spec,
+    }
+
+
+def go_json(value: Any) -> str:
+    """``json.Encoder`` with ``SetIndent("", "    ")``: sorted keys, HTML characters escaped."""
+    text = json.dumps(value, indent=4, sort_keys=True, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + "\n"
+
+
+def _jsonpath(document: Any, expression: str) -> str:
+    inner = expression.strip()
+    if inner.startswith("{") and inner.endswith("}"):
+        inner = inner[1:-1]
+    value = document
+    for part in [piece for piece in inner.split(".") if piece]:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def render_resources(resources: list[Resource], node: str, output: str, type_name: str) -> str:
+    if output in ("", "table"):
+        rows = [["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"] + [header for header, _ in
+                                                                   (resources[0].columns if resources else [])]]
+        if not resources:
+            rows = [["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"] + _empty_columns(type_name)]
+        for resource in resources:
+            rows.append([node, resource.namespace, _short_type(resource.type), resource.id, str(resource.version)]
+                        + [value for _, value in resource.columns])
+        return tabwrite(rows)
+    if output == "yaml":
+        documents = []
+        for resource in resources:
+            documents.append(f"node: {node}\n" + dump_talos(resource_document(resource)))
+        return "---\n".join(documents)
+    if output == "json":
+        parts = []
+        for resource in resources:
+            document = json.loads(json.dumps(resource_document(resource)))
+            document["node"] = node
+            parts.append(go_json(document))
+        return "".join(parts)
+    if output.startswith("jsonpath="):
+        lines = []
+        for resource in resources:
+            document = json.loads(json.dumps(resource_document(resource)))
+            document["node"] = node
+            lines.append(_jsonpath(document, output[len("jsonpath="):]))
+        return "".join(line + "\n" for line in lines)
+    raise CommandError(f'output format "{output}" is not supported')
+
+
+def _empty_columns(type_name: str) -> list[str]:
+    headers = {
+        "ExtensionStatuses.runtime.talos.dev": ["NAME", "VERSION"],
+        "LoadedKernelModules.runtime.talos.dev": ["STATE"],
+        "MachineStatuses.runtime.talos.dev": ["STAGE", "READY"],
+        "PCIDevices.hardware.talos.dev": ["CLASS", "SUBCLASS", "VENDOR", "PRODUCT"],
+        "Nodenames.kubernetes.talos.dev": ["NODENAME"],
+        "Versions.runtime.talos.dev": ["VERSION"],
+        "Members.cluster.talos.dev": ["HOSTNAME", "MACHINE TYPE", "OS", "ADDRESSES"],
+    }
+    return headers.get(type_name, [])
+
+
+# --- the node as seen by one command --------------------------------------------------------------------
+
+
+def node_context(state: dict[str, Any], now: float) -> NodeContext:
+    return NodeContext(state, lab_node.effective_talos(state, now), lab_node.node_view(state, now), now)
+
+
+def _read_state(session: Session) -> dict[str, Any]:
+    try:
+        return lab_state.load(session.state_dir)
+    except FileNotFoundError as error:
+        raise CommandError(connection_error(session.endpoint)) from error
+
+
+def _reachable_context(session: Session, out: lab_faults.Output) -> NodeContext:
+    state = _read_state(session)
+    ctx = node_context(state, time.time())
+    check_reachable(state, session, ctx.view)
+    warning = version_skew_warning(ctx.view, session.nodes[0])
+    if warning:
+        out.err(warning)
+    return ctx
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+
+def cmd_version(invocation: Invocation, session: Session | None, out: lab_faults.Output) -> int:
+    if invocation.flag("short"):
+        out.out(f"Client:\n\tTalos {CLIENT_VERSION}\n")
+    else:
+        out.out(
+            "Client:\n"
+            f"\tTag:         {CLIENT_VERSION}\n"
+            f"\tSHA:         {CLIENT_SHA}\n"
+            "\tBuilt:       \n"
+            f"\tGo version:  {GO_VERSION}\n"
+            "\tOS/Arch:     linux/amd64\n"
+        )
+    if invocation.flag("client"):
+        return 0
+    assert session is not None
+    out.out("Server:\n")
+    try:
+        ctx = _reachable_context(session, out)
+    except CommandError as error:
+        raise CommandError(f"error getting version: {error.message}") from error
+    for node in session.nodes:
+        out.out(
+            f"\tNODE:        {node}\n"
+            f"\tTag:         {ctx.view.talos_version}\n"
+            f"\tSHA:         {CLIENT_SHA}\n"
+            "\tBuilt:       \n"
+            f"\tGo version:  {GO_VERSION}\n"
+            "\tOS/Arch:     linux/amd64\n"
+            "\tEnabled:     RBAC\n"
+        )
+    return 0
+
+
+def cmd_get(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    if len(invocation.words) < 2:
+        raise CommandError('Error: requires at least 1 arg(s), only received 0')
+    resolved = resolve_resource_type(invocation.words[1])
+    if resolved is None:
+        raise CommandError(f'rpc error: code = NotFound desc = resource "{invocation.words[1]}" is not registered')
+    type_name, builder = resolved
+    if builder is None:
+        raise CommandError("machineconfig is not served by the lab: it holds the cluster's secrets")
+    output = invocation.value("output", "table") or "table"
+    ctx = _reachable_context(session, out)
+    resources = builder(ctx)
+    namespace = invocation.value("namespace")
+    if namespace:
+        resources = [resource for resource in resources if resource.namespace == namespace]
+    node_label = "" if invocation.flag("insecure") else session.nodes[0]
+    if len(invocation.words) > 2:
+        wanted = invocation.words[2]
+        resources = [resource for resource in resources if resource.id == wanted]
+        if not resources:
+            namespace_name = namespace or {"PCIDevices.hardware.talos.dev": "hardware",
+                                           "Nodenames.kubernetes.talos.dev": "k8s",
+                                           "Members.cluster.talos.dev": "cluster"}.get(type_name, "runtime")
+            raise CommandError(
+                f"rpc error: code = NotFound desc = resource {type_name}({namespace_name}/{wanted}@undefined) doesn't exist"
+            )
+    out.out(render_resources(resources, node_label, output, type_name))
+    return 0
+
+
+def node_file(ctx: NodeContext, path: str) -> str | None:
+    view = ctx.view
+    normalized = "/" + path.strip("/")
+    if normalized == "/proc/modules":
+        return lab_node.proc_modules(view)
+    if normalized == "/proc/driver/nvidia/version":
+        return lab_node.nvidia_version_file(view.driver_version) if view.driver_version else None
+    if normalized == "/proc/sys/net/core/bpf_jit_harden":
+        return view.bpf_jit_harden + "\n"
+    if normalized == "/proc/sys/kernel/osrelease":
+        return schematics.KERNEL_VERSION + "\n"
+    return lab_node.config_file(ctx.talos, normalized)
+
+
+def cmd_read(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    if len(invocation.words) != 2:
+        raise CommandError(f"Error: accepts 1 arg(s), received {len(invocation.words) - 1}")
+    path = invocation.words[1]
+    ctx = _reachable_context(session, out)
+    content = node_file(ctx, path)
+    if content is None:
+        raise CommandError(f"rpc error: code = Unknown desc = stat {path}: no such file or directory")
+    out.out(content)
+    return 0
+
+
+def cmd_dmesg(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    ctx = _reachable_context(session, out)
+    talos = ctx.talos
+    modules = [module for module in ctx.view.modules_loaded if module in lab_node.NVIDIA_MODULE_INFO]
+    records = lab_node.kernel_log(talos, modules, ctx.view.toolkit_ext_driver)
+    boot = float(talos["boot_time"])
+    node = session.nodes[0]
+    lines = [
+        f"{node}: {record.facility}: {record.level:>7}: [{lab_node.rfc3339_nano(boot + record.offset_s)}]: {record.message}\n"
+        for record in records
+    ]
+    out.out("".join(lines))
+    if invocation.flag("follow"):
+        out.close()
+        lab_faults.hang_forever()
+    return 0
+
+
+# health ---------------------------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> float:
+    """Go ``time.ParseDuration`` for the units talosctl users write (h, m, s, ms)."""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    total = 0.0
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise CommandError(f'Error: invalid argument "{text}" for "--wait-timeout" flag: time: invalid duration "{text}"')
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    for number, unit in parts:
+        total += float(number) * scale[unit]
+    return total
+
+
+HealthCheck = Callable[[NodeContext, str], str | None]
+
+
+def _check_apid(ctx: NodeContext, node: str) -> str | None:
+    return None
+
+
+def _check_etcd(ctx: NodeContext, node: str) -> str | None:
+    if ctx.view.phase == "upgrading":
+        return f"1 error occurred:\n\t* {node}: service is not healthy: etcd\n\n"
+    return None
+
+
+def _check_kubelet(ctx: NodeContext, node: str) -> str | None:
+    if ctx.view.phase == "booting":
+        return (f'1 error occurred:\n\t* {node}: service "kubelet" not in expected state "Running": '
+                "current state [Preparing] Running pre state\n\n")
+    if ctx.view.phase == "upgrading":
+        return f"1 error occurred:\n\t* {node}: service is not healthy: kubelet\n\n"
+    return None
+
+
+def _check_boot_sequence(ctx: NodeContext, node: str) -> str | None:
+    if ctx.view.machine_stage != "running":
+        return f"1 error occurred:\n\t* {node}: unexpected machine stage {ctx.view.machine_stage.upper()}\n\n"
+    return None
+
+
+def _check_nodes_ready(ctx: NodeContext, node: str) -> str | None:
+    if not ctx.view.kube_ready:
+        return f"some nodes are not ready: [{ctx.talos['hostname']}]"
+    return None
+
+
+HEALTH_CHECKS: list[tuple[str, HealthCheck]] = [
+    ("etcd to be healthy", _check_etcd),
+    ("etcd members to be consistent across nodes", _check_etcd),
+    ("etcd members to be control plane nodes", _check_etcd),
+    ("apid to be ready", _check_apid),
+    ("all nodes memory sizes", _check_apid),
+    ("all nodes disk sizes", _check_apid),
+    ("no diagnostics", _check_apid),
+    ("kubelet to be healthy", _check_kubelet),
+    ("all nodes to finish boot sequence", _check_boot_sequence),
+    ("all k8s nodes to report", _check_apid),
+    ("all k8s nodes to report ready", _check_nodes_ready),
+    ("all control plane static pods to be running", _check_apid),
+    ("all control plane components to be ready", _check_apid),
+    ("coredns to report ready", _check_apid),
+    ("all k8s nodes to report schedulable", _check_apid),
+]
+
+
+def cmd_health(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    timeout = parse_duration(invocation.value("wait-timeout", "20m") or "20m")
+    deadline = time.monotonic() + min(timeout, LAB_HEALTH_WAIT_CAP_S)
+    ctx = _reachable_context(session, out)
+    out.err(f"discovered nodes: {json.dumps([ctx.talos['node']])}\n")
+    for title, check in HEALTH_CHECKS:
+        out.err(f"waiting for {title}: ...\n")
+        while True:
+            state = _read_state(session)
+            ctx = node_context(state, time.time())
+            problem = connection_error(session.endpoint) if not ctx.view.api_up else check(ctx, session.nodes[0])
+            if problem is None:
+                out.err(f"waiting for {title}: OK\n")
+                break
+            out.err(f"waiting for {title}: {problem}\n")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                out.err("context deadline exceeded\n")
+                return 1
+            time.sleep(min(HEALTH_POLL_S, remaining))
+    return 0
+
+
+# patch ----------------------------------------------------------------------------------------------------
+
+
+def config_document(config: dict[str, Any]) -> dict[str, Any]:
+    """The modelled machine-config fields, laid out as the v1alpha1 document."""
+    machine: dict[str, Any] = {}
+    if config.get("kernel_modules"):
+        machine["kernel"] = {"modules": [{"name": name} for name in config["kernel_modules"]]}
+    if config.get("sysctls"):
+        machine["sysctls"] = dict(config["sysctls"])
+    if config.get("files"):
+        machine["files"] = [
+            {"content": entry.get("content", ""), "permissions": int(entry.get("permissions", 0o644)),
+             "path": entry.get("path", ""), "op": entry.get("op", "create")}
+            for entry in config["files"]
+        ]
+    return {"version": "v1alpha1", "machine": machine}
+
+
+def _display_document(config: dict[str, Any]) -> str:
+    document = config_document(config)
+    for entry in document["machine"].get("files", []):
+        entry["permissions"] = Raw(f"0o{entry['permissions']:o}")
+    return dump_talos(document)
+
+
+def _permissions(value: Any) -> int:
+    if isinstance(value, bool):
+        raise CommandError(f"invalid file permissions: {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    try:
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0") and len(text) > 1:
+            return int(text, 8)
+        return int(text)
+    except ValueError as error:
+        raise CommandError(f"invalid file permissions: {value!r}") from error
+
+
+def config_from_document(document: dict[str, Any]) -> dict[str, Any]:
+    machine = document.get("machine") or {}
+    modules: list[str] = []
+    for entry in ((machine.get("kernel") or {}).get("modules")) or []:
+        if not isinstance(entry, dict) or not entry.get("name"):
+            raise CommandError("rpc error: code = InvalidArgument desc = configuration validation failed: "
+                               "1 error occurred:\n\t* kernel module name is required\n")
+        if entry["name"] not in modules:
+            modules.append(str(entry["name"]))
+    sysctls = {str(key): str(value).lower() if isinstance(value, bool) else str(value)
+               for key, value in (machine.get("sysctls") or {}).items()}
+    files = []
+    for entry in machine.get("files") or []:
+        if not isinstance(entry, dict) or not entry.get("path"):
+            raise CommandError("rpc error: code = InvalidArgument desc = configuration validation failed: "
+                               "1 error occurred:\n\t* file path is required\n")
+        op = str(entry.get("op", ""))
+        if op not in ("create", "append", "overwrite"):
+            raise CommandError("rpc error: code = InvalidArgument desc = configuration validation failed: "
+                               f'1 error occurred:\n\t* unknown machine file operation "{op}"\n')
+        files.append({"path": str(entry["path"]), "op": op, "content": str(entry.get("content", "")),
+                      "permissions": _permissions(entry.get("permissions", 0o644))})
+    return {"kernel_modules": modules, "sysctls": sysctls, "files": files}
+
+
+def strategic_merge(base: Any, patch: Any, path: str = "") -> Any:
+    """Talos-style merge of a partial config into the document (lists append, keyed lists merge)."""
+    if not isinstance(patch, dict) or not isinstance(base, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "delete":
+        return None
+    result = copy.deepcopy(base)
+    for key, value in patch.items():
+        child = f"{path}.{key}" if path else key
+        if isinstance(value, dict) and value.get("$patch") == "delete":
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = strategic_merge(result[key], value, child)
+        elif isinstance(value, list) and isinstance(result.get(key), list):
+            result[key] = _merge_list(result[key], value, child)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _merge_list(current: list[Any], additions: list[Any], path: str) -> list[Any]:
+    merged = copy.deepcopy(current)
+    identity = {"machine.kernel.modules": "name", "machine.files": "path"}.get(path)
+    for item in additions:
+        if identity and isinstance(item, dict) and item.get(identity) is not None:
+            for index, existing in enumerate(merged):
+                if isinstance(existing, dict) and existing.get(identity) == item[identity]:
+                    merged[index] = strategic_merge(existing, item, path)
+                    break
+            else:
+                merged.append(copy.deepcopy(item))
+        elif item not in merged:
+            merged.append(copy.deepcopy(item))
+    return merged
+
+
+def _pointer(path: str) -> list[str]:
+    if not path.startswith("/"):
+        raise CommandError(f"invalid JSON patch path {path!r}")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def json_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
+    result = copy.deepcopy(document)
+    for operation in operations:
+        if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
+            raise CommandError("invalid JSON patch operation")
+        parts = _pointer(str(operation["path"]))
+        parent: Any = result
+        for part in parts[:-1]:
+            if isinstance(parent, list):
+                parent = parent[int(part)]
+            else:
+                parent = parent.setdefault(part, {})
+        last = parts[-1]
+        kind = operation["op"]
+        if kind in ("add", "replace"):
+            value = copy.deepcopy(operation.get("value"))
+            if isinstance(parent, list):
+                if last == "-":
+                    parent.append(value)
+                elif kind == "add":
+                    parent.insert(int(last), value)
+                else:
+                    parent[int(last)] = value
+            else:
+                parent[last] = value
+        elif kind == "remove":
+            try:
+                if isinstance(parent, list):
+                    parent.pop(int(last))
+                else:
+                    del parent[last]
+            except (KeyError, IndexError, ValueError) as error:
+                raise CommandError(f"error applying JSON patch: missing path {operation['path']}") from error
+        else:
+            raise CommandError(f"unsupported JSON patch operation {kind!r}")
+    return result
+
+
+def _load_patches(invocation: Invocation) -> list[Any]:
+    sources = []
+    for value in invocation.all("patch"):
+        if value.startswith("@"):
+            sources.append(_read_local(value[1:]))
+        else:
+            sources.append(value)
+    for path in invocation.all("patch-file"):
+        sources.append(_read_local(path))
+    if not sources:
+        raise CommandError("Error: either --patch or --patch-file should be defined")
+    documents: list[Any] = []
+    for source in sources:
+        try:
+            documents.extend(document for document in yaml.safe_load_all(source) if document is not None)
+        except yaml.YAMLError as error:
+            raise CommandError(f"error parsing config patch: {error}") from error
+    return documents
+
+
+def _read_local(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as error:
+        raise CommandError(f"open {path}: {error.strerror.lower() if error.strerror else error}") from error
+
+
+def _pending_config(talos: dict[str, Any]) -> dict[str, Any] | None:
+    reboot = talos.get("reboot") or {}
+    pending = reboot.get("pending") or {}
+    return pending.get("config")
+
+
+def cmd_patch(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    if len(invocation.words) < 2 or invocation.words[1].lower() not in ("mc", "machineconfig", "machineconfigs"):
+        target = invocation.words[1] if len(invocation.words) > 1 else ""
+        raise CommandError(f'rpc error: code = NotFound desc = resource "{target}" is not registered')
+    mode = invocation.value("mode", "auto") or "auto"
+    if mode not in VALID_PATCH_MODES:
+        raise CommandError(
+            f'Error: invalid argument "{mode}" for "-m, --mode" flag: possible options are: '
+            + ", ".join(VALID_PATCH_MODES)
+        )
+    dry_run = invocation.flag("dry-run")
+    patches = _load_patches(invocation)
+    _reachable_context(session, out)
+    node = session.nodes[0]
+    with lab_state.mutate(session.state_dir) as state:
+        now = time.time()
+        view = lab_node.node_view(state, now)
+        if not view.api_up:
+            raise CommandError(connection_error(session.endpoint))
+        talos = state["talos"]
+        base_config = copy.deepcopy(_pending_config(talos) or talos.get("staged_config") or talos["config"])
+        document = config_document(base_config)
+        for patch in patches:
+            if isinstance(patch, list):
+                document = json_patch(document, patch)
+            elif isinstance(patch, dict):
+                document = strategic_merge(document, patch)
+            else:
+                raise CommandError("error applying patch: unsupported patch document")
+        new_config = config_from_document(document)
+        if new_config == base_config:
+            out.err("Apply was skipped: no changes detected.\n")
+            return 0
+        files_changed = new_config["files"] != base_config.get("files", [])
+        if mode in ("no-reboot", "try") and files_changed:
+            raise CommandError(
+                "rpc error: code = InvalidArgument desc = apply configuration: failed to apply configuration "
+                "without reboot: changes to machine.files require a reboot"
+            )
+        if mode == "staged":
+            details = "Staged configuration to be applied after the next reboot"
+        elif mode == "reboot" or (mode == "auto" and files_changed):
+            details = "Applied configuration with a reboot"
+        else:
+            details = "Applied configuration without a reboot"
+        out.err(f"patched MachineConfigs.config.talos.dev/v1alpha1 at the node {node}\n")
+        if dry_run:
+            diff = "".join(difflib.unified_diff(
+                _display_document(base_config).splitlines(keepends=True),
+                _display_document(new_config).splitlines(keepends=True),
+                fromfile="a", tofile="b",
+            ))
+            out.err(f"Dry run summary:\n{details} (skipped in dry-run).\nConfig diff:\n\n{diff or 'No changes.'}\n")
+            raise _NoWrite()
+        _apply_config(state, new_config, mode, details, now)
+        out.err(details + "\n")
+    return 0
+
+
+class _NoWrite(Exception):
+    """Leave the state untouched (raised inside ``mutate``)."""
+
+
+def _apply_config(state: dict[str, Any], new_config: dict[str, Any], mode: str, details: str, now: float) -> None:
+    talos = state["talos"]
+    reboot = talos.get("reboot")
+    if mode == "staged":
+        talos["staged_config"] = new_config
+        return
+    if details.endswith("with a reboot"):
+        if reboot and not reboot.get("applied"):
+            reboot.setdefault("pending", {})["config"] = new_config
+        else:
+            talos["reboot"] = {"reason": "config", "started": now, "pending": {"config": new_config}}
+        return
+    talos["config"] = new_config
+    if reboot and reboot.get("pending", {}).get("config") is not None:
+        reboot["pending"]["config"] = copy.deepcopy(new_config)
+
+
+# upgrade / reboot ----------------------------------------------------------------------------------------
+
+FACTORY_IMAGE_RE = re.compile(
+    r"^factory\.talos\.dev/(?P<kind>(?:metal-)?installer(?:-secureboot)?)/(?P<id>[0-9a-f]{64}):(?P<tag>v\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)$"
+)
+VANILLA_IMAGE_RE = re.compile(r"^ghcr\.io/siderolabs/installer:(?P<tag>v\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?)$")
+
+
+def image_not_found(node: str, image: str) -> str:
+    return (
+        f'rpc error: code = Unknown desc = error validating installer image "{image}": 1 error(s) occurred:\n'
+        f'    failed to pull image "{image}": failed to resolve reference "{image}": {image}: not found'
+    )
+
+
+def resolve_image(state: dict[str, Any], image: str) -> dict[str, Any] | None:
+    """The pending change an installer image brings, None when the registry has no such image."""
+    factory = FACTORY_IMAGE_RE.match(image)
+    if factory:
+        names = schematics.lookup(state, factory["id"])
+        if names is None:
+            return None
+        records = schematics.extension_records(names, factory["tag"])
+        if records is None:
+            return None
+        return {"schematic": factory["id"], "extensions": records, "version": factory["tag"]}
+    vanilla = VANILLA_IMAGE_RE.match(image)
+    if vanilla:
+        return {"schematic": None, "extensions": [], "version": vanilla["tag"]}
+    return None
+
+
+def _install_signal_handlers() -> None:
+    def stop(signum: int, _frame: Any) -> None:
+        sys.stdout.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def follow_reboot(session: Session, out: lab_faults.Output, timeout_s: float, debug: bool) -> int:
+    """The legacy action tracker: print progress until the node is back and ready."""
+    node = session.nodes[0]
+    out.out(f"watching nodes: [{node}]\n")
+    out.out(f"    * {node}: waiting for actor ID\n")
+    out.out(f"    * {node}: actor ID: {uuid.uuid4()}\n")
+    deadline = time.monotonic() + timeout_s
+    last: str | None = None
+    while True:
+        state = _read_state(session)
+        view = lab_node.node_view(state, time.time())
+        message: str | None = None
+        if view.phase == "down":
+            message = "unavailable, retrying..."
+        elif view.phase == "running" and view.machine_ready:
+            out.out(f"    * {node}: post check passed\n")
+            return 0
+        elif debug and view.phase in ("booting", "running"):
+            ready = "true" if view.machine_ready else "false"
+            hostname = state["talos"]["hostname"]
+            unmet = "[]" if view.machine_ready else f'[name:"nodeReady" reason:"node \\"{hostname}\\" is not ready"]'
+            message = f"stage: {view.machine_stage.upper()} ready: {ready} unmetCond: {unmet}"
+        if message is not None and message != last:
+            out.out(f"    * {node}: {message}\n")
+            last = message
+        if time.monotonic() > deadline:
+            raise CommandError(f"1 error occurred:\n\t* {node}: context deadline exceeded\n")
+        time.sleep(UPGRADE_POLL_S)
+
+
+def cmd_upgrade(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    _install_signal_handlers()
+    node = session.nodes[0]
+    image = invocation.value("image") or f"factory.talos.dev/installer/{schematics.VANILLA_ID}:{CLIENT_VERSION}"
+    wait = invocation.flag("wait", default=True)
+    timeout_s = parse_duration(invocation.value("timeout", "30m") or "30m")
+    _reachable_context(session, out)
+    with lab_state.mutate(session.state_dir) as state:
+        now = time.time()
+        view = lab_node.node_view(state, now)
+        if not view.api_up:
+            raise CommandError(connection_error(session.endpoint))
+        change = resolve_image(state, image)
+        if change is None:
+            message = image_not_found(node, image)
+            if wait:
+                out.out(f"watching nodes: [{node}]\n    * {node}: {message}\n")
+            raise CommandError(f"1 error occurred:\n\t* {node}: {message}\n")
+        staged = state["talos"].get("staged_config")
+        if staged:
+            change["config"] = copy.deepcopy(staged)
+        state["talos"]["reboot"] = {"reason": "upgrade", "started": now, "image": image, "pending": change}
+    if not wait:
+        started = lab_node.rfc3339(time.time())
+        out.out(tabwrite([["NODE", "ACK", "STARTED"], [node, "Upgrade request received", started]]))
+        return 0
+    return follow_reboot(session, out, timeout_s, invocation.flag("debug"))
+
+
+def cmd_reboot(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    _install_signal_handlers()
+    wait = invocation.flag("wait", default=True)
+    _reachable_context(session, out)
+    with lab_state.mutate(session.state_dir) as state:
+        talos = state["talos"]
+        pending = {"config": copy.deepcopy(talos["staged_config"])} if talos.get("staged_config") else {}
+        talos["reboot"] = {"reason": "config", "started": time.time(), "pending": pending}
+    if not wait:
+        return 0
+    return follow_reboot(session, out, parse_duration(invocation.value("timeout", "30m") or "30m"),
+                         invocation.flag("debug"))
+
+
+COMMANDS: dict[str, Callable[[Invocation, Session, lab_faults.Output], int]] = {
+    "get": cmd_get,
+    "read": cmd_read,
+    "dmesg": cmd_dmesg,
+    "health": cmd_health,
+    "patch": cmd_patch,
+    "upgrade": cmd_upgrade,
+    "reboot": cmd_reboot,
+}
+
+
+def _fault_words(invocation: Invocation) -> list[str]:
+    words = list(invocation.words[:2]) if invocation.command in ("get", "patch") else invocation.words[:1]
+    return words
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    out: lab_faults.Output | None = None
+    try:
+        invocation = parse_args(arguments)
+        if invocation.flag("help") or not invocation.words:
+            sys.stdout.write(USAGE)
+            return 0
+        command = invocation.command
+        if command not in COMMANDS and command != "version":
+            raise CommandError(f'Error: unknown command "{command}" for "talosctl"\nRun \'talosctl --help\' for usage.')
+        session = None if (command == "version" and invocation.flag("client")) else open_session(invocation)
+        state_for_knobs: dict[str, Any] = {}
+        if session is not None:
+            try:
+                state_for_knobs = lab_state.load(session.state_dir)
+            except (FileNotFoundError, json.JSONDecodeError):
+                state_for_knobs = {}
+        latency_ms = float((state_for_knobs.get("knobs") or {}).get("talosctl_latency_ms", 0) or 0)
+        if latency_ms:
+            time.sleep(latency_ms / 1000)
+        fault_knobs = state_for_knobs.get("faults") or {}
+        words = _fault_words(invocation)
+        replaced = lab_faults.apply_entry_faults(fault_knobs, "talosctl", words)
+        if replaced is not None:
+            return replaced
+        out = lab_faults.Output(fault_knobs, "talosctl", words)
+        if command == "version":
+            return cmd_version(invocation, session, out)
+        assert session is not None
+        return COMMANDS[command](invocation, session, out)
+    except _NoWrite:
+        return 0
+    except CommandError as error:
+        if out is not None:
+            out.close()
+            out = None
+        message = error.message
+        sys.stderr.write(message if message.endswith("\n") else message + "\n")
+        return error.code
+    finally:
+        if out is not None:
+            out.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""`talos-gpu check` as a subprocess against the lab: every scenario names its root cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from checks.stages import STAGE_IDS
+from tests.paths import REPO
+
+# scenario -> (root-cause stage or None, words the root cause's summary must quote, statuses to expect)
+SCENARIOS: dict[str, tuple[str | None, tuple[str, ...], dict[str, str]]] = {
+    "healthy": (None, (), {s: "pass" for s in STAGE_IDS if s != "gpu-workload"} | {"gpu-workload": "skipped"}),
+    "fresh": ("extensions", ("nvidia-open-gpu-kernel-modules-production", "not installed"),
+              {"cluster": "pass", "extensions": "fail", "kernel-modules": "blocked", "device-plugin": "blocked"}),
+    "extensions-missing": ("extensions", ("not installed",), {"kernel-modules": "blocked", "runtimeclass": "pass"}),
+    "mixed-tracks": ("extensions", ("mixed tracks", "lts"), {"extensions": "fail"}),
+    "driver-mismatch": ("extensions", ("driver versions differ", "570.158.01"), {"extensions": "fail"}),
+    "modules-not-loaded": ("kernel-modules", ("not loaded",), {"extensions": "pass", "device-plugin": "blocked"}),
+    "bpf-sysctl-missing": ("kernel-modules", ("bpf_jit_harden",), {"kernel-modules": "fail"}),
+    "no-cgroups-missing": ("container-runtime", ("/etc/nvidia-container-runtime/config.toml",),
+                           {"kernel-modules": "pass", "container-runtime": "fail"}),
+    "runtimeclass-missing": ("runtimeclass", ('RuntimeClass "nvidia" not found',),
+                             {"runtimeclass": "fail", "device-plugin": "blocked"}),
+    "nfd-affinity": ("device-plugin", ("DESIRED 0", "feature.node.kubernetes.io/pci-10de.present"),
+                     {"device-plugin": "fail", "gpu-resources": "blocked"}),
+    "no-runtimeclassname": ("device-plugin", ("runtimeClassName",), {"device-plugin": "fail"}),
+    "plugin-missing": ("device-plugin", ("not installed",), {"device-plugin": "fail"}),
+    "gpu-not-initialised": ("kernel-modules", ("RmInitAdapter", "0000:8b:00.0"),
+                            {"device-plugin": "pass", "gpu-resources": "blocked"}),
+    "node-notready": ("cluster", ("NotReady",), {"cluster": "fail"}),
+}
+
+
+def run_check(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "tui.cli", "check", *args], cwd=REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_check_json_names_the_root_cause(lab: Any, scenario: str) -> None:
+    handle = lab(scenario)
+    result = run_check(handle.env, "--json")
+    expected_cause, quoted, statuses = SCENARIOS[scenario]
+    assert result.returncode == (0 if expected_cause is None else 1), result.stderr
+    report = json.loads(result.stdout)
+    assert report["schema"] == 1
+    assert report["node"] == "10.5.0.2"
+    assert report["kube_node"] == "gpu-node-1"
+    assert [s["id"] for s in report["stages"]] == list(STAGE_IDS)
+    for stage in report["stages"]:
+        assert set(stage) == {"id", "title", "status", "summary", "evidence", "remediation", "blocked_by", "duration_ms"}
+        assert stage["status"] in ("pass", "warn", "fail", "blocked", "unknown", "skipped")
+        if stage["status"] == "blocked":
+            assert stage["blocked_by"] in STAGE_IDS
+        if stage["status"] == "fail":
+            assert stage["remediation"], f"{stage['id']} fails without a remediation"
+        for line in stage["evidence"]:
+            assert ":" in line, f"evidence without a source: {line!r}"
+    by_id = {s["id"]: s for s in report["stages"]}
+    for stage_id, status in statuses.items():
+        assert by_id[stage_id]["status"] == status, (stage_id, by_id[stage_id])
+    if expected_cause is None:
+        assert report["overall"] == "pass" and report["root_cause"] is None
+        return
+    assert report["overall"] == "fail"
+    cause = report["root_cause"]
+    assert cause["stage"] == expected_cause, cause
+    for words in quoted:
+        assert words in cause["summary"], (words, cause["summary"])
+    assert cause["remediation"]
+
+
+def test_check_table_shows_root_cause_and_next_command(lab: Any) -> None:
+    result = run_check(lab("runtimeclass-missing").env)
+    assert result.returncode == 1
+    assert "Root cause: runtimeclass" in result.stdout
+    assert "kubectl apply -f k8s/manifests/runtimeclass-nvidia.yaml" in result.stdout
+    for word in ("✔ PASS", "✘ FAIL", "⊘ BLOCKED"):
+        assert word in result.stdout
+
+
+def _secrets_of(handle: Any) -> list[str]:
+    talos = yaml.safe_load(Path(handle.env["TALOSCONFIG"]).read_text())
+    secrets = []
+    for context in talos["contexts"].values():
+        secrets += [context[k] for k in ("key", "crt") if context.get(k)]
+    kube = yaml.safe_load(Path(handle.env["KUBECONFIG"]).read_text())
+    for user in kube["users"]:
+        secrets += [v for k, v in user["user"].items() if k in ("token", "client-key-data")]
+    assert secrets, "the lab's configs carry no secret to look for"
+    return secrets
+
+
+def test_no_output_contains_a_config_secret(lab: Any, tmp_path: Path) -> None:
+    handle = lab("no-runtimeclassname")
+    outputs = [run_check(handle.env), run_check(handle.env, "--json")]
+    bad_context = run_check(handle.env, "--context", "nope")
+    assert bad_context.returncode == 2 and len(bad_context.stderr.strip().splitlines()) == 1
+    outputs.append(bad_context)
+    for result in outputs:
+        text = result.stdout + result.stderr
+        for secret in _secrets_of(handle):
+            assert secret not in text
+            assert secret[:24] not in text
+
+
+def test_bad_options_are_one_line_exit_2(lab: Any, tmp_path: Path) -> None:
+    handle = lab("healthy")
+    cases = [
+        ("--bogus",),
+        ("--node", "--help"),
+        ("--node", "a;b"),
+        ("--node", ""),
+        ("--kubeconfig", str(tmp_path / "missing kube config")),
+        ("--talosconfig", str(tmp_path / "missing")),
+        ("--timeout", "soon"),
+    ]
+    bad_profile = tmp_path / "profile with spaces.yaml"
+    bad_profile.write_text("trak: production\n")
+    cases.append(("--profile", str(bad_profile)))
+    for args in cases:
+        result = run_check(handle.env, *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("talos-gpu: "), (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_talosctl_not_found_is_exit_2(lab: Any) -> None:
+    handle = lab("healthy")
+    env = dict(handle.env)
+    env["TALOSCTL"] = "/nonexistent/talosctl"
+    result = run_check(env)
+    assert result.returncode == 2
+    assert "talosctl" in result.stderr and len(result.stderr.strip().splitlines()) == 1
