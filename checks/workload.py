@@ -47,7 +47,7 @@ def test_pod_manifest(name: str, *, image: str, runtime_class: str, node_name: s
             "name": "nvidia-smi",
             "image": image,
             "command": ["nvidia-smi"],
-            "resources": {"limits": {"nvidia.com/gpu": 1}},
+            "resources": {"limits": {"nvidia.com/gpu": "1"}},  # a quantity: the client validates it as a string
         }],
     }
     if node_name:

@@ -1,0 +1,369 @@
+"""Plans: what each stage's action will run, shown before anything runs (INTERFACE.md, "Actions").
+
+`plan_action` never changes anything. It may run read-only commands to build the preview:
+`talosctl patch mc --dry-run` (against the file the action will use, or a temporary copy of the
+seed's content when that file is missing) and `helm repo list`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from checks import infra
+from checks.actions.files import file_change
+from checks.actions.model import FileChange, Plan, PlanError, Step
+from checks.engine import Target, make_context
+from checks.model import Report
+from checks.redact import redact
+from checks.stages import SEED_STAGES
+
+PLAN_COMMAND_TIMEOUT_S = 30.0
+DEFAULT_FOLLOW_REBOOT_S = 900.0
+
+UPGRADE_NODE_STATE = ("the upgrade may still be running on the node; it reboots by itself — "
+                      "re-check in a few minutes")
+GITOPS_WARNING = ("in a GitOps setup ArgoCD (or Flux) should own the RuntimeClass: commit "
+                  f"{infra.RUNTIMECLASS_MANIFEST} and let it sync; creating it by hand is for debugging")
+FILES_REBOOT_WARNING = ("a machine.files change reboots the node under --mode auto: the node goes down and "
+                        "its pods stop until it is back")
+
+
+def show_argv(argv: tuple[str, ...] | list[str]) -> str:
+    """The command as a person would type it: the program's name, then every argument (global flags kept)."""
+    if not argv:
+        return ""
+    return redact(shlex.join([os.path.basename(argv[0]), *argv[1:]]))
+
+
+def command_step(description: str, argv: list[str], **params: str) -> Step:
+    return Step("command", description, tuple(argv), show_argv(argv), tuple(params.items()))
+
+
+def confirm_word(target: Target, report: Report | None) -> str:
+    if report is not None and report.kube_node:
+        return report.kube_node
+    return target.talos.node
+
+
+async def plan_action(stage: str, target: Target, report: Report | None = None, *,
+                      factory: str | None = None) -> Plan:
+    """The plan of `stage`'s action; raises PlanError (a ValueError) when there is none or it cannot be made."""
+    spec = next((s for s in SEED_STAGES if s.id == stage), None)
+    if spec is None:
+        raise PlanError(f"unknown stage {stage!r}")
+    if spec.action is None:
+        why = ("the evidence shows what to fix" if stage == "cluster"
+               else "it follows from device-plugin" if stage == "gpu-resources" else "nothing to run")
+        raise PlanError(f"stage {stage} has no action: {why}")
+    builder = _BUILDERS[spec.action]
+    return await builder(target, report, factory)
+
+
+# --------------------------------------------------------------------------- extensions
+
+
+async def _talos_version(target: Target, report: Report | None) -> tuple[str, str]:
+    """(version, where it came from) for the installer image tag."""
+    if target.profile.talos_version:
+        return target.profile.talos_version, "the profile's talos_version"
+    fact = report.facts.get("talos_version") if report is not None else None
+    if fact is None or not fact.ok:
+        ctx = make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S)
+        fact = await ctx.get("talos_version")
+    tag = getattr(fact.value, "server_tag", None) if fact.ok else None
+    if not tag:
+        raise PlanError("cannot tell which Talos version the installer image should have: the node's version is "
+                        f"unknown ({fact.error or 'no server version'}); set talos_version in the profile")
+    return str(tag), "the node's running version"
+
+
+def _installed_schematic(report: Report | None) -> str | None:
+    if report is None:
+        return None
+    fact = report.facts.get("extensions")
+    if fact is None or not fact.ok:
+        return None
+    for ext in fact.value or []:
+        if getattr(ext, "name", None) == "schematic":
+            return str(getattr(ext, "version", "") or "") or None
+    return None
+
+
+async def _plan_extensions(target: Target, report: Report | None, factory: str | None) -> Plan:
+    from checks.schematic import installer_image, nvidia_schematic
+
+    profile = target.profile
+    schematic_yaml, schematic = nvidia_schematic(profile.track)
+    version, version_source = await _talos_version(target, report)
+    image = installer_image(schematic, version)
+    talosctl = target.talosctl()
+    argv = talosctl.argv("upgrade", "--image", image)
+    assert "--image" in argv and argv[argv.index("--image") + 1] == image, "talosctl upgrade without --image"
+    steps: list[Step] = []
+    if factory:
+        url = factory.rstrip("/") + "/schematics"
+        steps.append(Step("register-schematic", f"register the schematic with the Image Factory: POST {url} "
+                          f"(expect id {schematic})",
+                          params=(("factory", factory), ("yaml", schematic_yaml), ("id", schematic))))
+    steps.append(command_step(f"upgrade node {target.talos.node} to {image} (reboots the node)", argv,
+                              role="upgrade"))
+    steps.append(Step("follow-reboot", "follow the node down and back up (talosctl get machinestatus, API "
+                      "availability), then wait for the Kubernetes Node to be Ready",
+                      params=(("after", "upgrade"), ("kube_node", report.kube_node if report and report.kube_node else ""))))
+    installed = _installed_schematic(report)
+    warnings = [f"talosctl upgrade reboots node {target.talos.node}: its pods stop until it is back"]
+    if installed == schematic:
+        warnings.append(f"the node already runs schematic {schematic}; the upgrade reinstalls the same image")
+    preview_lines = [
+        "Image Factory schematic:",
+        schematic_yaml.rstrip("\n"),
+        "",
+        f"schematic id:    {schematic}" + ("  (computed offline)" if not factory else f"  (registered with {factory})"),
+        f"installer image: {image}  (Talos {version}, {version_source})",
+    ]
+    if installed:
+        preview_lines.append(f"installed now:   schematic {installed}")
+    return Plan(
+        stage="extensions",
+        title="Install the NVIDIA extensions (Image Factory schematic + talosctl upgrade)",
+        steps=tuple(steps),
+        files=(),
+        reboots=True,
+        confirm_word=confirm_word(target, report),
+        warnings=tuple(warnings),
+        preview="\n".join(preview_lines) + "\n",
+        schematic_id=schematic,
+        installer_image=image,
+    )
+
+
+# --------------------------------------------------------------------------- machine-config patches
+
+
+def _write_step(change: FileChange) -> Step:
+    return Step("write", f"write {change.path} (missing in the infra repo)",
+                params=(("path", str(change.path)), ("relative", change.relative), ("content", change.content)))
+
+
+def _file_state_lines(change: FileChange) -> list[str]:
+    lines = [f"# {change.summary}"]
+    if change.state == "differs":
+        lines += ["# difference (infra repo → seed):", change.diff.rstrip("\n")]
+    return lines
+
+
+async def _patch_dry_run(target: Target, change: FileChange) -> str:
+    """`talosctl patch mc --dry-run` of the file the action will use (or of a temporary seed copy)."""
+    talosctl = target.talosctl()
+    temp_dir: str | None = None
+    try:
+        if change.state == "create":
+            temp_dir = tempfile.mkdtemp(prefix="talos-gpu-preview-")
+            patch_path = Path(temp_dir) / Path(change.relative).name
+            patch_path.write_text(change.content, encoding="utf-8")
+        else:
+            patch_path = change.path
+        args = ("patch", "mc", "--dry-run", "--patch", f"@{patch_path}")
+        result = await talosctl.run(*args, timeout=PLAN_COMMAND_TIMEOUT_S)
+    finally:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+    shown = f"$ talosctl patch mc --dry-run --patch @{change.relative}"
+    output = (result.stderr + result.stdout).strip("\n")
+    if not result.ok:
+        return f"{shown}\n(the dry run failed: {result.failure_reason()})\n" + (redact(output) + "\n" if output else "")
+    return f"{shown}\n{redact(output)}\n"
+
+
+async def _plan_patch(target: Target, report: Report | None, stage: str, relative: str, title: str,
+                      description: str, reboots: bool, warnings: tuple[str, ...]) -> Plan:
+    content = infra.seed_files(target.profile)[relative]
+    change = file_change(target.profile, relative, content)
+    steps: list[Step] = []
+    if change.state == "create":
+        steps.append(_write_step(change))
+    argv = target.talosctl().argv("patch", "mc", "--patch", f"@{change.path}")
+    steps.append(command_step(description, argv, role="patch"))
+    if reboots:
+        steps.append(Step("follow-reboot", "follow the node's reboot (talosctl get machinestatus, API "
+                          "availability), then wait for the Kubernetes Node to be Ready",
+                          params=(("after", "patch"),
+                                  ("kube_node", report.kube_node if report and report.kube_node else ""))))
+    used = change.content if change.state != "differs" else change.path.read_text(encoding="utf-8")
+    preview_lines = _file_state_lines(change) + [f"# {change.relative} as the action uses it:", used.rstrip("\n"), "",
+                                                  (await _patch_dry_run(target, change)).rstrip("\n")]
+    all_warnings = list(warnings)
+    if change.state == "differs":
+        all_warnings.append(f"{change.relative} differs from the seed: it is used as it is, not overwritten")
+    return Plan(
+        stage=stage,
+        title=title,
+        steps=tuple(steps),
+        files=(change,),
+        reboots=reboots,
+        confirm_word=confirm_word(target, report) if reboots else None,
+        warnings=tuple(all_warnings),
+        preview=redact("\n".join(preview_lines)) + "\n",
+    )
+
+
+async def _plan_kernel_modules(target: Target, report: Report | None, _factory: str | None) -> Plan:
+    modules = ", ".join(target.profile.modules)
+    return await _plan_patch(
+        target, report, "kernel-modules", infra.MODULES_PATCH,
+        "Load the NVIDIA kernel modules (machine-config patch)",
+        f"patch the machine config: load {modules}; sysctl {infra.BPF_SYSCTL}=1 (applies without a reboot)",
+        reboots=False, warnings=(),
+    )
+
+
+async def _plan_container_runtime(target: Target, report: Report | None, _factory: str | None) -> Plan:
+    return await _plan_patch(
+        target, report, "container-runtime", infra.NO_CGROUPS_PATCH,
+        "Configure the NVIDIA container runtime: no-cgroups (machine-config patch, reboots)",
+        f"patch the machine config: write {infra.CONTAINER_RUNTIME_CONFIG} with no-cgroups = true "
+        "(reboots the node)",
+        reboots=True, warnings=(FILES_REBOOT_WARNING,),
+    )
+
+
+# --------------------------------------------------------------------------- RuntimeClass
+
+
+async def _plan_runtimeclass(target: Target, report: Report | None, _factory: str | None) -> Plan:
+    profile = target.profile
+    relative = infra.RUNTIMECLASS_MANIFEST
+    change = file_change(profile, relative, infra.seed_files(profile)[relative])
+    steps: list[Step] = []
+    if change.state == "create":
+        steps.append(_write_step(change))
+    steps.append(Step("api", f"create RuntimeClass {profile.runtime_class} from {change.path} through the "
+                      "Kubernetes API (what kubectl create -f does)",
+                      params=(("path", str(change.path)), ("name", profile.runtime_class))))
+    used = change.content if change.state != "differs" else change.path.read_text(encoding="utf-8")
+    warnings = [GITOPS_WARNING]
+    if change.state == "differs":
+        warnings.append(f"{relative} differs from the seed: it is used as it is, not overwritten")
+    preview = "\n".join(_file_state_lines(change) + [f"# {relative} as the action uses it:", used.rstrip("\n")])
+    return Plan(
+        stage="runtimeclass",
+        title=f"Create RuntimeClass {profile.runtime_class} (handler {infra.RUNTIME_HANDLER})",
+        steps=tuple(steps),
+        files=(change,),
+        reboots=False,
+        confirm_word=None,
+        warnings=tuple(warnings),
+        preview=redact(preview) + "\n",
+    )
+
+
+# --------------------------------------------------------------------------- device plugin
+
+
+async def _helm_repos(target: Target) -> tuple[dict[str, str] | None, str]:
+    """Configured Helm repositories (name → URL), or None and why they could not be listed."""
+    helm = target.helm()
+    assert helm is not None
+    result = await helm.run("repo", "list", "-o", "json", timeout=PLAN_COMMAND_TIMEOUT_S)
+    if not result.ok:
+        if "no repositories" in (result.stderr + result.stdout).lower():
+            return {}, ""
+        return None, result.failure_reason()
+    try:
+        data = json.loads(result.stdout or "[]")
+    except ValueError:
+        return None, "helm repo list -o json: output is not JSON"
+    repos: dict[str, str] = {}
+    for entry in data if isinstance(data, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            repos[entry["name"]] = str(entry.get("url") or "")
+    return repos, ""
+
+
+async def _plan_device_plugin(target: Target, report: Report | None, _factory: str | None) -> Plan:
+    profile = target.profile
+    spec = profile.device_plugin
+    helm = target.helm()
+    if helm is None:
+        raise PlanError("helm not found: install helm or set $HELM (the device-plugin action runs helm)")
+    relative = infra.values_relative(profile)
+    change = file_change(profile, relative, infra.seed_files(profile)[relative])
+    steps: list[Step] = []
+    warnings: list[str] = []
+    if change.state == "create":
+        steps.append(_write_step(change))
+    repos, why = await _helm_repos(target)
+    chart_repo = spec.chart.split("/", 1)[0] if "/" in spec.chart and not spec.chart.startswith("oci://") else None
+    if repos is None:
+        warnings.append(f"could not list the Helm repositories ({why}); adding {spec.repo_name} anyway")
+        steps.append(command_step(f"add the Helm repository {spec.repo_name} ({spec.repo_url})",
+                                  helm.argv("repo", "add", spec.repo_name, spec.repo_url), role="helm-repo-add"))
+    elif spec.repo_name not in repos:
+        steps.append(command_step(f"add the Helm repository {spec.repo_name} ({spec.repo_url})",
+                                  helm.argv("repo", "add", spec.repo_name, spec.repo_url), role="helm-repo-add"))
+    elif repos[spec.repo_name].rstrip("/") != spec.repo_url.rstrip("/"):
+        warnings.append(f"the Helm repository {spec.repo_name} points at {repos[spec.repo_name]}, not "
+                        f"{spec.repo_url}: the chart comes from there")
+    if chart_repo == spec.repo_name or chart_repo in (repos or {}):
+        steps.append(command_step(f"refresh the chart index of {chart_repo}",
+                                  helm.argv("repo", "update", chart_repo or spec.repo_name), role="helm"))
+    install_argv = helm.argv("upgrade", "--install", spec.release, spec.chart, "-n", spec.namespace,
+                             "-f", str(change.path))
+    steps.append(command_step(f"install or upgrade the Helm release {spec.release} in {spec.namespace}",
+                              install_argv, role="helm"))
+    if change.state == "differs":
+        warnings.append(f"{relative} differs from the seed: it is used as it is, not overwritten")
+    used = change.content if change.state != "differs" else change.path.read_text(encoding="utf-8")
+    preview = "\n".join(_file_state_lines(change) + [f"# {relative} as the action uses it:", used.rstrip("\n")])
+    return Plan(
+        stage="device-plugin",
+        title=f"Install the NVIDIA device plugin (Helm release {spec.release} in {spec.namespace})",
+        steps=tuple(steps),
+        files=(change,),
+        reboots=False,
+        confirm_word=None,
+        warnings=tuple(warnings),
+        preview=redact(preview) + "\n",
+    )
+
+
+# --------------------------------------------------------------------------- GPU test pod
+
+
+async def _plan_gpu_workload(target: Target, report: Report | None, _factory: str | None) -> Plan:
+    from checks.workload import TEST_POD_NAMESPACE, test_pod_manifest
+
+    profile = target.profile
+    node_name = report.kube_node if report is not None else None
+    manifest = test_pod_manifest("talos-gpu-test-<random>", image=profile.test_image,
+                                 runtime_class=profile.runtime_class, node_name=node_name)
+    description = (f"create pod {TEST_POD_NAMESPACE}/talos-gpu-test-<random> (runtimeClassName "
+                   f"{profile.runtime_class}, nvidia.com/gpu: 1, image {profile.test_image}) running nvidia-smi; "
+                   "stream its log; delete it, whatever happened")
+    return Plan(
+        stage="gpu-workload",
+        title="Run the GPU test pod (nvidia-smi)",
+        steps=(Step("test-pod", description),),
+        files=(),
+        reboots=False,
+        confirm_word=None,
+        warnings=(),
+        preview=yaml.safe_dump(manifest, sort_keys=False),
+    )
+
+
+_BUILDERS = {
+    "extensions": _plan_extensions,
+    "kernel-modules": _plan_kernel_modules,
+    "container-runtime": _plan_container_runtime,
+    "runtimeclass": _plan_runtimeclass,
+    "device-plugin": _plan_device_plugin,
+    "gpu-workload": _plan_gpu_workload,
+}

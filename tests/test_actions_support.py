@@ -1,0 +1,101 @@
+"""Shared helpers for the action and enable tests: one real lab per module, reset per test.
+
+(This module holds no tests; it is named so that it stays with the action tests.)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from checks.config import find_helm, resolve_kube, resolve_talos, talosctl_path
+from checks.engine import Target, run_sweep
+from checks.model import Report
+from checks.profile import Profile
+from checks.redact import install_secrets_from
+from checks.stages import SEED_STAGES, stage_spec
+from lab.runtime import LabHandle, start_lab
+
+LAB_KNOBS: dict[str, Any] = {"reboot_s": 1.0}
+SWEEP_TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope="module", name="lab")
+def lab_fixture() -> Iterator[LabHandle]:
+    handle = start_lab("fresh", knobs=LAB_KNOBS)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def use_scenario(lab: LabHandle, scenario: str, *, knobs: dict[str, Any] | None = None,
+                 faults: dict[str, Any] | None = None) -> None:
+    lab.reset(scenario, knobs={**LAB_KNOBS, **(knobs or {})}, faults=faults)
+
+
+def lab_env(lab: LabHandle) -> dict[str, str]:
+    return {**os.environ, **lab.env}
+
+
+def make_target(lab: LabHandle, infra_repo: Path, **profile: Any) -> Target:
+    env = lab_env(lab)
+    talos = resolve_talos(None, None, None, env=env)
+    kube = resolve_kube(None, None, env=env)
+    install_secrets_from(kube.kubeconfig, talos.talosconfig)
+    return Target(talos, kube, Profile(infra_repo=infra_repo, **profile), talosctl_path(env), find_helm(env), env)
+
+
+def sweep(target: Target, *only: str) -> Report:
+    """A whole sweep, or only the named stages' own checks (fewer talosctl calls: faster)."""
+    stages = tuple(stage_spec(s) for s in only) or SEED_STAGES
+    return anyio.run(lambda: run_sweep(target, timeout=SWEEP_TIMEOUT_S, stages=stages))
+
+
+async def recheck_until(target: Target, stage: str, timeout: float = 30.0) -> Report:
+    """Checks `stage` (its own facts) until it passes (a device plugin needs a moment to register)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = await run_sweep(target, timeout=SWEEP_TIMEOUT_S, stages=(stage_spec(stage),))
+        if report.stage(stage).status.ok or time.monotonic() > deadline:
+            return report
+        await anyio.sleep(0.5)
+
+
+def tool_processes(lab: LabHandle) -> dict[int, str]:
+    """pid → command line of every running process of the lab's talosctl or helm."""
+    found: dict[int, str] = {}
+    bin_dir = str(lab.bin_dir)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if bin_dir in cmdline and state != "Z":
+            found[int(entry.name)] = cmdline.strip()
+    return found
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def state_bytes(lab: LabHandle) -> bytes:
+    return (lab.state_dir / "state.json").read_bytes()
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

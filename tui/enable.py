@@ -1,0 +1,348 @@
+"""`talos-gpu enable`: check, then run the action of each stage that does not pass, in stage order.
+
+    talos-gpu enable --dry-run   print every plan (commands, files, schematic id, warnings); change nothing
+    talos-gpu enable             ask y/N before each action (stdin must be a terminal, else exit 2)
+    talos-gpu enable --yes       run without asking
+
+After each action the checks run again (until the stage passes or a settle time runs out); stages
+that now pass are skipped. The GPU test pod (`gpu-workload`) runs last. Exit 0 when every stage
+passes at the end, 1 when an action failed or a stage still fails, 2 when enable could not run.
+SIGINT/SIGTERM cancel the running action (its process group is killed, the audit log records it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+from rich.console import Console
+from rich.text import Text
+
+from checks.actions import ACTION_STAGES, ActionEvent, ActionResult, Plan, PlanError, plan_action, run_action
+from checks.audit import AuditLog, default_audit_path
+from checks.engine import Target, run_sweep
+from checks.model import Report, StageResult, Status
+from checks.redact import redact
+from tui.headless import render_report, status_text
+
+PROG = "talos-gpu"
+SETTLE_S = 120.0  # after an action, how long the re-checks may wait for its stage to pass
+SETTLE_POLL_S = 1.0
+WORKLOAD = "gpu-workload"
+ACTING_ON = (Status.FAIL, Status.BLOCKED, Status.UNKNOWN)
+
+
+@dataclass
+class EnableState:
+    report: Report
+    attempted: set[str] = field(default_factory=set)
+    declined: set[str] = field(default_factory=set)
+    workload: ActionResult | None = None
+    current: str = ""
+    cancelled_by: str = ""
+
+
+class LiveOutput:
+    """Streams an action's events: a status line on a terminal, plain lines when piped."""
+
+    def __init__(self, console: Console, stage: str) -> None:
+        self.console = console
+        self.stage = stage
+        self._status = console.status(Text(f"{stage}: starting"), spinner="dots") if console.is_terminal else None
+
+    def __enter__(self) -> LiveOutput:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def _update(self, text: str) -> None:
+        if self._status is not None:
+            line = Text(f"{self.stage}: {text}", no_wrap=True, overflow="ellipsis")
+            line.truncate(max(20, self.console.width - 4), overflow="ellipsis")
+            self._status.update(line)
+
+    def __call__(self, event: ActionEvent) -> None:
+        text = redact(event.text)
+        if event.kind == "step":
+            self.console.print(Text.assemble(("▶ ", "bold cyan"), (text, "bold")))
+            self._update(text)
+        elif event.kind == "phase":
+            self.console.print(Text.assemble(("◆ ", "bold magenta"), (text, "magenta")))
+            self._update(text)
+        else:
+            style = "dim" if event.stream == "stdout" else "yellow"
+            self.console.print(Text.assemble(("  │ ", "dim"), (text, style)))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def render_plan(plan: Plan, console: Console, *, preview: bool = True) -> None:
+    header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (plan.title, "bold"))
+    if plan.reboots:
+        header.append(f"  [reboots the node: {plan.confirm_word}]", style="bold yellow")
+    console.print(header)
+    if plan.schematic_id:
+        console.print(Text(f"  schematic id:    {plan.schematic_id}"))
+    if plan.installer_image:
+        console.print(Text(f"  installer image: {plan.installer_image}"))
+    for change in plan.files:
+        style = {"create": "green", "same": "dim", "differs": "yellow"}.get(change.state, "")
+        console.print(Text.assemble("  file ", (change.summary, style)))
+        if change.state == "differs":
+            for line in redact(change.diff).rstrip("\n").splitlines():
+                console.print(Text("    " + line, style="red" if line.startswith("-") else
+                                   "green" if line.startswith("+") else "dim"))
+    for warning in plan.warnings:
+        console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), redact(warning)))
+    console.print(Text("  steps:", style="bold"))
+    for index, step in enumerate(plan.steps, 1):
+        console.print(Text(f"    {index}. {redact(step.shown)}"))
+    if preview and plan.preview.strip():
+        console.print(Text("  preview:", style="bold"))
+        for line in redact(plan.preview).rstrip("\n").splitlines():
+            console.print(Text("    " + line, style="dim"))
+
+
+def render_stage_line(stage: StageResult, console: Console) -> None:
+    console.print(Text.assemble("  ", status_text(stage.status), " ", (stage.id, "bold"), " — ", redact(stage.summary)))
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+def _next_stage(state: EnableState) -> str | None:
+    for stage_id in ACTION_STAGES:
+        if stage_id == WORKLOAD or stage_id in state.attempted or stage_id in state.declined:
+            continue
+        if state.report.stage(stage_id).status in ACTING_ON:
+            return stage_id
+    return None
+
+
+def _hopeless_block(state: EnableState, stage_id: str) -> str | None:
+    """Why the stage's action cannot help now (blocked by a stage with no action or one not fixed), else None."""
+    stage = state.report.stage(stage_id)
+    blocker = stage.blocked_by
+    if stage.status is not Status.BLOCKED or blocker is None:
+        return None
+    if blocker not in ACTION_STAGES:
+        return f"stage {stage_id} is blocked by {blocker}, which has no action"
+    if blocker in state.declined:
+        return f"stage {stage_id} is blocked by {blocker}, whose action was declined"
+    return None
+
+
+async def _ask(question: str) -> bool:
+    def read() -> str:
+        sys.stdout.write(question)
+        sys.stdout.flush()
+        return sys.stdin.readline()
+
+    answer = await anyio.to_thread.run_sync(read, abandon_on_cancel=True)
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def _sweep(target: Target, args: argparse.Namespace) -> Report:
+    return await run_sweep(target, timeout=args.timeout)
+
+
+async def _settle(target: Target, args: argparse.Namespace, done: Callable[[Report], bool], console: Console,
+                  what: str, limit: float = SETTLE_S) -> Report:
+    """Re-check until `done(report)` or `limit` seconds passed; returns the last report."""
+    deadline = time.monotonic() + limit
+    report = await _sweep(target, args)
+    announced = False
+    while not done(report) and time.monotonic() < deadline:
+        if not announced:
+            console.print(Text(f"… waiting for {what} (re-checking every {SETTLE_POLL_S:g}s, up to {limit:g}s)",
+                               style="dim"))
+            announced = True
+        await anyio.sleep(SETTLE_POLL_S)
+        report = await _sweep(target, args)
+    return report
+
+
+def _all_but_workload_ok(report: Report) -> bool:
+    return all(s.status.ok for s in report.stages if s.id != WORKLOAD)
+
+
+async def _run_one(plan: Plan, target: Target, args: argparse.Namespace, console: Console,
+                   audit: AuditLog, state: EnableState) -> ActionResult | None:
+    """Confirm (unless --yes) and run one action; None when the person declined."""
+    render_plan(plan, console, preview=not args.yes)
+    if not args.yes:
+        word = f" (it reboots {plan.confirm_word})" if plan.reboots else ""
+        if not await _ask(f"Run the {plan.stage} action{word}? [y/N] "):
+            console.print(Text(f"skipped {plan.stage}: declined", style="yellow"))
+            state.declined.add(plan.stage)
+            return None
+    state.current = plan.stage
+    state.attempted.add(plan.stage)
+    started = time.monotonic()
+    with LiveOutput(console, plan.stage) as live:
+        result = await run_action(plan, target, live, audit=audit, read_only=bool(getattr(args, "read_only", False)))
+    state.current = ""
+    elapsed = time.monotonic() - started
+    style = "bold green" if result.ok else "bold red"
+    console.print(Text.assemble((f"{'✔' if result.ok else '✘'} {plan.stage} {result.status}", style),
+                                f" in {elapsed:.1f}s — ", redact(result.reason)))
+    if result.node_state and not result.ok:
+        console.print(Text(f"  node: {redact(result.node_state)}", style="yellow"))
+    return result
+
+
+async def _apply(target: Target, args: argparse.Namespace, console: Console, audit: AuditLog,
+                 state: EnableState) -> int:
+    factory = getattr(args, "factory", None)
+    while (stage_id := _next_stage(state)) is not None:
+        hopeless = _hopeless_block(state, stage_id)
+        if hopeless:
+            root = state.report.root_cause
+            console.print(Text(f"✘ {hopeless}", style="bold red"))
+            if root is not None:
+                console.print(Text.assemble(("  root cause: ", "bold"), f"{root.stage} — {redact(root.summary)}"))
+                if root.remediation:
+                    console.print(Text.assemble(("  next: ", "bold"), redact(root.remediation)))
+            return 1
+        try:
+            plan = await plan_action(stage_id, target, state.report, factory=factory)
+        except PlanError as exc:
+            console.print(Text(f"✘ cannot plan {stage_id}: {redact(str(exc))}", style="bold red"))
+            return 1
+        result = await _run_one(plan, target, args, console, audit, state)
+        if result is None:
+            continue
+        if not result.ok:
+            return 1
+        state.report = await _settle(
+            target, args, lambda r, s=stage_id: r.stage(s).status.ok and r.stage("cluster").status.ok,
+            console, f"{stage_id} to pass")
+        stage = state.report.stage(stage_id)
+        console.print(Text("re-check:", style="bold"))
+        render_stage_line(stage, console)
+        if not stage.status.ok:
+            console.print(Text(f"✘ the {stage_id} action ran, but the stage still does not pass", style="bold red"))
+            for line in stage.evidence:
+                console.print(Text("  • " + redact(line), style="dim"))
+            return 1
+
+    if not _all_but_workload_ok(state.report):
+        state.report = await _settle(target, args, _all_but_workload_ok, console, "every stage to pass", 60.0)
+    if not _all_but_workload_ok(state.report):
+        failing = [s for s in state.report.stages if not s.status.ok]
+        console.print(Text(f"✘ {failing[0].id} does not pass and no action is left to run", style="bold red"))
+        render_report(state.report, console)
+        return 1
+    try:
+        plan = await plan_action(WORKLOAD, target, state.report, factory=factory)
+    except PlanError as exc:
+        console.print(Text(f"✘ cannot plan {WORKLOAD}: {redact(str(exc))}", style="bold red"))
+        return 1
+    result = await _run_one(plan, target, args, console, audit, state)
+    state.workload = result
+    return 0 if result is not None and result.ok else 1
+
+
+async def _dry_run(target: Target, args: argparse.Namespace, console: Console, report: Report) -> int:
+    factory = getattr(args, "factory", None)
+    console.print(Text("Dry run: nothing below is run, written or registered.", style="bold"))
+    planned = 0
+    for stage_id in ACTION_STAGES:
+        stage = report.stage(stage_id)
+        if stage_id != WORKLOAD and stage.status not in ACTING_ON:
+            continue
+        if stage.status is Status.BLOCKED and stage.blocked_by not in ACTION_STAGES:
+            console.print(Text(f"━━ {stage_id}: blocked by {stage.blocked_by}, which has no action: no plan",
+                               style="yellow"))
+            continue
+        try:
+            plan = await plan_action(stage_id, target, report, factory=factory)
+        except PlanError as exc:
+            console.print(Text(f"━━ {stage_id}: cannot plan: {redact(str(exc))}", style="bold red"))
+            continue
+        console.print()
+        render_plan(plan, console)
+        planned += 1
+    if planned and report.overall is not Status.PASS:
+        console.print(Text("\nLater plans assume the earlier actions ran; enable re-plans after each re-check.",
+                           style="dim"))
+    return report.exit_code
+
+
+async def _watch_signals(scope: anyio.CancelScope, state: EnableState) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            state.cancelled_by = signal.Signals(signum).name
+            scope.cancel()
+            return
+
+
+async def _walk(target: Target, args: argparse.Namespace, console: Console, state: EnableState,
+                audit: AuditLog) -> int:
+    state.report = await _sweep(target, args)
+    render_report(state.report, console)
+    if args.dry_run:
+        return await _dry_run(target, args, console, state.report)
+    return await _apply(target, args, console, audit, state)
+
+
+async def _main(target: Target, args: argparse.Namespace, console: Console) -> int:
+    state = EnableState(Report(target.talos.node, None, [], None))
+    audit = AuditLog(default_audit_path(target.env))  # opened (created) only when an action records
+    code = 1
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_watch_signals, group.cancel_scope, state)
+            code = await _walk(target, args, console, state, audit)
+            group.cancel_scope.cancel()
+    finally:
+        audit.close()
+    if state.cancelled_by:
+        where = f" during the {state.current} action" if state.current else ""
+        console.print(Text(f"✘ cancelled by {state.cancelled_by}{where}; see the audit log {audit.path}",
+                           style="bold red"))
+        return 128 + int(getattr(signal, state.cancelled_by))
+    if args.dry_run:
+        return code
+    _render_final(state, console)
+    console.print(Text(f"audit log: {audit.path}", style="dim"))
+    if code == 0 and not _all_but_workload_ok(state.report):
+        code = 1
+    return code
+
+
+def _render_final(state: EnableState, console: Console) -> None:
+    console.print(Text("Final state:", style="bold"))
+    for stage in state.report.stages:
+        if stage.id == WORKLOAD and state.workload is not None:
+            status = Status.PASS if state.workload.ok else Status.FAIL
+            console.print(Text.assemble("  ", status_text(status), " ", (stage.id, "bold"), " — ",
+                                        redact(state.workload.reason)))
+            continue
+        render_stage_line(stage, console)
+
+
+def enable(args: argparse.Namespace, target: Target) -> int:
+    """The `talos-gpu enable` command; returns the exit code."""
+    started = time.monotonic()
+    if not args.dry_run and not args.yes and not sys.stdin.isatty():
+        sys.stderr.write(f"{PROG}: enable asks before each action but stdin is not a terminal: "
+                         "pass --yes to run without asking, or --dry-run to only see the plan\n")
+        return 2
+    if getattr(args, "read_only", False) and not args.dry_run:
+        sys.stderr.write(f"{PROG}: --read-only allows only 'enable --dry-run' (every action changes the cluster)\n")
+        return 2
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    code = anyio.run(_main, target, args, console)
+    console.print(Text(f"enable finished in {time.monotonic() - started:.1f}s (exit {code})", style="bold"))
+    return code
