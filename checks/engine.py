@@ -89,7 +89,27 @@ def judge_all(stages: tuple[StageSpec, ...], facts: dict[str, ProbeResult], targ
 
             judgements[spec.id] = Judgement(Status.UNKNOWN, f"internal error judging {spec.id}: {one_line(exc)}")
         durations[spec.id] = max((facts[p].duration_ms for p in spec.probes if p in facts), default=0)
+    add_infra_drift(judgements, target)
     return judgements, durations
+
+
+def add_infra_drift(judgements: dict[str, Judgement], target: Target) -> None:
+    """The infra repo's files should say what the seed needs: drift is `warn` evidence on its stage."""
+    from checks.errors import one_line
+    from checks.infra import lint_infra
+
+    try:
+        drift = lint_infra(target.profile)
+    except Exception as exc:  # noqa: BLE001 - a lint problem must never hide the checks
+        drift = {"cluster": [f"infra repo: could not be read ({one_line(exc)})"]}
+    for stage_id, lines in drift.items():
+        judgement = judgements.get(stage_id)
+        if judgement is None or not lines:
+            continue
+        judgement.evidence.extend(lines)
+        if judgement.status is Status.PASS:
+            judgement.status = Status.WARN
+            judgement.summary += f"; but {lines[0].removeprefix('infra repo: ')} (infra repo drift)"
 
 
 async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = False,

@@ -143,3 +143,16 @@ def test_talosctl_not_found_is_exit_2(lab: Any) -> None:
     result = run_check(env)
     assert result.returncode == 2
     assert "talosctl" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_infra_repo_drift_is_a_warning_on_its_stage(lab: Any, tmp_path: Path) -> None:
+    values = tmp_path / "k8s" / "nvidia-device-plugin" / "values.yaml"
+    values.parent.mkdir(parents=True)
+    values.write_text("runtimeClassName: nvidia\n")  # no `affinity: null`: the chart's NFD affinity stays
+    profile = tmp_path / "profile.yaml"
+    profile.write_text("infra_repo: .\n")
+    result = run_check(lab("healthy").env, "--json", "--profile", str(profile))
+    assert result.returncode == 0, result.stderr  # warn still counts as success
+    stage = {s["id"]: s for s in json.loads(result.stdout)["stages"]}["device-plugin"]
+    assert stage["status"] == "warn"
+    assert any(line.startswith("infra repo: ") and "affinity" in line for line in stage["evidence"])
