@@ -1,0 +1,381 @@
+"""Start, run and stop a lab: state directory, configs, tool wrappers and the API server process.
+
+    start_lab("healthy") -> LabHandle          # from Python (tests, `talos-gpu demo`)
+    python -m lab.runtime run --scenario NAME  # foreground lab for a shell: prints `export` lines
+    python -m lab.runtime serve --state DIR    # the API server itself (started by start_lab)
+
+A lab is a state directory (lab/CONTRACT.md) plus one child process, the Kubernetes API server,
+started in its own session so that `stop()` (also run at interpreter exit) kills its whole
+process group. Files this module adds to the state directory: `talosconfig`, `kubeconfig`,
+`bin/talosctl`, `bin/helm`, `apiserver.token` (0600), `apiserver.port`, `apiserver.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from lab import scenarios
+from lab import state as lab_state
+from lab.certs import PendingCertificate
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+TOKEN_FILE = "apiserver.token"
+PORT_FILE = "apiserver.port"
+LOG_FILE = "apiserver.log"
+START_TIMEOUT_S = 20.0
+STOP_GRACE_S = 2.0
+KNOB_VARIABLES = {
+    "TALOS_GPU_LAB_TALOSCTL_LATENCY_MS": "talosctl_latency_ms",
+    "TALOS_GPU_LAB_API_LATENCY_MS": "api_latency_ms",
+    "TALOS_GPU_LAB_REBOOT_S": "reboot_s",
+}
+PLACEHOLDER_CERT = "-----BEGIN CERTIFICATE-----\nTEFCIFBMQUNFSE9MREVSOiBub3QgYSByZWFsIGNlcnRpZmljYXRl\n-----END CERTIFICATE-----\n"
+
+
+class LabError(RuntimeError):
+    """The lab could not start."""
+
+
+def knobs_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, float]:
+    """TALOS_GPU_LAB_* timing variables -> state["knobs"] entries (only those that are set)."""
+    environ = os.environ if environ is None else environ
+    knobs: dict[str, float] = {}
+    for variable, knob in KNOB_VARIABLES.items():
+        raw = environ.get(variable, "").strip()
+        if not raw:
+            continue
+        try:
+            value = float(raw)
+        except ValueError as error:
+            raise LabError(f"{variable} must be a number, got {raw!r}") from error
+        if value < 0:
+            raise LabError(f"{variable} must not be negative, got {raw!r}")
+        knobs[knob] = int(value) if knob.endswith("_ms") and value.is_integer() else value
+    return knobs
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def talosconfig_text(node: str) -> str:
+    """A real-format talosconfig with placeholder credentials (the key is a SECRET marker)."""
+    key = ("-----BEGIN ED25519 PRIVATE KEY-----\n"
+           f"LAB-SECRET-talos-key-{secrets.token_hex(12)}\n"
+           "-----END ED25519 PRIVATE KEY-----\n")
+    return (
+        "context: lab\n"
+        "contexts:\n"
+        "    lab:\n"
+        "        endpoints:\n"
+        f"            - {node}\n"
+        "        nodes:\n"
+        f"            - {node}\n"
+        f"        ca: {_b64(PLACEHOLDER_CERT)}\n"
+        f"        crt: {_b64(PLACEHOLDER_CERT)}\n"
+        f"        key: {_b64(key)}\n"
+    )
+
+
+def kubeconfig_text(api_url: str, ca_pem: bytes, token: str) -> str:
+    return (
+        "apiVersion: v1\n"
+        "kind: Config\n"
+        "clusters:\n"
+        "- cluster:\n"
+        f"    certificate-authority-data: {base64.b64encode(ca_pem).decode()}\n"
+        f"    server: {api_url}\n"
+        "  name: lab\n"
+        "contexts:\n"
+        "- context:\n"
+        "    cluster: lab\n"
+        "    user: admin\n"
+        "  name: lab\n"
+        "current-context: lab\n"
+        "preferences: {}\n"
+        "users:\n"
+        "- name: admin\n"
+        "  user:\n"
+        f"    token: {token}\n"
+    )
+
+
+def _wrapper_script(module: str, tool: str) -> str:
+    return (
+        f"#!{sys.executable}\n"
+        f'"""The lab\'s {tool} (written by lab/runtime.py)."""\n'
+        "import sys\n"
+        f"sys.path.insert(0, {str(PACKAGE_ROOT)!r})\n"
+        f"from {module} import main\n"
+        "sys.exit(main())\n"
+    )
+
+
+def write_tool_wrappers(bin_dir: Path) -> None:
+    """`bin/talosctl` and `bin/helm`: tiny Python scripts run by this interpreter (no shell)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool, module in (("talosctl", "lab.talosctl"), ("helm", "lab.helm")):
+        path = bin_dir / tool
+        path.write_text(_wrapper_script(module, tool))
+        path.chmod(0o755)
+
+
+def _write_private(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
+def build_state(scenario: str, *, knobs: Mapping[str, Any] | None = None, faults: Mapping[str, Any] | None = None,
+                extra_nodes: int = 0) -> dict[str, Any]:
+    """The initial state for `scenario`, with env knobs, then explicit knobs and faults applied."""
+    state = scenarios.build(scenario, extra_nodes=extra_nodes)
+    state.setdefault("knobs", {}).update(knobs_from_environment())
+    state["knobs"].update(dict(knobs or {}))
+    if faults:
+        state.setdefault("faults", {}).update(dict(faults))
+    return state
+
+
+@dataclass
+class LabHandle:
+    """A running lab. Use as a context manager, or call `stop()`; nothing is left running after it."""
+
+    state_dir: Path
+    api_url: str
+    kubeconfig: Path
+    talosconfig: Path
+    bin_dir: Path
+    env: dict[str, str]
+    scenario: str
+    extra_nodes: int = 0
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    owns_state_dir: bool = False
+    _stopped: bool = field(default=False, repr=False)
+
+    def export_lines(self) -> str:
+        """Shell lines pointing kubectl, talosctl, helm and talos-gpu at this lab."""
+        return "\n".join([
+            f"export KUBECONFIG={shlex.quote(str(self.kubeconfig))}",
+            f"export TALOSCONFIG={shlex.quote(str(self.talosconfig))}",
+            f'export PATH={shlex.quote(str(self.bin_dir))}:"$PATH"',
+        ])
+
+    @property
+    def api_token(self) -> str:
+        """The API server's bearer token (a SECRET marker: never print it)."""
+        return (self.state_dir / TOKEN_FILE).read_text().strip()
+
+    @property
+    def ca_path(self) -> Path:
+        return self.state_dir / "server.crt"
+
+    def reset(self, scenario: str, *, knobs: Mapping[str, Any] | None = None,
+              faults: Mapping[str, Any] | None = None) -> None:
+        """Re-initialise state.json to `scenario` (the server picks it up on its next request)."""
+        state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=self.extra_nodes)
+        lab_state.init(self.state_dir, state)
+        self.scenario = scenario
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        if self.process is not None:
+            _kill_process_group(self.process)
+        if self.owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self) -> LabHandle:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+
+def _kill_process_group(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=STOP_GRACE_S)
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "no log"
+
+
+def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: dict | None = None,
+              extra_nodes: int = 0, faults: dict | None = None) -> LabHandle:
+    """Build the scenario's state, write configs and wrappers, start the API server; return the handle."""
+    owns = state_dir is None
+    directory = Path(tempfile.mkdtemp(prefix="talos-gpu-lab-")) if state_dir is None else Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    directory = directory.resolve()
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        for stale in (PORT_FILE, "server.crt", "server.key"):
+            (directory / stale).unlink(missing_ok=True)
+        certificate = PendingCertificate(directory)
+        state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=extra_nodes)
+        lab_state.init(directory, state)
+        token = f"lab-SECRET-token-{secrets.token_hex(16)}"
+        _write_private(directory / TOKEN_FILE, token + "\n")
+        talosconfig = directory / "talosconfig"
+        _write_private(talosconfig, talosconfig_text(str(state["talos"]["node"])))
+        bin_dir = directory / "bin"
+        write_tool_wrappers(bin_dir)
+        cert = certificate.wait()
+
+        environment = dict(os.environ)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            [str(PACKAGE_ROOT), *filter(None, [environment.get("PYTHONPATH")])])
+        log = open(directory / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "lab.runtime", "serve", "--state", str(directory), "--port", "0"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment, cwd=str(directory),
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        port = _wait_for_port(directory, process)
+        api_url = f"https://127.0.0.1:{port}"
+        kubeconfig = directory / "kubeconfig"
+        _write_private(kubeconfig, kubeconfig_text(api_url, cert.cert_pem(), token))
+    except BaseException:
+        if process is not None:
+            _kill_process_group(process)
+        if owns:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "TALOSCONFIG": str(talosconfig),
+        "PATH": os.pathsep.join([str(bin_dir), *filter(None, [os.environ.get("PATH")])]),
+    }
+    handle = LabHandle(state_dir=directory, api_url=api_url, kubeconfig=kubeconfig, talosconfig=talosconfig,
+                       bin_dir=bin_dir, env=env, scenario=scenario, extra_nodes=extra_nodes, process=process,
+                       owns_state_dir=owns)
+    atexit.register(handle.stop)
+    return handle
+
+
+def _wait_for_port(directory: Path, process: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    port_file = directory / PORT_FILE
+    while time.monotonic() < deadline:
+        if port_file.exists():
+            text = port_file.read_text().strip()
+            if text.isdigit():
+                return int(text)
+        if process.poll() is not None:
+            raise LabError(f"the lab API server exited with status {process.returncode}: {_log_tail(directory / LOG_FILE)}")
+        time.sleep(0.01)
+    raise LabError(f"the lab API server did not start within {START_TIMEOUT_S:.0f} s: {_log_tail(directory / LOG_FILE)}")
+
+
+HOW_TO = """\
+# The lab is running (scenario: {scenario}). In another shell:
+{exports}
+#   kubectl get nodes,ds,pods -A        talosctl get extensions        talos-gpu check
+#   talos-gpu                           (the terminal UI against this lab)
+# Ctrl-C here stops the lab and removes {state_dir}.
+"""
+
+
+def run_foreground(scenario: str = "fresh", *, state_dir: Path | None = None) -> int:
+    """`talos-gpu lab`: start the lab, print the export lines, wait for Ctrl-C or SIGTERM, clean up."""
+    try:
+        handle = start_lab(scenario, state_dir=state_dir)
+    except (LabError, ValueError, OSError) as error:
+        print(f"talos-gpu lab: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    try:
+        print(HOW_TO.format(scenario=scenario, exports=handle.export_lines(), state_dir=handle.state_dir), flush=True)
+        while not stop.wait(0.5):
+            if not handle.alive():
+                print(f"talos-gpu lab: the API server stopped: {_log_tail(handle.state_dir / LOG_FILE)}",
+                      file=sys.stderr)
+                status = 1
+                break
+    finally:
+        handle.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def _exit_with_parent(parent: int) -> None:
+    """The server outlives no lab: when the process that started it is gone, it goes too."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _serve(state_dir: Path, port: int) -> int:
+    from lab.kubeapi.server import serve
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        serve(state_dir, port)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.runtime", description="Run the talos-gpu lab.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the lab's Kubernetes API server (internal)")
+    serve_parser.add_argument("--state", type=Path, required=True, help="the lab's state directory")
+    serve_parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
+    run_parser = commands.add_parser("run", help="start a lab in the foreground until Ctrl-C")
+    run_parser.add_argument("--scenario", default="fresh", choices=sorted(scenarios.SCENARIOS))
+    run_parser.add_argument("--state", type=Path, default=None, help="state directory (default: a temporary one)")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.state.resolve(), args.port)
+    return run_foreground(args.scenario, state_dir=args.state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
