@@ -42,6 +42,12 @@ FAULTS: dict[str, str] = {
     "helm_exit": "helm prints {stderr} and exits {code}",
     "helm_hang": "helm sleeps forever",
     "kubelet_not_ready": "the kubelet reports NotReady (node view)",
+    # Kubernetes API server faults (implemented in lab/kubeapi/server.py)
+    "api_status": "requests whose path matches {path_regex} fail with HTTP {code}",
+    "api_hang_s": "the API server waits N seconds before answering",
+    "api_oversize": "list responses are padded to 100x their size",
+    "watch_drop_after": "a watch is closed after N events",
+    "api_down": "the API server closes every connection at once",
 }
 
 DEFAULT_EXIT_STDERR = (

@@ -375,6 +375,8 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
     elif name == "node-notready":
         state["faults"]["kubelet_not_ready"] = True
         state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30)]
-    for index in range(1, extra_nodes + 1):
-        state["kube"]["nodes"].append(worker_node_object(index, gpus_per_extra_node, now, 100 + index))
+    # The rest of the cluster never changes: it lives in its own file (lab.state.STATIC_NODES_FILE),
+    # read only by the API server, so that talosctl and helm do not parse 1,000 Node objects per call.
+    state["static_nodes"] = [worker_node_object(index, gpus_per_extra_node, now, 100 + index)
+                             for index in range(1, extra_nodes + 1)]
     return state

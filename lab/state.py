@@ -19,6 +19,7 @@ from typing import Any
 
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
+STATIC_NODES_FILE = "static-nodes.json"  # the unchanging rest of the cluster (Node objects), API server only
 SCHEMA = 1
 
 
@@ -56,11 +57,30 @@ def _locked(state_dir: Path) -> Iterator[None]:
 
 
 def init(state_dir: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """Create the directory (if needed) and write ``state`` as the initial state."""
+    """Create the directory (if needed) and write ``state`` as the initial state.
+
+    ``state["static_nodes"]`` (the rest of a large cluster) is written to its own file.
+    """
     directory = Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    state = dict(state)
+    static_nodes = state.pop("static_nodes", None) or []
     with _locked(directory):
+        static_path = directory / STATIC_NODES_FILE
+        temporary = static_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(static_nodes), encoding="utf-8")
+        os.replace(temporary, static_path)
         _write_atomically(directory, state)
+
+
+def load_static_nodes(state_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The Node objects of the rest of the cluster (empty for a one-node lab)."""
+    try:
+        with open(Path(state_dir) / STATIC_NODES_FILE, encoding="utf-8") as handle:
+            nodes = json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return []
+    return nodes if isinstance(nodes, list) else []
 
 
 @contextmanager

@@ -191,3 +191,13 @@ def test_server_exits_when_the_process_that_started_it_is_killed(tmp_path: Path)
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_extra_nodes_are_served_but_not_in_state_json(tmp_path: Path) -> None:
+    with start_lab("healthy", state_dir=tmp_path / "lab", extra_nodes=20) as handle:
+        state = json.loads((handle.state_dir / "state.json").read_text())
+        assert [n["metadata"]["name"] for n in state["kube"]["nodes"]] == ["gpu-node-1"]
+        env = {**os.environ, **handle.env}
+        names = subprocess.run(["kubectl", "get", "nodes", "-o", "name"], env=env, capture_output=True,
+                               text=True, timeout=30, check=True).stdout.split()
+        assert len(names) == 21 and "node/worker-0020" in names

@@ -95,7 +95,8 @@ def test_kubernetes_side_scenarios_keep_the_node_healthy(name: str) -> None:
 
 def test_extra_worker_nodes_carry_gpus() -> None:
     built = scenarios.build("healthy", extra_nodes=3, gpus_per_extra_node=4, now=NOW)
-    workers = built["kube"]["nodes"][1:]
+    assert [item["metadata"]["name"] for item in built["kube"]["nodes"]] == ["gpu-node-1"]
+    workers = built["static_nodes"]  # kept out of state.json: only the API server reads them
     assert [item["metadata"]["name"] for item in workers] == ["worker-0001", "worker-0002", "worker-0003"]
     assert all(item["status"]["capacity"]["nvidia.com/gpu"] == "4" for item in workers)
 

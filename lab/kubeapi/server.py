@@ -310,6 +310,18 @@ class Store:
         self._snapshot: Snapshot | None = None
         self._snapshot_at = 0.0
 
+    def _static_nodes(self) -> list[dict[str, Any]]:
+        """The rest of the cluster, re-read only when its file is replaced (a lab reset)."""
+        try:
+            info = os.stat(Path(self.state_dir) / lab_state.STATIC_NODES_FILE)
+            signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except FileNotFoundError:
+            return []
+        if signature != getattr(self, "_static_signature", None):
+            self._static = lab_state.load_static_nodes(self.state_dir)
+            self._static_signature = signature
+        return self._static
+
     def state(self) -> dict[str, Any]:
         """The current state (cached by mtime/size/inode of state.json), normalised."""
         path = lab_state.state_path(self.state_dir)
@@ -323,6 +335,10 @@ class Store:
             except (FileNotFoundError, json.JSONDecodeError):
                 time.sleep(0.01)
                 continue
+            static_nodes = self._static_nodes()
+            if static_nodes:
+                kube = loaded.setdefault("kube", {})
+                kube["nodes"] = list(kube.get("nodes") or []) + static_nodes
             self._state = controllers.normalize(loaded)
             self._signature = signature
             return self._state
