@@ -12,20 +12,16 @@ refused.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
 import re
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from lab import faults as lab_faults
 from lab import node as lab_node
@@ -227,6 +223,72 @@ def _default_talosconfig() -> Path:
     return Path.home() / ".talos" / "config"
 
 
+_UNUSUAL_YAML = ("{", "[", "&", "*", "!", "|", ">", '"', "'", "#", "%", "\t")
+
+
+def _plain_block_yaml(text: str) -> dict[str, Any] | None:
+    """Read a block-style YAML mapping of plain scalars and lists (what a talosconfig is) without
+    importing PyYAML; None for anything else, which then goes to PyYAML."""
+    root: dict[str, Any] = {}
+    stack: list[tuple[int, Any]] = [(-1, root)]
+    pending_key: tuple[int, dict[str, Any], str] | None = None
+    for raw in text.splitlines():
+        if not raw.strip():
+            continue
+        if any(mark in raw for mark in _UNUSUAL_YAML):
+            return None
+        indent = len(raw) - len(raw.lstrip(" "))
+        line = raw.strip()
+        if pending_key is not None:
+            key_indent, parent, key = pending_key
+            pending_key = None
+            if indent > key_indent:
+                container: Any = [] if line.startswith("- ") else {}
+                parent[key] = container
+                stack.append((key_indent, container))
+            else:
+                parent[key] = None
+        while stack and indent <= stack[-1][0] and len(stack) > 1:
+            stack.pop()
+        container = stack[-1][1]
+        if line.startswith("- "):
+            if not isinstance(container, list) or ":" in line:
+                return None
+            container.append(line[2:].strip())
+            continue
+        if not isinstance(container, dict) or ":" not in line:
+            return None
+        key, _, value = line.partition(":")
+        if value and not value.startswith(" "):
+            return None
+        if value.strip():
+            container[key.strip()] = value.strip()
+        else:
+            pending_key = (indent, container, key.strip())
+    if pending_key is not None:
+        pending_key[1][pending_key[2]] = None
+    return root
+
+
+def _load_yaml(text: str) -> Any:
+    """PyYAML, imported only when a YAML file is actually read (it costs ~30 ms per call)."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+    except yaml.YAMLError as error:
+        raise ValueError(str(error)) from None
+
+
+def _load_all_yaml(text: str) -> list[Any]:
+    import yaml
+
+    try:
+        return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))  # noqa: S506
+    except yaml.YAMLError as error:
+        raise ValueError(str(error)) from None
+
+
 def _split_addresses(values: list[str]) -> list[str]:
     addresses: list[str] = []
     for value in values:
@@ -237,10 +299,13 @@ def _split_addresses(values: list[str]) -> list[str]:
 def open_session(invocation: Invocation) -> Session:
     path = Path(invocation.value("talosconfig") or _default_talosconfig()).expanduser()
     try:
-        config = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        config = _plain_block_yaml(text)
+        if config is None:
+            config = _load_yaml(text) or {}
     except FileNotFoundError:
         config = {}
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, ValueError) as error:
         raise CommandError(f"error reading config: {error}") from error
     contexts = config.get("contexts") or {}
     context_name = invocation.value("context") or config.get("context")
@@ -938,8 +1003,8 @@ def _load_patches(invocation: Invocation) -> list[Any]:
     documents: list[Any] = []
     for source in sources:
         try:
-            documents.extend(document for document in yaml.safe_load_all(source) if document is not None)
-        except yaml.YAMLError as error:
+            documents.extend(document for document in _load_all_yaml(source) if document is not None)
+        except ValueError as error:
             raise CommandError(f"error parsing config patch: {error}") from error
     return documents
 
@@ -1004,6 +1069,8 @@ def cmd_patch(invocation: Invocation, session: Session, out: lab_faults.Output) 
             details = "Applied configuration without a reboot"
         out.err(f"patched MachineConfigs.config.talos.dev/v1alpha1 at the node {node}\n")
         if dry_run:
+            import difflib
+
             diff = "".join(difflib.unified_diff(
                 _display_document(base_config).splitlines(keepends=True),
                 _display_document(new_config).splitlines(keepends=True),
@@ -1083,6 +1150,8 @@ def follow_reboot(session: Session, out: lab_faults.Output, timeout_s: float, de
     node = session.nodes[0]
     out.out(f"watching nodes: [{node}]\n")
     out.out(f"    * {node}: waiting for actor ID\n")
+    import uuid
+
     out.out(f"    * {node}: actor ID: {uuid.uuid4()}\n")
     deadline = time.monotonic() + timeout_s
     last: str | None = None
@@ -1163,7 +1232,8 @@ COMMANDS: dict[str, Callable[[Invocation, Session, lab_faults.Output], int]] = {
 
 
 def _fault_words(invocation: Invocation) -> list[str]:
-    words = list(invocation.words[:2]) if invocation.command in ("get", "patch") else invocation.words[:1]
+    # `get R`, `patch mc`, `read PATH`: the second word tells the calls apart, so a fault can target one
+    words = list(invocation.words[:2]) if invocation.command in ("get", "patch", "read") else invocation.words[:1]
     return words
 
 

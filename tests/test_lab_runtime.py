@@ -99,7 +99,7 @@ def test_tool_wrappers_and_environment(lab_session: object) -> None:
     for tool in ("talosctl", "helm"):
         wrapper = handle.bin_dir / tool
         text = wrapper.read_text()
-        assert text.splitlines()[0] == f"#!{sys.executable}" and os.access(wrapper, os.X_OK)
+        assert text.splitlines()[0] == f"#!{sys.executable} -S" and os.access(wrapper, os.X_OK)
         assert "subprocess" not in text and "os.system" not in text
     env = {**os.environ, **handle.env}
     assert env["PATH"].split(os.pathsep)[0] == str(handle.bin_dir)
