@@ -112,12 +112,24 @@ def add_infra_drift(judgements: dict[str, Judgement], target: Target) -> None:
             judgement.summary += f"; but {lines[0].removeprefix('infra repo: ')} (infra repo drift)"
 
 
+# A light refresh re-reads only these: cheap, and they change when anything that matters changes
+# (a reboot, the Node, the device plugin's pods, the RuntimeClass). The rest is reused.
+LIGHT_PROBES = frozenset({"machine_status", "kube_node", "runtime_class", "device_plugin", "gpu_allocations"})
+
+
 async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = False,
-                    stages: tuple[StageSpec, ...] = SEED_STAGES) -> Report:
+                    stages: tuple[StageSpec, ...] = SEED_STAGES, previous: Report | None = None,
+                    only: frozenset[str] | None = None) -> Report:
+    """Gather, judge, diagnose. With `previous` and `only`, re-run just the probes in `only` and
+    reuse the previous report's other facts (a light refresh); a fact that failed is always re-run."""
     started = time.monotonic()
     ctx = make_context(target, timeout=timeout, pod_test=pod_test)
     wanted = {p for spec in stages for p in spec.probes} | {"nodename"}
     names = tuple(n for n in PROBE_ORDER if n in wanted and n in PROBES)
+    if previous is not None and only is not None:
+        for name, fact in previous.facts.items():
+            if name not in only and name in wanted and fact.error is None and name != "gpu_workload":
+                ctx.seed(fact)
     facts = await gather(ctx, names, timeout)
     judgements, durations = judge_all(stages, facts, target, pod_test)
     results = propagate(stages, judgements, durations)

@@ -72,6 +72,10 @@ class ProbeContext:
         done.set()
         return result
 
+    def seed(self, result: ProbeResult) -> None:
+        """Use a fact already known (from the previous sweep) instead of probing again."""
+        self._results[result.name] = result
+
     def results(self) -> dict[str, ProbeResult]:
         return dict(self._results)
 
