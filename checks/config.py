@@ -8,9 +8,11 @@ only inside `load_kube_api_client` (it costs ~0.5 s at start-up).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from checks.errors import UsageError, one_line
-from checks.redact import install_secrets_from
+from checks.redact import install_secrets_from, redact
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -264,23 +266,10 @@ def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) ->
     configuration = kube_client.Configuration()
     configuration.retries = KUBE_CONNECT_RETRIES
     path_text = str(target.kubeconfig)
+    loader_errors = _LoaderErrors()
     try:
-        if os.pathsep in path_text:
-            # The loader splits a path on ':' like $KUBECONFIG; hand it the open file instead.
-            with open(target.kubeconfig, encoding="utf-8") as stream:
-                api_client = kube_config.new_client_from_config(
-                    config_file=stream,
-                    context=target.context,
-                    persist_config=False,
-                    client_configuration=configuration,
-                )
-        else:
-            api_client = kube_config.new_client_from_config(
-                config_file=path_text,
-                context=target.context,
-                persist_config=False,
-                client_configuration=configuration,
-            )
+        with loader_errors:
+            api_client = _new_client(kube_config, target, path_text, configuration)
     except FileNotFoundError:
         raise UsageError(f"{label}: not found") from None
     except yaml.YAMLError as exc:  # its message quotes the offending line of the file
@@ -290,8 +279,47 @@ def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) ->
     except Exception as exc:  # noqa: BLE001 - the loader raises many kinds; all mean "bad kubeconfig"
         context = f" context {_quote(target.context)}" if target.context else ""
         raise UsageError(f"{label}:{context} cannot be loaded: {one_line(exc)}") from None
+    if loader_errors.messages:
+        # The loader logs (instead of raising) when the exec credential plugin fails, then carries on
+        # without credentials: every request would be a bare 401. Name the real cause instead.
+        raise UsageError(f"{label}: the credential plugin failed: {loader_errors.messages[0]}")
     _apply_default_timeout(api_client, request_timeout)
     return api_client
+
+
+class _LoaderErrors(logging.Handler):
+    """Collects the ERROR records the kubernetes config loader logs in this thread, so that they
+    become the reason of a UsageError (one redacted line) instead of raw lines on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread or record.levelno < logging.ERROR:
+            return
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad record must not break loading
+            text = str(record.msg)
+        self.messages.append(" ".join(redact(text).split())[:300])
+
+    def __enter__(self) -> _LoaderErrors:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        logging.getLogger().removeHandler(self)
+
+
+def _new_client(kube_config: Any, target: KubeTarget, path_text: str, configuration: Any) -> ApiClient:
+    options = {"context": target.context, "persist_config": False, "client_configuration": configuration}
+    if os.pathsep in path_text:
+        # The loader splits a path on ':' like $KUBECONFIG; hand it the open file instead.
+        with open(target.kubeconfig, encoding="utf-8") as stream:
+            return kube_config.new_client_from_config(config_file=stream, **options)
+    return kube_config.new_client_from_config(config_file=path_text, **options)
 
 
 def _apply_default_timeout(api_client: ApiClient, request_timeout: float) -> None:

@@ -54,16 +54,27 @@ def quote(text: str, limit: int = 140) -> str:
 # ---- cluster ----------------------------------------------------------------------------------
 
 
+def _timed_out(reason: str) -> bool:
+    """No answer in time (ours, talosctl's or the API's): the check could not be made, so `unknown`."""
+    lowered = reason.lower()
+    return any(words in lowered for words in ("time limit", "timed out", "deadline exceeded"))
+
+
 def judge_cluster(inp: JudgeInput) -> Judgement:
     version, health, machine, node = (inp.fact(n) for n in ("talos_version", "health", "machine_status", "kube_node"))
     evidence: list[str] = []
     if not version.ok:
         reason = version.error or "no answer"
-        status = Status.UNKNOWN if "time limit" in reason or "timed out" in reason else Status.FAIL
+        status = Status.UNKNOWN if _timed_out(reason) else Status.FAIL
         return Judgement(status, f"the Talos API does not answer for node {inp.node}: {reason}",
                          [f"talosctl version: {reason}"],
                          f"check that node {inp.node} is up and that the talosconfig endpoints reach it: "
                          f"talosctl --nodes {inp.node} version")
+    if not version.value.server_tag:
+        # exit 0 but no Server section with a Tag: cut short (a dropped stream), not an answer
+        reason = "talosctl version printed no server Tag (output cut short?)"
+        return Judgement(Status.UNKNOWN, f"could not check the Talos API for node {inp.node}: {reason}",
+                         [f"talosctl version: {reason}"], f"talosctl --nodes {inp.node} version")
     evidence.append(f"talosctl version: server {version.value.server_tag}")
     if machine.ok:
         ms = machine.value
@@ -95,7 +106,7 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
                              "kubectl get nodes -o wide  (is the kubelet registered? is this the right kubeconfig?)")
         reason = node.error or "unknown error"
         evidence.append(f"Kubernetes API: {reason}")
-        status = Status.UNKNOWN if "timed out" in reason else Status.FAIL
+        status = Status.UNKNOWN if _timed_out(reason) else Status.FAIL
         return Judgement(status, f"the Kubernetes API is not usable: {reason}", evidence,
                          "kubectl get nodes  (check the kubeconfig, its context, and that the API server is up)")
     obj = node.value
@@ -245,6 +256,9 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
         return Judgement(Status.FAIL, summary, evidence, fix)
     if not driver.ok:
         return unknown(driver)
+    for fact in (dmesg, sysctl, specs):
+        if fact.error:  # a fact this stage owns could not be read: no pass without it
+            return Judgement(Status.UNKNOWN, f"could not check: {fact.error}", evidence, None)
     return Judgement(Status.PASS, f"{', '.join(wanted)} Live; driver {driver.value.version} "
                      f"({driver.value.flavor}); bpf_jit_harden 1", evidence)
 

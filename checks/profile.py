@@ -273,8 +273,27 @@ def _image(key: str, value: Any) -> str:
     value = _string(key, value)
     if any(c.isspace() for c in value):
         raise _Invalid(f"key '{key}' must be an image reference without spaces, got {_describe(value)}")
+    if value.startswith("-"):  # it ends up in an argv: it must never read as an option
+        raise _Invalid(f"key '{key}' must not start with '-', got {_describe(value)}")
     return value
 
+
+def _chart(key: str, value: Any) -> str:
+    value = _string(key, value)
+    if not _CHART_REFERENCE.match(value):
+        raise _Invalid(f"key '{key}' must be a chart reference like 'nvdp/nvidia-device-plugin' or an "
+                       f"oci:// URL, got {_describe(value)}")
+    return value
+
+
+def _relative_file(key: str, value: Any) -> str:
+    value = _string(key, value)
+    if value.startswith("-") or "\x00" in value:
+        raise _Invalid(f"key '{key}' must be a file path that does not start with '-', got {_describe(value)}")
+    return value
+
+
+_CHART_REFERENCE = re.compile(r"^(?:oci://[A-Za-z0-9][\w.:/-]*|[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*|\.{0,2}/[\w./-]+)$")
 
 _PROFILE_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "track": _track,
@@ -284,7 +303,7 @@ _PROFILE_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "runtime_class": _matching(_DNS_SUBDOMAIN, "a RuntimeClass name like 'nvidia'"),
     "device_plugin": _build_device_plugin,  # handled separately (nested keys)
     "no_cgroups": _boolean,
-    "infra_repo": _string,
+    "infra_repo": _relative_file,
     "test_image": _image,
 }
 _OPTIONAL_FIELDS = frozenset({"talos_version", "gpu_count"})
@@ -292,8 +311,8 @@ _OPTIONAL_FIELDS = frozenset({"talos_version", "gpu_count"})
 _DEVICE_PLUGIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "namespace": _matching(_DNS_LABEL, "a namespace name like 'kube-system'"),
     "release": _matching(_HELM_RELEASE, "a Helm release name like 'nvidia-device-plugin'"),
-    "chart": _image,
-    "values": _string,
+    "chart": _chart,
+    "values": _relative_file,
     "repo_name": _matching(_DNS_SUBDOMAIN, "a Helm repository name like 'nvdp'"),
     "repo_url": _matching(_REPO_URL, "a repository URL like 'https://nvidia.github.io/k8s-device-plugin'"),
 }

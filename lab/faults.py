@@ -3,7 +3,8 @@
 Each knob's value is either a plain value (the fault hits every call of that tool) or a dict with
 the fault's parameters plus an optional ``"only"``: the subcommand it targets, as words matched
 against the start of the command (``"get extensions"`` hits ``talosctl get extensions -o yaml`` but
-not ``talosctl get modules``; ``"upgrade"`` hits ``helm upgrade --install ...``).
+not ``talosctl get modules``; ``"read /proc/modules"`` hits that one file; ``"upgrade"`` hits
+``helm upgrade --install ...``).
 
 ========================== ========================================================================
 knob                       effect

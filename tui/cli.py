@@ -104,12 +104,40 @@ def _path(value: str | None):  # noqa: ANN202 - Path | None, imported lazily
     return Path(value).expanduser()
 
 
+_STOP_SIGNALS: list[int] = []  # SIGTERM/SIGHUP received while the TUI ran (see _stop_like_ctrl_c)
+
+
+def _stop_like_ctrl_c() -> None:
+    """SIGTERM or SIGHUP while the TUI runs: stop the way Ctrl-C (SIGINT) stops an asyncio program.
+
+    Without this the default action ends the process on the spot: a running action's child process
+    group (it has its own session) is left running, and the audit log never records the cancel.
+    Forwarded to asyncio's SIGINT handler, the app's main task is cancelled, the app's workers are
+    cancelled and awaited, so a running action kills its process group, records `cancelled`, and
+    the terminal is restored.
+    """
+    import signal
+
+    def forward(signum: int, frame: object) -> None:
+        _STOP_SIGNALS.append(signum)
+        on_interrupt = signal.getsignal(signal.SIGINT)
+        if callable(on_interrupt) and on_interrupt is not signal.default_int_handler:
+            on_interrupt(signum, frame)  # asyncio.Runner's handler: cancels the main task
+            return
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
     except KeyboardInterrupt:
+        if _STOP_SIGNALS:
+            return _stopped_by_signal()
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
     except BrokenPipeError:
@@ -124,6 +152,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("TALOS_GPU_DEBUG"):
             raise
         return 2
+    return _stopped_by_signal() if _STOP_SIGNALS else code
+
+
+def _stopped_by_signal() -> int:
+    """The TUI stopped because of SIGTERM/SIGHUP: say so on one line; exit 128 + the signal number."""
+    import signal
+
+    signum = _STOP_SIGNALS[0]
+    sys.stderr.write(f"{PROG}: stopped by {signal.Signals(signum).name}\n")
+    return 128 + signum
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -143,10 +181,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "demo":
         from tui.demo import run_demo
 
+        _stop_like_ctrl_c()
         return run_demo(args)
     from tui.interactive import run_tui
 
-    return run_tui(args, build_target(args))
+    target = build_target(args)
+    _stop_like_ctrl_c()
+    return run_tui(args, target)
 
 
 if __name__ == "__main__":

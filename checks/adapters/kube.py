@@ -9,6 +9,7 @@ the same objects kubectl sees, without the client's slow model deserialisation. 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,12 @@ NOT_FOUND = 404
 
 
 class KubeError(Exception):
-    """A Kubernetes API call that did not succeed. `kind`: unreachable|timeout|tls|unauthorized|forbidden|notfound|invalid|server."""
+    """A Kubernetes API call that did not succeed.
+
+    `kind`: unreachable|timeout|tls|unauthorized|forbidden|notfound|notserved|invalid|server. `notfound` is
+    an object that does not exist (a 404 Status naming it); `notserved` a 404 for the kind itself (the
+    server does not serve that API group/version/resource), which says nothing about the object.
+    """
 
     def __init__(self, kind: str, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -59,11 +65,18 @@ def translate_exception(exc: BaseException, what: str) -> KubeError:
         )
         if status == 0:
             kind = "unreachable"
+        if status == NOT_FOUND and not _names_an_object(exc.body):
+            return KubeError("notserved", redact(f"{what}: HTTP 404 {detail or 'page not found'} (the API server "
+                                                 "does not serve this kind of object)"), status)
         return KubeError(kind, redact(f"{what}: HTTP {status} {detail}".strip()), status)
     text = f"{type(exc).__name__}: {exc}"
     lowered = text.lower()
     if "timed out" in lowered or "timeout" in lowered:
         return KubeError("timeout", redact(f"{what}: Kubernetes API timed out"))
+    if any(marker in lowered for marker in _CLOSED_MARKERS):
+        # the server (or a proxy in front of it) accepted the connection and closed it at once
+        return KubeError("unreachable", redact(f"{what}: Kubernetes API unreachable (the server closed the "
+                                               "connection before answering)"))
     if "ssl" in lowered or "certificate" in lowered:
         return KubeError("tls", redact(f"{what}: TLS error talking to the Kubernetes API ({_short_reason(text)})"))
     if "refused" in lowered or "max retries" in lowered or "name or service" in lowered or "unreachable" in lowered:
@@ -71,11 +84,40 @@ def translate_exception(exc: BaseException, what: str) -> KubeError:
     return KubeError("server", redact(f"{what}: {_short_reason(text)}"))
 
 
+_CLOSED_MARKERS = ("eof occurred in violation of protocol", "unexpected_eof_while_reading", "sslzeroreturnerror",
+                   "remote end closed connection", "connection reset by peer", "connection aborted")
+
+
+def _names_an_object(body: str | bytes | None) -> bool:
+    """Whether a 404 body is a Status about one object (`details.name`), as for `pods "x" not found`;
+    a kind the server does not serve answers `404 page not found` or a Status without a name."""
+    if not body:
+        return False
+    try:
+        data = json.loads(body)
+    except (ValueError, TypeError):
+        return False
+    details = data.get("details") if isinstance(data, dict) else None
+    return isinstance(details, dict) and bool(details.get("name"))
+
+
+_OPENSSL_REASON = re.compile(r"\[([A-Z0-9_]+: [A-Z0-9_]+)\]")  # [SSL: CERTIFICATE_VERIFY_FAILED], [X509: …]
+_CAUSED_BY = re.compile(r"Caused by (\w+)\((?:\w+\()*['\"]?([^'\")]*)")
+
+
 def _short_reason(text: str) -> str:
     for marker in ("Connection refused", "connection refused", "CERTIFICATE_VERIFY_FAILED", "Name or service not known",
                    "No route to host", "Connection reset", "Remote end closed"):
         if marker in text:
             return marker
+    # urllib3's MaxRetryError: "HTTPSConnectionPool(host=…): Max retries exceeded with url: … (Caused by X(…))"
+    openssl = _OPENSSL_REASON.search(text)
+    if openssl:
+        return openssl.group(1)
+    caused = _CAUSED_BY.search(text)
+    if caused:
+        detail = re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*", "", caused.group(2))
+        return f"{caused.group(1)}: {detail}".rstrip(": ")[:160]
     return text.splitlines()[0][:160]
 
 

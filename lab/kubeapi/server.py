@@ -10,7 +10,9 @@ Tables for kubectl, and real ``Status`` errors.
 
 Every request re-reads ``state.json`` if it changed (mtime/size/inode cache, no lock: the file is
 replaced atomically), sleeps ``knobs.api_latency_ms``, applies the fault knobs below, then answers.
-Writes go through ``lab.state.mutate``.
+Writes go through ``lab.state.mutate``. Every request's method and path (with its query) is appended to
+``requests.log`` in the state directory as one JSON line (``{"method": "GET", "path": "/api/v1/..."}``),
+before faults apply, so tests can prove which calls a command made (e.g. that ``check`` never writes).
 
 Fault knobs (``state["faults"]``; a knob that is ``false``/``null``/``0`` is off):
 
@@ -57,6 +59,7 @@ from lab.node import node_view
 
 TOKEN_FILE = "apiserver.token"
 PORT_FILE = "apiserver.port"
+REQUEST_LOG = "requests.log"
 HISTORY_LIMIT = 20_000
 FIRST_RESOURCE_VERSION = 1000
 SNAPSHOT_REUSE_S = 0.02
@@ -581,7 +584,20 @@ class LabApiServer(ThreadingHTTPServer):
         self.ssl_context.load_cert_chain(str(cert), str(key))
         self.ssl_context.set_alpn_protocols(["http/1.1"])
         self.state_dir = state_dir
+        self._request_log = open(state_dir / REQUEST_LOG, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        self._request_log_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), ApiHandler)
+
+    def record_request(self, method: str, path: str) -> None:
+        """Append one JSON line to requests.log (line-buffered: on disk when this returns)."""
+        line = json.dumps({"method": method, "path": path}, separators=(",", ":")) + "\n"
+        with self._request_log_lock, contextlib.suppress(OSError, ValueError):
+            self._request_log.write(line)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._request_log_lock:
+            self._request_log.close()
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         try:
@@ -681,6 +697,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _handle(self, method: str) -> None:
+        self.server.record_request(method, self.path)
         body = self._read_body()
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
