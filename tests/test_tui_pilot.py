@@ -1,0 +1,459 @@
+"""The TUI driven by keys (Textual's Pilot) against the real lab: sweeps, panes, the confirm flow,
+read-only, cancelling, refreshing, errors, and the whole walk from a fresh node to a healthy one."""
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, DataTable, Input, TabbedContent
+
+from checks.model import Status
+from tests.conftest import LabRun
+from tui.app import TalosGpuApp
+from tui.screens.confirm import AskScreen, ConfirmActionScreen
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from widgets.checklist import StageChecklist
+
+pytestmark = pytest.mark.anyio
+SIZE = (120, 40)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_app(run: LabRun, tmp_path: Path, **options: Any) -> TalosGpuApp:
+    options.setdefault("refresh", 0)
+    return TalosGpuApp(run.target, audit_path=tmp_path / "audit.log", state_dir=tmp_path / "state",
+                       screenshot_dir=tmp_path / "shots", **options)
+
+
+def main_of(app: TalosGpuApp) -> MainScreen:
+    return app.main_screen
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what or 'the app'}"
+        await pilot.pause(0.05)
+
+
+async def wait_for_sweeps(pilot: Pilot, count: int, timeout: float = 60.0) -> None:
+    main = main_of(pilot.app)
+    await wait_until(pilot, lambda: main.sweeps_done >= count and not main.sweeping, timeout, f"sweep {count}")
+    await pilot.pause(0.1)
+
+
+def status_of(main: MainScreen, stage: str) -> Status:
+    assert main.report is not None
+    return main.report.stage(stage).status
+
+
+def log_text(main: MainScreen) -> str:
+    main.action_log.flush()
+    return main.action_log.plain_text()
+
+
+async def select(pilot: Pilot, stage: str) -> None:
+    """Move the checklist cursor to `stage` with j/k, as a person would."""
+    main = main_of(pilot.app)
+    order = [spec.id for spec in main.settings.stages]
+    main.checklist.focus()
+    for _ in range(len(order) * 2):
+        current = main.checklist.selected_stage
+        if current == stage:
+            return
+        await pilot.press("j" if order.index(stage) > order.index(current or order[0]) else "k")
+    raise AssertionError(f"could not select {stage}")
+
+
+def lab_processes(state_dir: Path, word: str) -> list[int]:
+    """Processes whose command line names the lab's state directory and `word` (e.g. a talosctl patch)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(state_dir) in cmdline and word in cmdline and "lab.runtime" not in cmdline:
+            found.append(int(entry))
+    return found
+
+
+# ---- first frame and navigation -------------------------------------------------------------------
+
+
+async def test_the_first_frame_shows_checking_before_the_first_sweep_ends(lab_run, tmp_path) -> None:
+    run = lab_run("fresh", {"talosctl_latency_ms": 1500})
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        main = main_of(app)
+        assert main.report is None
+        assert "checking" in main.checklist.get_cell("extensions", "status").plain
+        await wait_for_sweeps(pilot, 1)
+        assert main.checklist.get_cell("extensions", "status").plain.startswith("✘ FAIL")
+
+
+async def test_keys_move_the_selection_and_the_details_follow(lab_run, tmp_path) -> None:
+    run = lab_run("fresh")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        assert main.checklist.selected_stage == "extensions"  # lands on the root cause
+        assert "ROOT CAUSE" in main.details.plain and "extensions" in main.details.plain
+        await pilot.press("j")
+        assert main.checklist.selected_stage == "kernel-modules"
+        assert main.details.plain.splitlines()[0].endswith("kernel-modules")
+        assert "blocked by extensions" in main.details.plain.lower()
+        await pilot.press("k", "k")
+        assert main.checklist.selected_stage == "cluster"
+        await pilot.press("down")
+        assert main.checklist.selected_stage == "extensions"
+        tabs = app.query_one("#panes", TabbedContent)
+        for key, pane in (("3", "modules"), ("f4", "gpu"), ("2", "extensions"), ("1", "node")):
+            await pilot.press(key)
+            assert tabs.active == pane
+
+
+async def test_help_lists_the_keys_and_esc_closes_it(lab_run, tmp_path) -> None:
+    run = lab_run("healthy")
+    app = make_app(run, tmp_path, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        keys = [key for _title, rows in app.screen.groups for key, _text in rows]
+        assert "r" in keys and "f8" in keys and "1  f1" in keys
+        assert "a" not in keys and "x" not in keys  # read-only: the action keys are off, so not listed
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+# ---- actions ---------------------------------------------------------------------------------------
+
+
+async def open_action(pilot: Pilot, stage: str) -> ConfirmActionScreen:
+    await select(pilot, stage)
+    await pilot.press("a")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen), what="the confirm modal")
+    await pilot.pause()
+    screen = pilot.app.screen
+    assert isinstance(screen, ConfirmActionScreen)
+    return screen
+
+
+async def test_cancel_in_the_confirm_modal_runs_nothing(lab_run, tmp_path) -> None:
+    run = lab_run("runtimeclass-missing")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        modal = await open_action(pilot, "runtimeclass")
+        assert modal.focused is modal.query_one("#cancel", Button)  # the safe button has the focus
+        await pilot.press("enter")
+        await pilot.pause()
+        main = main_of(app)
+        assert isinstance(app.screen, MainScreen)
+        assert not main.action_running
+        assert "nothing was run" in log_text(main)
+        with run.mutate() as state:
+            assert state["kube"]["runtimeclasses"] == []
+
+
+async def test_confirm_runs_the_action_then_rechecks(lab_run, tmp_path) -> None:
+    run = lab_run("runtimeclass-missing")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        assert status_of(main, "runtimeclass") is Status.FAIL
+        await open_action(pilot, "runtimeclass")
+        await pilot.press("tab", "enter")  # from Cancel to Confirm
+        await wait_until(pilot, lambda: "■ runtimeclass: ok" in log_text(main), what="the action")
+        await wait_for_sweeps(pilot, 2)
+        assert status_of(main, "runtimeclass") is Status.PASS
+        with run.mutate() as state:
+            assert [rc["metadata"]["name"] for rc in state["kube"]["runtimeclasses"]] == ["nvidia"]
+        assert (tmp_path / "audit.log").read_text().count("runtimeclass") > 0
+
+
+async def test_an_action_that_reboots_needs_the_node_name_typed(lab_run, tmp_path) -> None:
+    run = lab_run("fresh")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        modal = await open_action(pilot, "extensions")
+        confirm = modal.query_one("#confirm", Button)
+        assert modal.plan.reboots and modal.plan.confirm_word == "gpu-node-1"
+        assert confirm.disabled
+        modal.query_one("#confirm-word", Input).focus()
+        await pilot.press(*"gpu-node")
+        assert confirm.disabled
+        await pilot.press("enter")  # a wrong name cannot confirm either
+        assert isinstance(app.screen, ConfirmActionScreen) and confirm.disabled
+        await pilot.press(*"-1")
+        assert not confirm.disabled
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        assert not main_of(app).action_running
+
+
+async def test_read_only_refuses_actions_everywhere(lab_run, tmp_path) -> None:
+    run = lab_run("fresh")
+    app = make_app(run, tmp_path, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        await pilot.press("a")
+        await pilot.press("enter")  # on the failing root cause
+        main.request_action("extensions")  # the palette's and the buttons' way in
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, MainScreen)
+        assert not main.action_running and main.planning is None
+        assert any("Read-only" in n.message for n in app._notifications)
+        assert "a" not in main.active_bindings and "x" not in main.active_bindings
+        titles = [command.title for command in app.get_system_commands(main)]
+        assert not [t for t in titles if t.startswith("Action:")]
+        assert "Pane: Modules" in titles
+        assert "READ-ONLY" in main.context_bar.line_text().plain
+
+
+async def start_hanging_action(pilot: Pilot, run: LabRun) -> MainScreen:
+    """Confirm the kernel-modules action with every later talosctl call hanging: it stays running."""
+    modal = await open_action(pilot, "kernel-modules")
+    with run.mutate() as state:
+        state["knobs"]["talosctl_latency_ms"] = 600_000
+    modal.query_one("#confirm", Button).press()
+    main = main_of(pilot.app)
+    await wait_until(pilot, lambda: main.action_running and lab_processes(run.state_dir, "patch") != [],
+                     what="the patch command to start")
+    return main
+
+
+async def test_x_cancels_the_action_and_leaves_no_process(lab_run, tmp_path) -> None:
+    run = lab_run("modules-not-loaded")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = await start_hanging_action(pilot, run)
+        await pilot.press("a")  # one action at a time
+        assert not isinstance(app.screen, ConfirmActionScreen)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: not main.action_running, what="the action to stop")
+        await wait_until(pilot, lambda: "■ kernel-modules: cancelled" in log_text(main), what="the cancel line")
+        await wait_until(pilot, lambda: lab_processes(run.state_dir, "patch") == [], 10, "the process to die")
+
+
+async def test_quit_asks_while_an_action_runs(lab_run, tmp_path) -> None:
+    run = lab_run("modules-not-loaded")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = await start_hanging_action(pilot, run)
+        await pilot.press("q")
+        assert isinstance(app.screen, AskScreen)
+        await pilot.press("enter")  # "Keep running" has the focus
+        assert isinstance(app.screen, MainScreen) and main.action_running
+        await pilot.press("q")
+        await pilot.press("tab", "enter")
+        await wait_until(pilot, lambda: not app.is_running, 20, "the app to exit")
+    assert lab_processes(run.state_dir, "patch") == []
+
+
+async def test_the_palette_runs_a_stage_action(lab_run, tmp_path) -> None:
+    run = lab_run("runtimeclass-missing")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        titles = [command.title for command in app.get_system_commands(main_of(app))]
+        for stage in ("extensions", "kernel-modules", "container-runtime", "runtimeclass", "device-plugin",
+                      "gpu-workload"):
+            assert f"Action: {stage}" in titles
+        assert {"Pane: Node", "Pane: Extensions", "Pane: Modules", "Pane: GPU resources", "Refresh now",
+                "Screenshot"} <= set(titles)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Action: runtimeclass")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmActionScreen), what="the confirm modal")
+        assert app.screen.plan.stage == "runtimeclass"
+
+
+# ---- refresh, errors, files ------------------------------------------------------------------------
+
+
+async def test_refresh_shows_a_change_in_the_lab_by_itself_and_on_r(lab_run, tmp_path) -> None:
+    run = lab_run("healthy")
+    app = make_app(run, tmp_path, refresh=0.5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        table = app.query_one("#modules-table", DataTable)
+        assert table.get_cell("mod-nvidia_uvm", "state").plain == "✔ Live"
+        with run.mutate() as state:  # someone drops nvidia_uvm from the machine config
+            state["talos"]["config"]["kernel_modules"].remove("nvidia_uvm")
+        await wait_until(pilot, lambda: table.get_cell("mod-nvidia_uvm", "state").plain == "✘ absent",
+                         what="the pane to change")
+        assert table.get_cell("mod-nvidia_uvm", "in config").plain == "✘ no"
+        assert status_of(main, "kernel-modules") is Status.FAIL
+        await pilot.press("p")  # paused: nothing changes by itself any more
+        done = main.sweeps_done
+        with run.mutate() as state:
+            state["talos"]["config"]["kernel_modules"].append("nvidia_uvm")
+        await pilot.pause(1.5)
+        assert main.sweeps_done <= done + 1  # at most the sweep that was running when paused
+        assert main.paused
+        await pilot.press("r")
+        await wait_until(pilot, lambda: table.get_cell("mod-nvidia_uvm", "state").plain == "✔ Live",
+                         what="r to refresh")
+
+
+async def test_an_adapter_error_shows_as_unknown_with_its_reason(lab_run, tmp_path) -> None:
+    from lab.faults import set_fault
+
+    run = lab_run("healthy")
+    set_fault(run.state_dir, "talosctl_garbage", {"only": "get extensions"})
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        assert status_of(main, "extensions") is Status.UNKNOWN
+        assert main.checklist.get_cell("extensions", "status").plain.startswith("? UNKNOWN")
+        assert any("extensions: could not check" in (n.title or "") for n in app._notifications)
+        await select(pilot, "extensions")
+        assert "not understood" in main.details.plain
+        await pilot.press("r")
+        await wait_for_sweeps(pilot, 2)
+        assert app.is_running and isinstance(app.screen, MainScreen)
+
+
+async def test_copy_the_fix_save_the_log_and_a_screenshot(lab_run, tmp_path) -> None:
+    run = lab_run("runtimeclass-missing")
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        await select(pilot, "runtimeclass")
+        await pilot.press("c")
+        assert app.clipboard == main.report.stage("runtimeclass").remediation
+        await pilot.press("s")
+        saved = list((tmp_path / "state").glob("talos-gpu-log-*.txt"))
+        assert len(saved) == 1 and "root cause: runtimeclass" in saved[0].read_text()
+        await pilot.press("f8")
+        shots = list((tmp_path / "shots").glob("screenshots-*.svg"))
+        assert len(shots) == 1 and "Checklist" in shots[0].read_text().replace("&#160;", " ")
+
+
+# ---- the whole walk ---------------------------------------------------------------------------------
+
+
+async def run_selected_action(pilot: Pilot) -> None:
+    """a, type the node name when asked, confirm; wait for the action and its re-check."""
+    main = main_of(pilot.app)
+    stage = main.checklist.selected_stage
+    before = main.sweeps_done
+    await pilot.press("a")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen), what=f"{stage}'s plan")
+    modal = pilot.app.screen
+    await pilot.pause()
+    if modal.plan.confirm_word:
+        await pilot.press("tab", "tab")  # Cancel → Confirm (disabled, skipped) → the name field
+        assert isinstance(modal.focused, Input)
+        await pilot.press(*modal.plan.confirm_word, "enter", "enter")  # the name, then Confirm
+    else:
+        await pilot.press("tab", "enter")
+    await wait_until(pilot, lambda: f"■ {stage}: " in log_text(main), 240, f"the {stage} action")
+    assert f"■ {stage}: ok" in log_text(main), log_text(main)[-2000:]
+    await wait_for_sweeps(pilot, before + 1, 120)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_the_walk_from_fresh_to_healthy_by_keys_alone(lab_run, tmp_path) -> None:
+    run = lab_run("fresh", {"reboot_s": 1.0})
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        walked = []
+        for _ in range(8):
+            assert main.report is not None
+            if main.report.root_cause is None:
+                break
+            stage = main.report.root_cause.stage
+            assert stage not in walked, f"{stage} still fails after its action: {main.report.stage(stage).summary}"
+            await select(pilot, stage)
+            await run_selected_action(pilot)
+            walked.append(stage)
+        assert main.report.root_cause is None, main.report.root_cause
+        assert walked[0] == "extensions" and "device-plugin" in walked
+        await select(pilot, "gpu-workload")
+        await run_selected_action(pilot)
+        await pilot.press("4")
+        await pilot.pause(0.2)
+        assert "NVIDIA H100 NVL" in (main.last_test_pod or "")
+        assert all(stage.status in (Status.PASS, Status.SKIPPED) for stage in main.report.stages)
+        assert isinstance(main.checklist, StageChecklist)
+
+
+# ---- reboots and secrets ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_the_panes_say_the_node_reboots_and_recover_by_themselves(lab_run, tmp_path) -> None:
+    run = lab_run("fresh", {"reboot_s": 12.0})
+    app = make_app(run, tmp_path, refresh=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        node_pane = app.query_one("#pane-node")
+        talos_row = app.query_one("#node-table", DataTable)
+        await open_action(pilot, "extensions")
+        await pilot.press("tab", "tab", *"gpu-node-1", "enter", "enter")
+        await wait_until(pilot, lambda: "NODE REBOOTING" in node_pane.banner_text, 60, "the reboot banner")
+        seen_down = False
+        while main.action_running:
+            version = main.report.facts.get("talos_version") if main.report else None
+            if version is not None and not version.ok and "NODE REBOOTING" in node_pane.banner_text:
+                seen_down = True  # the API is down: the pane keeps its last answer instead of "unknown"
+                assert talos_row.get_cell("talos", "value").plain == "v1.11.5"
+            await pilot.pause(0.1)
+        assert seen_down
+        await wait_until(pilot, lambda: main.report is not None and status_of(main, "extensions") is Status.PASS
+                         and "NODE REBOOTING" not in node_pane.banner_text, 60, "the node to be back")
+        assert "■ extensions: ok" in log_text(main)
+
+
+async def test_a_secret_in_a_tool_error_never_reaches_the_screen(lab_run, tmp_path) -> None:
+    from lab.faults import set_fault
+
+    run = lab_run("healthy")
+    token = run.lab.api_token
+    set_fault(run.state_dir, "talosctl_exit",
+              {"code": 1, "stderr": f"error: auth failed for token {token}", "only": "get extensions"})
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        await select(pilot, "extensions")
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        assert "auth failed for token" in main.details.plain
+        for text in (main.details.plain, log_text(main), app.export_screenshot(),
+                     " ".join(n.message for n in app._notifications)):
+            assert token not in text
+        assert "‹redacted›" in main.details.plain

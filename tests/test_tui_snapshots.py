@@ -1,0 +1,151 @@
+"""SVG snapshots of the canonical screens (pytest-textual-snapshot).
+
+Each report comes from one real sweep of the lab (session fixture `scenario_report`) handed to the app
+as `initial_report` with refresh off, a fixed clock and `stable_output` (no durations or ages, no cursor
+blink): the same picture on every run. Update with `pytest --snapshot-update` and look at every SVG.
+"""
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual.pilot import Pilot
+
+from tests.conftest import SNAPSHOT_SIZE, LabRun, fixed_clock, stable_report
+from tui.app import TalosGpuApp
+from tui.screens.confirm import ConfirmActionScreen
+from tui.screens.main import MainScreen
+
+
+def snapshot_app(report: Any, target: Any, **options: Any) -> TalosGpuApp:
+    options.setdefault("refresh", 0)
+    return TalosGpuApp(target, clock=fixed_clock, stable_output=True, initial_report=report, **options)
+
+
+def scenario_app(scenario_report: Callable[[str], Any], scenario: str, **options: Any) -> TalosGpuApp:
+    swept = scenario_report(scenario)
+    return snapshot_app(swept.report, swept.target, **options)
+
+
+async def settle(pilot: Pilot) -> None:
+    """Let lazily mounted panes and batched log lines reach the screen."""
+    await pilot.pause()
+    await pilot.pause(0.1)
+
+
+def test_fresh_node_lands_on_the_root_cause(snap_compare, scenario_report) -> None:
+    assert snap_compare(scenario_app(scenario_report, "fresh"), terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_healthy_node_every_stage_passes(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "healthy")
+    assert snap_compare(app, press=["4"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_extensions_missing(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "extensions-missing")
+    assert snap_compare(app, press=["2"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_mixed_tracks_highlights_the_mismatch(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "mixed-tracks")
+    assert snap_compare(app, press=["2"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_modules_not_loaded(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "modules-not-loaded")
+    assert snap_compare(app, press=["3"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_nfd_affinity_leaves_the_device_plugin_unscheduled(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "nfd-affinity")
+    assert snap_compare(app, press=["4"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_no_runtimeclassname_crashes_the_device_plugin(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "no-runtimeclassname")
+    assert snap_compare(app, press=["4"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_runtimeclass_missing(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "runtimeclass-missing")
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_gpu_not_initialised(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "gpu-not-initialised")
+    assert snap_compare(app, press=["4"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_node_notready(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "node-notready")
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_read_only_hides_actions(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "fresh", read_only=True)
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_small_terminal_80x24(snap_compare, scenario_report) -> None:
+    assert snap_compare(scenario_app(scenario_report, "fresh"), terminal_size=(80, 24), run_before=settle)
+
+
+def test_help_lists_every_key(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "healthy")
+    assert snap_compare(app, press=["question_mark"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_filter_narrows_the_evidence_and_the_log(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "fresh")
+    assert snap_compare(app, press=["slash", *"schematic"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_node_rebooting(snap_compare, lab_run) -> None:
+    run: LabRun = lab_run("healthy", {"reboot_s": 1000.0})
+    with run.mutate() as state:  # in the middle of a reboot: the Talos API is back, the node is booting
+        state["talos"]["reboot"] = {"reason": "config", "started": time.time() - 600}
+    report = stable_report(run.sweep())
+    assert snap_compare(snapshot_app(report, run.target), terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+def test_confirm_modal_for_a_reboot(snap_compare, lab_run) -> None:
+    run: LabRun = lab_run("fresh", fixed_path=True)
+    app = snapshot_app(stable_report(run.sweep()), run.target)
+
+    async def open_modal(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("a")  # the root cause, extensions, is selected
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=open_modal)
+
+
+def test_an_action_running(snap_compare, lab_run) -> None:
+    run: LabRun = lab_run("modules-not-loaded", fixed_path=True)
+    app = snapshot_app(stable_report(run.sweep()), run.target)
+
+    async def start_action(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("a")  # the root cause, kernel-modules
+        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen))
+        with run.mutate() as state:  # from now on every talosctl call hangs: the action stays running
+            state["knobs"]["talosctl_latency_ms"] = 600_000
+        pilot.app.screen.query_one("#confirm").press()
+        main = pilot.app.screen_stack[0]
+        assert isinstance(main, MainScreen)
+        await wait_until(pilot, lambda: main.action_running and any(
+            line.plain.startswith("▸ talosctl") and "patch" in line.plain for line in main.action_log.kept))
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=start_action)

@@ -1,0 +1,69 @@
+"""Messages that workers post to the screen. Workers never touch widgets; handlers do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from checks.engine import Target
+    from checks.model import Report
+
+
+@dataclass
+class TargetReady(Message):
+    """The target is known (the demo starts its lab while the first frame is drawn)."""
+
+    target: Target
+
+
+@dataclass
+class TargetFailed(Message):
+    reason: str
+
+
+@dataclass
+class SweepFinished(Message):
+    """A sweep ended with a report (stages that could not be checked are `unknown` inside it)."""
+
+    report: Report
+
+
+@dataclass
+class SweepCrashed(Message):
+    """A sweep raised (a bug, not a cluster problem): say it, keep the last report, keep running."""
+
+    reason: str
+
+
+@dataclass
+class PlanReady(Message):
+    """The plan of a stage's action is ready to be shown for confirmation."""
+
+    plan: Any  # checks.actions.Plan
+
+
+@dataclass
+class PlanFailed(Message):
+    stage: str
+    reason: str
+
+
+@dataclass
+class ActionOutput(Message):
+    """One event from a running action: an output line, a phase ("node rebooting"), a step."""
+
+    stage: str
+    kind: str  # "line" | "phase" | "step"
+    text: str
+    stream: str = ""
+
+
+@dataclass
+class ActionFinished(Message):
+    stage: str
+    status: str  # "ok" | "failed" | "cancelled" | "timed-out"
+    reason: str
+    node_state: str = ""

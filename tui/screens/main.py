@@ -1,0 +1,669 @@
+"""The main screen: checklist, live panes, details, action log — and the sweeps and actions behind them.
+
+Sweeps and actions run in workers that only post messages (`tui.messages`); the handlers here are the
+only code that touches widgets. The next sweep is scheduled only once the last one has finished, so a
+slow cluster never piles up requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widget import MountError
+from textual.widgets import Footer, Input, Label, TabbedContent, TabPane
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
+
+from checks.errors import one_line
+from checks.model import ProbeResult, Report, Status
+from checks.stages import SEED_STAGES, StageSpec, stage_spec
+from tui.messages import (
+    ActionFinished,
+    ActionOutput,
+    PlanFailed,
+    PlanReady,
+    SweepCrashed,
+    SweepFinished,
+    TargetFailed,
+    TargetReady,
+)
+from tui.screens.confirm import ConfirmActionScreen
+from widgets.action_log import ActionLog
+from widgets.checklist import StageChecklist
+from widgets.context_bar import ContextBar, ContextInfo
+from widgets.details import StageDetails
+from widgets.panes import (
+    ExtensionsPane,
+    FactsPane,
+    GpuPane,
+    ModulesPane,
+    NodePane,
+    PaneContext,
+    test_pod_summary,
+)
+
+if TYPE_CHECKING:
+    from checks.engine import Target
+    from checks.profile import Profile
+
+PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensions"), ("modules", "Modules"),
+                                      ("gpu", "GPU resources"))
+REBOOTING_STAGES = ("rebooting", "upgrading", "booting", "shutting down", "installing", "resetting")
+COMPACT_BELOW_ROWS = 32
+COMPACT_BELOW_COLUMNS = 110
+ACTION_OUTPUT_KEPT = 400
+
+
+def status_text(status: Status) -> Text:
+    """The same icon-and-word rendering as `talos-gpu check` (imported on first use: `tui.headless` loads the
+    engine, which the first frame does not need)."""
+    from tui.headless import status_text as headless_status_text
+
+    return headless_status_text(status)
+
+
+@dataclass
+class Settings:
+    """How the app was started. `clock` returns epoch seconds; tests inject a fixed one."""
+
+    target: Target | None
+    refresh: float = 5.0
+    target_loader: Callable[[], Target] | None = None  # run in a thread when `target` is None (the demo's lab)
+    read_only: bool = False
+    factory: str | None = None
+    clock: Callable[[], float] = time.time
+    stable_output: bool = False  # hide durations and ages, no cursor blink: for snapshots
+    initial_report: Report | None = None  # render this report first (a saved or pre-computed one)
+    sweep_timeout: float = 30.0
+    state_dir: Path | None = None  # where `s` saves the log; None: next to the audit log
+    audit_path: Path | None = None  # None: checks.audit's default
+    stages: tuple[StageSpec, ...] = field(default=SEED_STAGES)
+
+    @property
+    def profile(self) -> Profile:
+        if self.target is not None:
+            return self.target.profile
+        from checks.profile import Profile
+
+        return Profile()
+
+
+def kube_context_name(target: Target | None) -> str:
+    if target is None:
+        return "—"
+    return target.kube.context or target.kube.server or str(target.kube.kubeconfig)
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("a", "run_action", "Run action", id="action.run",
+                tooltip="plan the selected stage's action, show it, and run it once confirmed"),
+        Binding("x", "cancel_action", "Cancel action", id="action.cancel",
+                tooltip="cancel the running action: its processes are stopped"),
+        Binding("r", "refresh", "Refresh", id="refresh", tooltip="re-read the cluster now"),
+        Binding("p", "toggle_pause", "Pause", id="pause", tooltip="pause or resume the periodic re-read"),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="filter the evidence and the action log"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="filter.clear",
+                tooltip="clear the filter"),
+        Binding("c", "copy_fix", "Copy fix", id="copy", tooltip="copy the selected stage's fix command"),
+        Binding("s", "save_log", "Save log", show=False, id="log.save",
+                tooltip="save the action log to a file in the state directory"),
+        Binding("j", "cursor_down", "Down", show=False, id="cursor.down", tooltip="move down (like ↓)"),
+        Binding("k", "cursor_up", "Up", show=False, id="cursor.up", tooltip="move up (like ↑)"),
+        Binding("1,f1", "show_pane('node')", "Node pane", show=False, id="pane.node",
+                tooltip="pane: Node (versions, readiness, conditions)"),
+        Binding("2,f2", "show_pane('extensions')", "Extensions pane", show=False, id="pane.extensions",
+                tooltip="pane: Extensions (tracks, driver versions, schematic)"),
+        Binding("3,f3", "show_pane('modules')", "Modules pane", show=False, id="pane.modules",
+                tooltip="pane: Modules (loaded vs requested, driver, sysctl)"),
+        Binding("4,f4", "show_pane('gpu')", "GPU resources pane", show=False, id="pane.gpu",
+                tooltip="pane: GPU resources (PCI → driver → kubelet → pods)"),
+    ]
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(id="main")
+        self.settings = settings
+        self.report: Report | None = None
+        self.sweep_worker: Worker[None] | None = None
+        self.sweep_again = False
+        self.sweeps_done = 0
+        self.paused = False
+        self.next_sweep: Timer | None = None
+        self.action_worker: Worker[None] | None = None
+        self.action_stage: str | None = None
+        self.action_reboots = False
+        self.planning: str | None = None
+        self.last_test_pod: str | None = None
+        self.action_output: deque[str] = deque(maxlen=ACTION_OUTPUT_KEPT)  # the running action's lines
+        self.unknown_stages: set[str] = set()
+        self.last_good_facts: dict[str, ProbeResult] | None = None  # from the last report taken before a reboot
+        self.root_cause: str | None = "not checked yet"  # the last root cause written to the log
+
+    # ---- layout -----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield ContextBar(self._context_info(), self.settings.clock, id="context-bar")
+        with Horizontal(id="top"):
+            with Vertical(id="checklist-box"):
+                yield Label("Checklist", classes="box-title")
+                yield StageChecklist(self.settings.stages, status_text, stable=self.settings.stable_output,
+                                     id="checklist")
+            with TabbedContent(id="panes", initial="node"):
+                for number, (pane_id, title) in enumerate(PANES, 1):
+                    with TabPane(f"{number} {title}", id=pane_id):
+                        if number == 1:  # the hidden panes mount after the first frame: it appears sooner
+                            yield self._pane(pane_id)
+        with Horizontal(id="bottom"):
+            yield StageDetails(status_text, id="details")
+            with Vertical(id="log-box"):
+                yield Label("Action log", classes="box-title")
+                yield ActionLog(id="log")
+        yield Input(placeholder="filter the evidence and the log (enter keeps it, esc clears it)", id="filter")
+        yield Footer()
+
+    def _context_info(self) -> ContextInfo:
+        target = self.settings.target
+        if target is None and self.settings.target_loader is not None:
+            return ContextInfo("starting…", "starting…", self.settings.read_only, self.settings.refresh)
+        return ContextInfo(kube_context_name(target), target.talos.node if target else "—",
+                           self.settings.read_only, self.settings.refresh)
+
+    @staticmethod
+    def _pane(pane_id: str) -> FactsPane:
+        kinds: dict[str, type[FactsPane]] = {"node": NodePane, "extensions": ExtensionsPane,
+                                             "modules": ModulesPane, "gpu": GpuPane}
+        return kinds[pane_id](id=f"pane-{pane_id}")
+
+    @property
+    def checklist(self) -> StageChecklist:
+        return self.query_one("#checklist", StageChecklist)
+
+    @property
+    def details(self) -> StageDetails:
+        return self.query_one("#details", StageDetails)
+
+    @property
+    def action_log(self) -> ActionLog:
+        return self.query_one("#log", ActionLog)
+
+    @property
+    def context_bar(self) -> ContextBar:
+        return self.query_one("#context-bar", ContextBar)
+
+    async def _mount_hidden_panes(self) -> None:
+        for pane_id, _title in PANES[1:]:
+            tab = self.query_one(f"#{pane_id}", TabPane)
+            if not tab.is_mounted or tab.query(FactsPane):
+                continue
+            with contextlib.suppress(MountError):  # the app is already leaving
+                await tab.mount(self._pane(pane_id))
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._mount_hidden_panes)
+        self.query_one("#filter", Input).display = False
+        self.query_one("#filter", Input).border_title = "filter: enter keeps it, esc clears it"
+        if self.settings.stable_output:
+            self.query_one("#filter", Input).cursor_blink = False
+        self.checklist.focus()
+        self._show_details()
+        if self.settings.read_only:
+            self.action_log.add("read-only: actions are hidden and refused", "note")
+        if self.settings.initial_report is not None:
+            self.apply_report(self.settings.initial_report)
+            self._schedule_next_sweep()
+        elif self.settings.target is not None:
+            # the first sweep starts after the first frame: the screen shows "checking…" at once
+            self.call_after_refresh(self.start_sweep)
+        elif self.settings.target_loader is not None:
+            self.run_worker(self._load_target, name="load target", thread=True, exit_on_error=False)
+
+    def _load_target(self) -> None:
+        assert self.settings.target_loader is not None
+        try:
+            target = self.settings.target_loader()
+        except Exception as exc:  # noqa: BLE001 - shown, never a traceback
+            self.post_message(TargetFailed(one_line(exc)))
+            return
+        self.post_message(TargetReady(target))
+
+    @on(TargetReady)
+    def _target_ready(self, message: TargetReady) -> None:
+        self.settings.target = message.target
+        self.context_bar.info = self._context_info()
+        self.context_bar.redraw()
+        self.start_sweep()
+
+    @on(TargetFailed)
+    def _target_failed(self, message: TargetFailed) -> None:
+        line = Text(f"talos-gpu: cannot start: {message.reason}", no_wrap=True, overflow="ignore")  # one line
+        self.app.exit(2, return_code=2, message=line)
+
+    def on_resize(self) -> None:
+        compact = self.size.height < COMPACT_BELOW_ROWS or self.size.width < COMPACT_BELOW_COLUMNS
+        self.query_one("#checklist-box").set_class(compact, "-compact")
+        self.checklist.set_compact(compact)
+
+    # ---- sweeps -----------------------------------------------------------------------------------
+
+    @property
+    def sweeping(self) -> bool:
+        return self.sweep_worker is not None and self.sweep_worker.is_running
+
+    def start_sweep(self) -> None:
+        """Start a sweep now, or right after the running one ends (never two at once)."""
+        if self.settings.target is None:
+            return
+        if self.sweeping:
+            self.sweep_again = True
+            return
+        if self.next_sweep is not None:
+            self.next_sweep.stop()
+            self.next_sweep = None
+        self.sweep_again = False
+        self.context_bar.sweeping = True
+        self.context_bar.redraw()
+        self.sweep_worker = self.run_worker(self._sweep(), name="sweep", group="sweep", exit_on_error=False)
+
+    async def _sweep(self) -> None:
+        from checks.engine import run_sweep  # the kubernetes client loads in the engine's worker thread
+
+        assert self.settings.target is not None
+        try:
+            report = await run_sweep(self.settings.target, timeout=self.settings.sweep_timeout)
+        except Exception as exc:  # noqa: BLE001 - a bug in a sweep must not end the app
+            self.post_message(SweepCrashed(one_line(exc)))
+            return
+        self.post_message(SweepFinished(report))
+
+    def _schedule_next_sweep(self) -> None:
+        if self.sweep_again:
+            self.start_sweep()
+        elif self.settings.refresh > 0 and not self.paused and self.settings.target is not None:
+            self.next_sweep = self.set_timer(self.settings.refresh, self.start_sweep, name="next sweep")
+
+    @on(SweepFinished)
+    def _sweep_finished(self, message: SweepFinished) -> None:
+        self.sweeps_done += 1
+        self.context_bar.sweeping = False
+        self.apply_report(message.report)
+        self._schedule_next_sweep()
+
+    @on(SweepCrashed)
+    def _sweep_crashed(self, message: SweepCrashed) -> None:
+        self.sweeps_done += 1
+        self.context_bar.sweeping = False
+        self.context_bar.redraw()
+        self.notify(f"The check itself failed: {message.reason}", title="check failed", severity="error")
+        self.action_log.add(f"check failed: {message.reason}", "error")
+        self._schedule_next_sweep()
+
+    def apply_report(self, report: Report) -> None:
+        """Show a report everywhere: checklist, details, panes, context bar."""
+        first = self.report is None
+        self.report = report
+        if self.rebooting_reason() is None:
+            self.last_good_facts = {name: fact for name, fact in report.facts.items() if fact.ok}
+        if first and report.root_cause is not None:
+            self.checklist.select_stage(report.root_cause.stage)  # the on-call engineer lands on the cause
+        self.context_bar.updated_at = self.settings.clock()
+        self.context_bar.redraw()
+        self.checklist.show_report(report)
+        self._show_details()
+        self._show_panes()
+        self._notice_changes(report)
+
+    def _notice_changes(self, report: Report) -> None:
+        unknown = {s.id: s.summary for s in report.stages if s.status is Status.UNKNOWN}
+        for stage_id in sorted(set(unknown) - self.unknown_stages):
+            self.notify(unknown[stage_id], title=f"{stage_id}: could not check", severity="warning", timeout=8)
+            self.action_log.add(f"{stage_id}: could not check: {unknown[stage_id]}", "stderr")
+        self.unknown_stages = set(unknown)
+        root = report.root_cause.stage if report.root_cause else None
+        if root != self.root_cause:
+            if root is None:
+                self.action_log.add("every stage passes", "ok")
+            else:
+                self.action_log.add(f"root cause: {root}: {report.root_cause.summary}", "phase")
+            self.root_cause = root
+
+    def rebooting_reason(self) -> str | None:
+        """Why the node is taken to be rebooting, from the last report and the running action."""
+        report = self.report
+        if report is None:
+            return None
+        machine = report.facts.get("machine_status")
+        if machine is not None and machine.ok and machine.value.stage in REBOOTING_STAGES:
+            return f"machinestatus stage {machine.value.stage}"
+        version = report.facts.get("talos_version")
+        if self.action_reboots and version is not None and not version.ok:
+            return f"the Talos API does not answer while the {self.action_stage} action runs"
+        return None
+
+    def _show_panes(self) -> None:
+        if self.report is None:
+            return
+        ctx = self._pane_context()
+        report = self._report_for_panes(self.report, ctx)
+        for pane in self.query(FactsPane):
+            pane.show(report, ctx)
+
+    def _report_for_panes(self, report: Report, ctx: PaneContext) -> Report:
+        """While the node reboots, a fact it cannot answer keeps its last known value in the panes."""
+        if ctx.rebooting is None or self.last_good_facts is None:
+            return report
+        facts = dict(report.facts)
+        for name, fact in report.facts.items():
+            previous = self.last_good_facts.get(name)
+            if not fact.ok and previous is not None:
+                facts[name] = previous
+        return dataclasses.replace(report, facts=facts)
+
+    def _pane_context(self) -> PaneContext:
+        return PaneContext(self.settings.profile, self.settings.clock(), self.settings.stable_output,
+                           self.rebooting_reason(), self.last_test_pod)
+
+    def _show_details(self) -> None:
+        stage_id = self.checklist.selected_stage or self.settings.stages[0].id
+        spec = stage_spec(stage_id, self.settings.stages)
+        result = None
+        if self.report is not None:
+            try:
+                result = self.report.stage(stage_id)
+            except KeyError:
+                result = None
+        is_root = self.report is not None and self.report.root_cause is not None \
+            and self.report.root_cause.stage == stage_id
+        self.details.show(spec, result, is_root=is_root, action_hint=self._action_hint(spec))
+
+    def _action_hint(self, spec: StageSpec) -> str | None:
+        if spec.action is None:
+            return None
+        if self.settings.read_only:
+            return "read-only: its action is disabled"
+        reboot = " (reboots the node)" if spec.reboots else ""
+        return f"a or enter plans its action{reboot}"
+
+    @on(FactsPane.Mounted)
+    def _pane_mounted(self, message: FactsPane.Mounted) -> None:
+        if self.report is not None:
+            ctx = self._pane_context()
+            message.pane.show(self._report_for_panes(self.report, ctx), ctx)
+
+    @on(StageChecklist.StageHighlighted)
+    def _stage_highlighted(self) -> None:
+        self._show_details()
+
+    # ---- actions ----------------------------------------------------------------------------------
+
+    @property
+    def action_running(self) -> bool:
+        return self.action_worker is not None and self.action_worker.is_running
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("run_action", "cancel_action") and self.settings.read_only:
+            return False  # hidden from the footer and refused
+        if action == "cancel_action" and not self.action_running:
+            return None  # shown, but disabled
+        return True
+
+    def action_run_action(self) -> None:
+        stage = self.checklist.selected_stage
+        if stage is not None:
+            self.request_action(stage)
+
+    @on(StageChecklist.ActionRequested)
+    def _enter_on_stage(self, message: StageChecklist.ActionRequested) -> None:
+        result = self._result(message.stage_id)
+        if result is not None and result.status.ok:
+            self.notify(f"{message.stage_id} passes; press a to run its action anyway", timeout=4)
+            return
+        self.request_action(message.stage_id)
+
+    def _result(self, stage_id: str) -> Any:
+        if self.report is None:
+            return None
+        try:
+            return self.report.stage(stage_id)
+        except KeyError:
+            return None
+
+    def request_action(self, stage_id: str) -> None:
+        """Plan the stage's action and ask for confirmation; refused in read-only mode."""
+        if self.settings.read_only:
+            self.notify("Read-only: actions are disabled (started with --read-only)", severity="warning")
+            return
+        spec = stage_spec(stage_id, self.settings.stages)
+        if spec.action is None:
+            self.notify(f"{stage_id} has no action: its evidence says what to fix", severity="warning")
+            return
+        if self.action_running:
+            self.notify(f"Wait: the {self.action_stage} action is running (x cancels it); one action at a time",
+                        severity="warning")
+            return
+        if self.planning is not None or self.settings.target is None:
+            return
+        self.planning = stage_id
+        self.action_log.add(f"planning the {stage_id} action…", "note")
+        self.run_worker(self._plan(stage_id), name=f"plan {stage_id}", group="plan", exit_on_error=False)
+
+    async def _plan(self, stage_id: str) -> None:
+        from checks.actions import plan_action
+
+        assert self.settings.target is not None
+        try:
+            plan = await plan_action(stage_id, self.settings.target, self.report, factory=self.settings.factory)
+        except Exception as exc:  # noqa: BLE001 - shown, never a traceback
+            self.post_message(PlanFailed(stage_id, one_line(exc)))
+            return
+        self.post_message(PlanReady(plan))
+
+    @on(PlanFailed)
+    def _plan_failed(self, message: PlanFailed) -> None:
+        self.planning = None
+        self.notify(message.reason, title=f"cannot plan {message.stage}", severity="error")
+        self.action_log.add(f"cannot plan the {message.stage} action: {message.reason}", "error")
+
+    @on(PlanReady)
+    def _plan_ready(self, message: PlanReady) -> None:
+        self.planning = None
+        plan = message.plan
+        if self.settings.read_only:  # never reached through the keys; a last guard
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.start_action(plan)
+            else:
+                self.action_log.add(f"{plan.stage}: cancelled at the confirmation; nothing was run", "note")
+
+        self.app.push_screen(ConfirmActionScreen(plan, blink=not self.settings.stable_output), answered)
+
+    def start_action(self, plan: Any) -> None:
+        if self.settings.read_only or self.action_running:
+            return
+        self.action_stage = plan.stage
+        self.action_reboots = bool(plan.reboots)
+        self.context_bar.action = plan.stage
+        self.context_bar.redraw()
+        self.action_log.add(f"▶ {plan.stage}: {plan.title}", "step")
+        self.action_output.clear()
+        self.action_worker = self.run_worker(self._run_action(plan), name=f"action {plan.stage}", group="action",
+                                             exit_on_error=False)
+        self.refresh_bindings()
+
+    async def _run_action(self, plan: Any) -> None:
+        from checks.actions import run_action
+        from checks.audit import AuditLog
+
+        assert self.settings.target is not None
+        stage = plan.stage
+
+        def emit(event: Any) -> None:
+            self.post_message(ActionOutput(stage, event.kind, event.text, getattr(event, "stream", "")))
+
+        audit = AuditLog(self.settings.audit_path)
+        try:
+            result = await run_action(plan, self.settings.target, emit, audit=audit, read_only=self.settings.read_only)
+        except asyncio.CancelledError:
+            self.post_message(ActionFinished(stage, "cancelled", "cancelled with x; its processes were stopped"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - an action's bug is reported, the app keeps running
+            self.post_message(ActionFinished(stage, "failed", f"internal error: {one_line(exc)}"))
+            return
+        finally:
+            audit.close()
+        self.post_message(ActionFinished(stage, result.status, result.reason, result.node_state))
+
+    @on(ActionOutput)
+    def _action_output(self, message: ActionOutput) -> None:
+        kind = (message.stream or "stdout") if message.kind == "line" else message.kind
+        self.action_log.add(f"▸ {message.text}" if message.kind == "step" else message.text, kind)
+        if message.kind == "line":
+            self.action_output.append(message.text)
+        if message.kind == "phase" and self.report is not None:
+            self._show_panes()  # "node rebooting" / "node back" reach the panes' banners at once
+
+    @on(ActionFinished)
+    def _action_finished(self, message: ActionFinished) -> None:
+        ok = message.status == "ok"
+        text = f"■ {message.stage}: {message.status}: {message.reason}"
+        if message.node_state:
+            text += f" ({message.node_state})"
+        self.action_log.add(text, "ok" if ok else "error")
+        self.notify(message.reason, title=f"{message.stage} action {message.status}",
+                    severity="information" if ok else "error")
+        if message.stage == "gpu-workload":
+            self.last_test_pod = test_pod_summary(list(self.action_output), message.reason)
+        self.action_stage = None
+        self.action_reboots = False
+        self.context_bar.action = None
+        self.context_bar.redraw()
+        self.refresh_bindings()
+        self.action_log.add("re-checking…", "note")
+        self.start_sweep()
+
+    def action_cancel_action(self) -> None:
+        if self.action_worker is not None and self.action_running:
+            self.action_log.add(f"cancelling the {self.action_stage} action…", "stderr")
+            self.action_worker.cancel()
+        else:
+            self.notify("No action is running")
+
+    async def cancel_running_action(self) -> None:
+        """Cancel the running action and wait until its processes are gone (used when quitting)."""
+        worker = self.action_worker
+        if worker is None or not worker.is_running:
+            return
+        worker.cancel()
+        with contextlib.suppress(WorkerCancelled, WorkerFailed):  # the cancel we asked for, not an error
+            await worker.wait()
+
+    # ---- keys ---------------------------------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        if self.settings.target is None:
+            self.notify("Nothing to refresh: this is a saved report")
+            return
+        self.start_sweep()
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.context_bar.paused = self.paused
+        self.context_bar.redraw()
+        if self.paused:
+            if self.next_sweep is not None:
+                self.next_sweep.stop()
+                self.next_sweep = None
+            self.notify("Refresh paused (p resumes)")
+        else:
+            self.notify("Refresh resumed")
+            self.start_sweep()
+
+    def action_show_pane(self, pane_id: str) -> None:
+        self.query_one("#panes", TabbedContent).active = pane_id
+
+    def action_cursor_down(self) -> None:
+        self._move(+1)
+
+    def action_cursor_up(self) -> None:
+        self._move(-1)
+
+    def _move(self, step: int) -> None:
+        focused = self.focused
+        if focused is not None and hasattr(focused, "action_cursor_down"):
+            getattr(focused, "action_cursor_down" if step > 0 else "action_cursor_up")()
+        elif focused is not None and hasattr(focused, "scroll_relative"):
+            focused.scroll_relative(y=step, animate=False)
+
+    def action_copy_fix(self) -> None:
+        fix = self.details.remediation
+        if not fix:
+            self.notify("This stage has no command to copy")
+            return
+        from checks.redact import redact
+
+        self.app.copy_to_clipboard(redact(fix))
+        self.notify(redact(fix), title="Copied to the clipboard")
+
+    def action_save_log(self) -> None:
+        directory = self.settings.state_dir or default_state_dir()
+        stamp = datetime.fromtimestamp(self.settings.clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = directory / f"talos-gpu-log-{stamp}.txt"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.action_log.plain_text(), encoding="utf-8")
+        except OSError as exc:
+            self.notify(one_line(exc), title="could not save the log", severity="error")
+            return
+        self.notify(str(path), title="Log saved")
+
+    # ---- filter -------------------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        if not field.display and not field.value:
+            return
+        field.value = ""
+        field.display = False
+        self._apply_filter("")
+        self.checklist.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._apply_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.display = False
+        self.checklist.focus()
+
+    def _apply_filter(self, text: str) -> None:
+        self.details.set_filter(text)
+        self.action_log.set_filter(text)
+
+
+def default_state_dir() -> Path:
+    from checks.audit import default_audit_path
+
+    return default_audit_path().parent

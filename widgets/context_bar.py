@@ -1,0 +1,77 @@
+"""One line at the top: where the app points, whether it may change things, and how fresh the data is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Static
+
+from checks.redact import redact
+
+
+@dataclass
+class ContextInfo:
+    kube_context: str
+    talos_node: str
+    read_only: bool
+    refresh_s: float
+
+
+def ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    return f"{seconds // 3600}h ago"
+
+
+def refresh_label(refresh_s: float) -> str:
+    if refresh_s <= 0:
+        return "refresh: on r"
+    return f"refresh {refresh_s:g}s"
+
+
+class ContextBar(Static):
+    """`kube ctx │ talos node │ READ-ONLY │ refresh 5s │ updated 3s ago │ checking…`"""
+
+    def __init__(self, info: ContextInfo, clock: Callable[[], float], *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.info = info
+        self.clock = clock
+        self.updated_at: float | None = None
+        self.sweeping = False
+        self.paused = False
+        self.action: str | None = None  # the running action's stage, if any
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.redraw)
+        self.redraw()
+
+    def redraw(self) -> None:
+        self.update(self.line_text())
+
+    def line_text(self) -> Text:
+        sep = (" │ ", "dim")
+        parts: list[tuple[str, str] | str | Text] = [
+            ("talos-gpu", "bold"), sep,
+            ("kube ", "dim"), redact(self.info.kube_context), sep,
+            ("talos ", "dim"), redact(self.info.talos_node), sep,
+        ]
+        if self.info.read_only:
+            parts += [(" READ-ONLY ", "bold reverse yellow"), sep]
+        parts.append(refresh_label(self.info.refresh_s))
+        if self.paused:
+            parts += [" ", (" PAUSED ", "bold reverse")]
+        parts.append(sep)
+        if self.updated_at is None:
+            parts.append(("not checked yet", "dim"))
+        else:
+            parts.append(f"updated {ago(self.clock() - self.updated_at)}")
+        if self.sweeping:
+            parts += [sep, ("⟳ checking…", "cyan")]
+        if self.action:
+            parts += [sep, (f"▶ action {self.action} running (x cancels)", "bold yellow")]
+        return Text.assemble(*parts)

@@ -1,0 +1,524 @@
+"""The four live panes: Node, Extensions, Modules and GPU resources.
+
+Each pane turns the facts of a sweep (`Report.facts`) into rows; tables are updated cell by cell
+(`sync_table`), so a refresh never flickers or loses the cursor. While the node reboots, each pane
+says so above its last known answers, and recovers by itself when the node is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from checks.model import ProbeResult, Report
+from checks.profile import Profile
+from checks.redact import redact
+from widgets.table_sync import Row, sync_table
+
+GPU_RESOURCE = "nvidia.com/gpu"
+OK, BAD, UNKNOWN, DIM = "green", "bold red", "cyan", "dim"
+
+
+@dataclass(frozen=True)
+class PaneContext:
+    """What the panes need besides the report."""
+
+    profile: Profile
+    now: float  # epoch seconds, for ages ("5m")
+    stable: bool = False  # hide ages: they differ run to run, snapshots must not
+    rebooting: str | None = None  # why the node is taken to be rebooting, None when it is not
+    last_test_pod: str | None = None  # summary of the last GPU test pod the TUI ran
+
+
+def yes_no(ok: bool, yes: str = "yes", no: str = "no") -> Text:
+    return Text(f"✔ {yes}", style=OK) if ok else Text(f"✘ {no}", style=BAD)
+
+
+def unknown_text(fact: ProbeResult | None) -> Text:
+    reason = fact.error if fact is not None and fact.error else "not gathered"
+    return Text(f"? unknown: {redact(reason)}", style=UNKNOWN)
+
+
+def plain(value: object, style: str = "") -> Text:
+    return Text(redact(str(value)), style=style)
+
+
+def age(timestamp: str | None, now: float, *, stable: bool) -> Text:
+    """"5m" from a Kubernetes RFC 3339 timestamp; "—" when unknown or in stable output."""
+    if stable or not timestamp:
+        return Text("—", style=DIM)
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return Text("—", style=DIM)
+    seconds = max(0, int(now - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return Text(f"{seconds // size}{unit}")
+    return Text(f"{seconds}s")
+
+
+def fact_of(report: Report | None, name: str) -> ProbeResult | None:
+    return report.facts.get(name) if report is not None else None
+
+
+def reboot_banner(ctx: PaneContext) -> Text:
+    return Text(f"⟳ NODE REBOOTING — {ctx.rebooting}. Showing the last answers; this pane recovers by itself.",
+                style="bold reverse yellow")
+
+
+class FactsPane(Vertical):
+    """A banner line, then the pane's tables. Subclasses fill `show`."""
+
+    @dataclass
+    class Mounted(Message):
+        """The pane is on screen (hidden panes mount after the first frame) and wants the last report."""
+
+        pane: FactsPane
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.report: Report | None = None
+        self.banner_text = ""  # the banner's words, without styles
+
+    def on_mount(self) -> None:
+        self.post_message(self.Mounted(self))
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("… checking", style="dim italic"), classes="pane-banner")
+        yield from self.compose_body()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def set_banner(self, *lines: Text) -> None:
+        self.banner_text = "\n".join(line.plain for line in lines)
+        self.query_one(".pane-banner", Static).update(Group(*lines) if len(lines) != 1 else lines[0])
+
+    def show(self, report: Report, ctx: PaneContext) -> None:
+        raise NotImplementedError
+
+
+def key_value_table(id: str) -> DataTable:
+    table = DataTable(id=id, cursor_type="row", show_header=False, zebra_stripes=True)
+    table.add_column("what", key="what")
+    table.add_column("value", key="value")
+    return table
+
+
+# ---- Node -----------------------------------------------------------------------------------------
+
+
+def node_rows(report: Report, ctx: PaneContext) -> list[Row]:
+    rows: list[Row] = []
+    version, machine, health, node = (fact_of(report, n) for n in ("talos_version", "machine_status", "health",
+                                                                   "kube_node"))
+    if version is not None and version.ok:
+        rows.append(Row("talos", (Text("Talos"), plain(version.value.server_tag or "?"))))
+    else:
+        rows.append(Row("talos", (Text("Talos"), unknown_text(version))))
+    if machine is not None and machine.ok:
+        stage = machine.value.stage
+        shown = Text(stage, style=OK) if stage == "running" else Text(f"⟳ {stage}", style="bold yellow")
+        rows.append(Row("machine-stage", (Text("Machine stage"), shown)))
+        ready = yes_no(machine.value.ready)
+        unmet = ", ".join(f"{name}: {why}" for name, why in machine.value.unmet)
+        if unmet:
+            ready.append(f"  ({redact(unmet)})", style=DIM)
+        rows.append(Row("machine-ready", (Text("Machine ready"), ready)))
+    else:
+        rows.append(Row("machine-stage", (Text("Machine stage"), unknown_text(machine))))
+    if health is not None and health.ok:
+        failed = health.value.failed_check
+        if failed is not None:
+            shown = Text(f"✘ waiting for {failed.name}: {redact(failed.message or '')}", style=BAD)
+        elif health.value.error:
+            shown = Text(f"✘ {redact(health.value.error)}", style=BAD)
+        else:
+            shown = Text(f"✔ {len(health.value.checks)} checks OK", style=OK)
+        rows.append(Row("health", (Text("talosctl health"), shown)))
+    elif health is not None:
+        rows.append(Row("health", (Text("talosctl health"), unknown_text(health))))
+    if node is None or not node.ok:
+        shown = Text("✘ no Node with this address", style=BAD) if node is not None and node.missing \
+            else unknown_text(node)
+        rows.append(Row("kube-node", (Text("Kubernetes Node"), shown)))
+        return rows
+    obj: dict[str, Any] = node.value
+    status = obj.get("status") or {}
+    info = status.get("nodeInfo") or {}
+    rows.append(Row("kube-node", (Text("Kubernetes Node"), plain(obj["metadata"]["name"], "bold"))))
+    conditions = sorted(status.get("conditions") or [], key=lambda c: (c.get("type") != "Ready", c.get("type", "")))
+    for condition in conditions:
+        kind = str(condition.get("type") or "?")
+        value = str(condition.get("status") or "Unknown")
+        if kind == "Ready":
+            shown = yes_no(value == "True", "Ready", f"NotReady ({condition.get('reason') or value})")
+            message = condition.get("message")
+            if value != "True" and message:
+                shown.append(f"  {redact(str(message))}", style=DIM)
+            rows.append(Row("cond-Ready", (Text("Node Ready"), shown)))
+        else:
+            healthy = value == "False"
+            rows.append(Row(f"cond-{kind}", (Text(f"  {kind}", style=DIM),
+                                             Text(value, style=DIM if healthy else BAD))))
+    for address in sorted(status.get("addresses") or [], key=lambda a: (a.get("type", ""), a.get("address", ""))):
+        rows.append(Row(f"addr-{address.get('type')}-{address.get('address')}",
+                        (Text(str(address.get("type") or "address")), plain(address.get("address") or ""))))
+    for key, label in (("kubeletVersion", "Kubelet"), ("kernelVersion", "Kernel"), ("osImage", "OS image"),
+                       ("containerRuntimeVersion", "Container runtime")):
+        if info.get(key):
+            rows.append(Row(key, (Text(label), plain(info[key]))))
+    rows.append(Row("age", (Text("Age"), age((obj.get("metadata") or {}).get("creationTimestamp"), ctx.now,
+                                              stable=ctx.stable))))
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    if ready is not None:
+        rows.append(Row("ready-since", (Text("Ready condition since"),
+                                        age(ready.get("lastTransitionTime"), ctx.now, stable=ctx.stable))))
+    return rows
+
+
+class NodePane(FactsPane):
+    def compose_body(self) -> ComposeResult:
+        yield key_value_table("node-table")
+
+    def show(self, report: Report, ctx: PaneContext) -> None:
+        self.report = report
+        banner = [reboot_banner(ctx)] if ctx.rebooting else []
+        kube = report.kube_node or "?"
+        banner.append(Text.assemble(("Talos node ", DIM), (redact(report.node), "bold"),
+                                     ("  ·  Kubernetes node ", DIM), (redact(kube), "bold")))
+        self.set_banner(*banner)
+        sync_table(self.query_one("#node-table", DataTable), node_rows(report, ctx))
+
+
+# ---- Extensions -----------------------------------------------------------------------------------
+
+
+def extension_problems(nvidia: list[Any], profile: Profile) -> list[str]:
+    """What is wrong with the NVIDIA extensions, one sentence each (empty: nothing)."""
+    problems = []
+    for wanted in (profile.kmod_extension, profile.toolkit_extension):
+        base = wanted.rsplit("-", 1)[0]
+        if not any(ext.base == base for ext in nvidia):
+            problems.append(f"{wanted} is not installed")
+    tracks = {ext.track for ext in nvidia}
+    if len(tracks) > 1:
+        problems.append("mixed tracks: " + ", ".join(f"{ext.base} {ext.track or 'no track'}" for ext in nvidia)
+                        + " (never mix lts with production)")
+    elif tracks and tracks != {profile.track}:
+        problems.append(f"track {tracks.pop() or 'none'}, the profile wants {profile.track}")
+    drivers = {ext.driver for ext in nvidia}
+    if len(drivers) > 1:
+        problems.append("driver versions differ: " + ", ".join(f"{ext.base} {ext.driver}" for ext in nvidia))
+    return problems
+
+
+def extension_rows(extensions: list[Any], profile: Profile) -> list[Row]:
+    """NVIDIA extensions first (a missing one as a red row), the track and driver parts marked red when
+    they do not match; then the other extensions, dimmed."""
+    from checks import parsers  # here, not at import: the first frame does not need the parsers
+
+    nvidia = {ext.name: ext for ext in parsers.nvidia_extensions(extensions)}
+    drivers = {ext.driver for ext in nvidia.values()}
+    rows: list[Row] = []
+    for wanted in (profile.kmod_extension, profile.toolkit_extension):
+        base = wanted.rsplit("-", 1)[0]
+        if not any(ext.base == base for ext in nvidia.values()):
+            rows.append(Row(f"missing-{wanted}", (Text(f"✘ {wanted}", style=BAD), Text("not installed", style=BAD))))
+    for name in sorted(nvidia):
+        ext = nvidia[name]
+        bad_track = ext.track != profile.track
+        bad_driver = len(drivers) > 1
+        mark = "✘ " if bad_track or bad_driver else "✔ "
+        shown_name = Text.assemble((mark, BAD if mark == "✘ " else OK), (redact(ext.base), "bold"),
+                                   ("-" if ext.track else "", "bold"),
+                                   (ext.track, "bold reverse red" if bad_track else "bold"))
+        version = Text.assemble((redact(ext.driver), "bold reverse red" if bad_driver else "bold"),
+                                (f"-{redact(ext.suffix)}" if ext.suffix else "", ""))
+        rows.append(Row(f"ext-{name}", (shown_name, version)))
+    others = sorted((ext for ext in extensions if ext.name not in nvidia
+                     and ext.name not in ("schematic", "flavor")), key=lambda e: e.name)
+    for ext in others:
+        rows.append(Row(f"ext-{ext.name}", (plain(f"  {ext.name}", DIM), plain(ext.version, DIM))))
+    return rows
+
+
+class ExtensionsPane(FactsPane):
+    def compose_body(self) -> ComposeResult:
+        table = DataTable(id="extensions-table", cursor_type="row", zebra_stripes=True)
+        table.add_column("extension (track in the name)", key="extension")
+        table.add_column("version (driver first)", key="version")
+        yield table
+        yield Static(id="extensions-footer")
+
+    def show(self, report: Report, ctx: PaneContext) -> None:
+        self.report = report
+        banner: list[Text] = [reboot_banner(ctx)] if ctx.rebooting else []
+        fact = fact_of(report, "extensions")
+        table = self.query_one("#extensions-table", DataTable)
+        footer = self.query_one("#extensions-footer", Static)
+        if fact is None or not fact.ok:
+            self.set_banner(*banner, unknown_text(fact))
+            if not ctx.rebooting:
+                sync_table(table, [])
+                footer.update("")
+            return
+        from checks import parsers
+
+        extensions = list(fact.value)
+        installed = parsers.schematic_id(extensions)
+        needed = expected_schematic(ctx.profile)
+        line = Text.assemble(("profile track ", DIM), (ctx.profile.track, "bold"), ("  ·  schematic ", DIM))
+        if installed is None:
+            line.append("none (not an Image Factory image)", style=DIM)
+        else:
+            line.append(installed[:12] + "…", style=OK if installed == needed else BAD)
+        if needed and installed != needed:
+            line.append("  needs ", style=DIM)
+            line.append(needed[:12] + "…", style="bold")
+        self.set_banner(*banner, line)
+        sync_table(table, extension_rows(extensions, ctx.profile))
+        problems = extension_problems(parsers.nvidia_extensions(extensions), ctx.profile)
+        footer.update(Group(*(Text(f"✘ {redact(p)}", style=BAD) for p in problems)) if problems
+                      else Text("✔ both NVIDIA extensions installed, same track and driver", style=OK))
+
+
+def expected_schematic(profile: Profile) -> str | None:
+    """The schematic id that carries the profile's two NVIDIA extensions (computed offline)."""
+    try:
+        from checks.schematic import nvidia_schematic
+    except ImportError:  # pragma: no cover - older checkouts
+        return None
+    _yaml, schematic = nvidia_schematic(profile.track)
+    return str(schematic)
+
+
+# ---- Modules --------------------------------------------------------------------------------------
+
+
+def module_rows(loaded: list[Any] | None, requested: list[str] | None, profile: Profile) -> list[Row]:
+    by_name = {m.name: m for m in loaded or []}
+    names = list(profile.modules) + sorted(n for n in by_name if n.startswith("nvidia") and n not in profile.modules)
+    rows: list[Row] = []
+    for name in names:
+        module = by_name.get(name)
+        if loaded is None:
+            state = Text("?", style=UNKNOWN)
+        elif module is None:
+            state = Text("✘ absent", style=BAD)
+        else:
+            state = Text(f"✔ {module.state}", style=OK) if module.is_live else Text(f"✘ {module.state}", style=BAD)
+        size = f"{module.size:,}" if module is not None and module.size is not None else "—"
+        refs = str(module.refcount) if module is not None and module.refcount is not None else "—"
+        if requested is None:
+            asked = Text("?", style=UNKNOWN)
+        elif name in requested:
+            asked = Text("✔ yes", style=OK)
+        else:
+            asked = Text("✘ no", style=BAD if name in profile.modules else DIM)
+        rows.append(Row(f"mod-{name}", (Text(name, style="bold"), state, Text(size, justify="right"),
+                                        Text(refs, justify="right"), asked)))
+    return rows
+
+
+class ModulesPane(FactsPane):
+    def compose_body(self) -> ComposeResult:
+        table = DataTable(id="modules-table", cursor_type="row", zebra_stripes=True)
+        for label in ("module", "state", "size", "refs", "in config"):
+            table.add_column(label, key=label)
+        yield table
+        yield Static(id="modules-footer")
+
+    def show(self, report: Report, ctx: PaneContext) -> None:
+        self.report = report
+        modules, driver, sysctl, specs, dmesg = (fact_of(report, n) for n in (
+            "proc_modules", "driver_version", "bpf_sysctl", "module_specs", "dmesg"))
+        banner: list[Text] = [reboot_banner(ctx)] if ctx.rebooting else []
+        if driver is not None and driver.ok:
+            banner.append(Text.assemble(("NVIDIA driver ", "bold"), (driver.value.version, "bold green"),
+                                        (f"  ({driver.value.flavor} kernel module)", DIM)))
+        elif driver is not None and driver.missing:
+            banner.append(Text("✘ NVIDIA driver not loaded: /proc/driver/nvidia/version does not exist", style=BAD))
+        else:
+            banner.append(Text.assemble(("NVIDIA driver ", "bold"), unknown_text(driver)))
+        self.set_banner(*banner)
+        loaded = list(modules.value) if modules is not None and modules.ok else None
+        requested = list(specs.value) if specs is not None and specs.ok else None
+        if loaded is not None or not ctx.rebooting:
+            sync_table(self.query_one("#modules-table", DataTable), module_rows(loaded, requested, ctx.profile))
+        footer: list[Text] = []
+        if sysctl is not None and sysctl.ok:
+            good = sysctl.value == "1"
+            footer.append(Text.assemble(("sysctl ", DIM), "net.core.bpf_jit_harden = ", (sysctl.value, "bold"),
+                                        ("  ✔ as the seed needs" if good else "  ✘ the seed needs 1",
+                                         OK if good else BAD)))
+        else:
+            footer.append(Text.assemble(("sysctl ", DIM), "net.core.bpf_jit_harden ", unknown_text(sysctl)))
+        if requested is not None:
+            nvidia = [m for m in requested if m.startswith("nvidia")]
+            footer.append(Text.assemble(("requested (kernelmodulespecs) ", DIM),
+                                        ", ".join(nvidia) if nvidia else ("no NVIDIA module", BAD)))
+        else:
+            footer.append(Text.assemble(("requested (kernelmodulespecs) ", DIM), unknown_text(specs)))
+        if modules is not None and not modules.ok:
+            footer.append(Text.assemble(("loaded (/proc/modules) ", DIM), unknown_text(modules)))
+        if dmesg is not None and dmesg.ok and dmesg.value.failures:
+            for failure in dmesg.value.failures[:2]:
+                footer.append(Text(f"✘ dmesg: GPU {failure.pci_id or '?'}: {redact(failure.message)}", style=BAD))
+        self.query_one("#modules-footer", Static).update(Group(*footer))
+
+
+# ---- GPU resources --------------------------------------------------------------------------------
+
+
+def gpu_count_rows(report: Report, profile: Profile) -> list[Row]:
+    pci, driver, dmesg, node, allocated = (fact_of(report, n) for n in (
+        "pci_devices", "driver_version", "dmesg", "kube_node", "gpu_allocations"))
+    rows: list[Row] = []
+    gpus: list[Any] = [d for d in pci.value if d.is_nvidia_gpu] if pci is not None and pci.ok else []
+    if pci is not None and pci.ok:
+        products = sorted({d.product for d in gpus})
+        rows.append(Row("pci", (Text("NVIDIA GPUs on the PCI bus"), Text(str(len(gpus)), style="bold"),
+                                plain(", ".join(products) or "none", DIM))))
+    else:
+        rows.append(Row("pci", (Text("NVIDIA GPUs on the PCI bus"), Text("?", style=UNKNOWN), unknown_text(pci))))
+    if driver is not None and driver.missing:
+        rows.append(Row("driver", (Text("GPUs the driver initialised"), Text("0", style=BAD),
+                                   Text("driver not loaded", style=BAD))))
+    elif driver is not None and driver.ok and pci is not None and pci.ok:
+        failed = set(dmesg.value.failed_pci_ids) if dmesg is not None and dmesg.ok else set()
+        seen = len(gpus) - len(failed & {d.id for d in gpus}) if failed else len(gpus)
+        note = Text(f"dmesg: {', '.join(sorted(failed))} failed", style=BAD) if failed else Text("", style=DIM)
+        rows.append(Row("driver", (Text("GPUs the driver initialised"),
+                                   Text(str(seen), style="bold" if seen == len(gpus) else BAD), note)))
+    else:
+        rows.append(Row("driver", (Text("GPUs the driver initialised"), Text("?", style=UNKNOWN),
+                                   unknown_text(driver if driver is not None and driver.error else pci))))
+    expected = profile.gpu_count if profile.gpu_count is not None else (len(gpus) if pci is not None and pci.ok
+                                                                         else None)
+    if node is not None and node.ok:
+        status = node.value.get("status") or {}
+        for field in ("capacity", "allocatable"):
+            raw = (status.get(field) or {}).get(GPU_RESOURCE)
+            count = str(raw) if raw is not None else "0"
+            good = expected is not None and count == str(expected)
+            rows.append(Row(field, (Text(f"{GPU_RESOURCE} {field}"), Text(count, style="bold" if good else BAD),
+                                    Text("" if good else f"expected {expected if expected is not None else '?'}",
+                                         style=BAD))))
+    else:
+        for field in ("capacity", "allocatable"):
+            rows.append(Row(field, (Text(f"{GPU_RESOURCE} {field}"), Text("?", style=UNKNOWN), unknown_text(node))))
+    if allocated is not None and allocated.ok:
+        rows.append(Row("allocated", (Text(f"{GPU_RESOURCE} allocated to pods"), Text(str(allocated.value)),
+                                      Text(""))))
+    else:
+        rows.append(Row("allocated", (Text(f"{GPU_RESOURCE} allocated to pods"), Text("?", style=UNKNOWN),
+                                      unknown_text(allocated))))
+    return rows
+
+
+def pod_state(pod: dict[str, Any]) -> tuple[str, bool, int]:
+    """(status as kubectl shows it, ready, restarts)"""
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    word = str(status.get("phase") or "Unknown")
+    for container in statuses:
+        state = container.get("state") or {}
+        for key in ("waiting", "terminated"):
+            if state.get(key):
+                word = str(state[key].get("reason") or key.capitalize())
+    ready = bool(statuses) and all(c.get("ready") for c in statuses)
+    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+    return word, ready, restarts
+
+
+def plugin_pod_rows(pods: Iterable[dict[str, Any]]) -> list[Row]:
+    rows = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        name = pod["metadata"]["name"]
+        word, ready, restarts = pod_state(pod)
+        rows.append(Row(f"pod-{name}", (plain(name), Text(word, style=OK if word == "Running" else BAD),
+                                        yes_no(ready), Text(str(restarts), justify="right",
+                                                            style=BAD if restarts else ""))))
+    return rows
+
+
+def daemonset_line(fact: ProbeResult | None) -> Text:
+    if fact is None or (not fact.ok and not fact.missing):
+        return Text.assemble(("Device plugin DaemonSet ", "bold"), unknown_text(fact))
+    if fact.missing or fact.value is None or fact.value.daemonset is None:
+        return Text("✘ Device plugin DaemonSet: not installed", style=BAD)
+    ds = fact.value.daemonset
+    meta, status = ds["metadata"], ds.get("status") or {}
+    template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    desired = int(status.get("desiredNumberScheduled") or 0)
+    ready = int(status.get("numberReady") or 0)
+    runtime_class = template.get("runtimeClassName")
+    return Text.assemble(
+        ("Device plugin DaemonSet ", "bold"), (redact(f"{meta['namespace']}/{meta['name']}"), "bold"), "\n",
+        ("desired ", DIM), (str(desired), "bold" if desired else BAD),
+        ("  ·  ready ", DIM), (str(ready), "bold" if ready and ready == desired else BAD),
+        ("  ·  runtimeClassName ", DIM), (redact(str(runtime_class or "not set")), OK if runtime_class else BAD),
+        ("" if fact.value.pods else "  ·  no pods", BAD),
+    )
+
+
+def test_pod_line(report: Report, ctx: PaneContext) -> Text:
+    fact = fact_of(report, "gpu_workload")
+    if fact is not None and fact.ok and fact.value is not None:
+        return Text.assemble(("Last test pod ", "bold"), redact(str(fact.value.summary)))
+    if ctx.last_test_pod:
+        return Text.assemble(("Last test pod ", "bold"), redact(ctx.last_test_pod))
+    return Text("Last test pod: none run yet (the gpu-workload action runs nvidia-smi in a pod)", style=DIM)
+
+
+def test_pod_summary(output: list[str], reason: str) -> str:
+    """One line from a test pod's output: "2× NVIDIA H100 NVL, driver 570.172.08, CUDA 12.8", else `reason`."""
+    from checks import parsers
+
+    smi = parsers.parse_nvidia_smi("\n".join(output)) if output else None
+    if smi is None or parsers.is_error(smi) or not smi.gpus:
+        return reason
+    names = sorted({gpu.name for gpu in smi.gpus})
+    cuda = f", CUDA {smi.cuda_version}" if smi.cuda_version else ""
+    return f"{len(smi.gpus)}× {' / '.join(names)}, driver {smi.driver_version}{cuda}"
+
+
+class GpuPane(FactsPane):
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="gpu-scroll"):
+            counts = DataTable(id="gpu-counts", cursor_type="row", show_header=False, zebra_stripes=True)
+            for label in ("what", "count", "note"):
+                counts.add_column(label, key=label)
+            yield counts
+            yield Static(id="gpu-daemonset")
+            pods = DataTable(id="gpu-pods", cursor_type="row", zebra_stripes=True)
+            for label in ("device plugin pod", "status", "ready", "restarts"):
+                pods.add_column(label, key=label)
+            yield pods
+            yield Static(id="gpu-test-pod")
+
+    def show(self, report: Report, ctx: PaneContext) -> None:
+        self.report = report
+        banner: list[Text] = [reboot_banner(ctx)] if ctx.rebooting else []
+        banner.append(Text("PCI devices → driver → kubelet → pods: each number should equal the one above it",
+                           style=DIM))
+        self.set_banner(*banner)
+        sync_table(self.query_one("#gpu-counts", DataTable), gpu_count_rows(report, ctx.profile))
+        plugin = fact_of(report, "device_plugin")
+        self.query_one("#gpu-daemonset", Static).update(daemonset_line(plugin))
+        pods = plugin.value.pods if plugin is not None and plugin.value is not None else []
+        table = self.query_one("#gpu-pods", DataTable)
+        sync_table(table, plugin_pod_rows(pods))
+        table.display = bool(pods)
+        self.query_one("#gpu-test-pod", Static).update(test_pod_line(report, ctx))
