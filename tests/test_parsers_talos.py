@@ -644,3 +644,9 @@ def test_json_stream_round_trips_a_yaml_stream() -> None:
     documents = ok(parse_yaml_stream(sample("talos/get-extensions.yaml")))
     text = "\n".join(json.dumps(document, indent=4) for document in documents)
     assert ok(parse_json_stream(text)) == documents
+
+
+def test_no_kernel_module_specs_is_an_empty_list() -> None:
+    # `talosctl get kernelmodulespecs -o yaml` prints nothing when the config requests no module
+    assert parse_kernel_module_specs("") == []
+    assert parse_kernel_module_specs("\n") == []

@@ -590,7 +590,11 @@ def parse_modules_table(text: str) -> list[LoadedModule] | ParseError:
 
 @never_raises(MODULE_SPECS_EXPECTED)
 def parse_kernel_module_specs(text: str) -> list[str] | ParseError:
-    """Names of the modules the machine config asks for (``talosctl get kernelmodulespecs``: the ids)."""
+    """Names of the modules the machine config asks for (``talosctl get kernelmodulespecs``: the ids).
+
+    `-o yaml` prints nothing at all when the config asks for no module: that is an empty list."""
+    if isinstance(text, str) and not text.strip():
+        return []
     parsed = _resources_or_table(text, MODULE_SPECS_EXPECTED)
     if is_error(parsed):
         return parsed
