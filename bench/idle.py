@@ -24,6 +24,7 @@ from pathlib import Path
 from common import REPO, Figure, emit, lab
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+EXTRA_ARGS: list[str] = []  # e.g. ["--refresh", "0"] for the baseline of an app that never refreshes
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -59,7 +60,7 @@ def main(seconds: float = 60.0, warmup: float = 15.0) -> list[Figure]:
         pid, fd = pty.fork()
         if pid == 0:
             os.chdir(REPO)
-            argv = [str(REPO / ".venv" / "bin" / "python"), "-m", "tui.cli"]
+            argv = [str(REPO / ".venv" / "bin" / "python"), "-m", "tui.cli", *EXTRA_ARGS]
             os.execve(argv[0], argv, env)
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         try:

@@ -457,3 +457,23 @@ async def test_a_secret_in_a_tool_error_never_reaches_the_screen(lab_run, tmp_pa
                      " ".join(n.message for n in app._notifications)):
             assert token not in text
         assert "‹redacted›" in main.details.plain
+
+
+async def test_the_periodic_refresh_is_light_but_a_change_brings_a_full_sweep(lab_run, tmp_path) -> None:
+    run = lab_run("healthy")
+    app = make_app(run, tmp_path, refresh=0.3)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        first = main.report
+        assert first is not None
+        await wait_for_sweeps(pilot, 2)
+        assert main.report is not first
+        assert main.report.facts["extensions"] is first.facts["extensions"]  # reused: not re-read
+        with run.mutate() as state:  # the RuntimeClass goes: a light probe sees it ...
+            state["kube"]["runtimeclasses"] = []
+        await wait_until(pilot, lambda: status_of(main, "runtimeclass") is Status.FAIL, what="the light refresh")
+        changed = main.report
+        # ... and a full sweep follows at once, re-reading the Talos facts too
+        await wait_until(pilot, lambda: main.report is not changed and not main.sweeping, what="the full sweep")
+        assert main.report.facts["extensions"] is not first.facts["extensions"]

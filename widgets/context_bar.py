@@ -46,12 +46,21 @@ class ContextBar(Static):
         self.paused = False
         self.action: str | None = None  # the running action's stage, if any
 
+        self._shown: str | None = None
+
     def on_mount(self) -> None:
         self.set_interval(1.0, self.redraw)
         self.redraw()
 
+    def render(self) -> Text:
+        return self.line_text()
+
     def redraw(self) -> None:
-        self.update(self.line_text())
+        """Repaint when the line's text changed: a repaint, not a layout pass (the bar is one line)."""
+        text = self.line_text().plain
+        if text != self._shown:
+            self._shown = text
+            self.refresh()
 
     def line_text(self) -> Text:
         sep = (" │ ", "dim")

@@ -69,6 +69,11 @@ COMPACT_BELOW_COLUMNS = 110
 ACTION_OUTPUT_KEPT = 400
 
 
+SETTLE_FOR_S = 45.0  # after an action, re-check its stage until it passes, at most this long
+SETTLE_RECHECK_S = 1.5
+FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5 s); the others are light
+
+
 def status_text(status: Status) -> Text:
     """The same icon-and-word rendering as `talos-gpu check` (imported on first use: `tui.headless` loads the
     engine, which the first frame does not need)."""
@@ -101,6 +106,20 @@ class Settings:
         from checks.profile import Profile
 
         return Profile()
+
+
+def same_content(old: Report, new: Report) -> bool:
+    """Whether two reports say the same thing (durations aside): same stages, same facts."""
+    def stages(report: Report) -> list[tuple[Any, ...]]:
+        return [(s.id, s.status, s.summary, s.evidence, s.remediation, s.blocked_by) for s in report.stages]
+
+    def facts(report: Report) -> dict[str, tuple[Any, ...]]:
+        return {name: (f.value, f.error, f.missing) for name, f in report.facts.items()}
+
+    try:
+        return stages(old) == stages(new) and facts(old) == facts(new)
+    except Exception:  # noqa: BLE001 - a value that cannot be compared is simply "changed"
+        return False
 
 
 def kube_context_name(target: Target | None) -> str:
@@ -141,6 +160,9 @@ class MainScreen(Screen):
         self.report: Report | None = None
         self.sweep_worker: Worker[None] | None = None
         self.sweep_again = False
+        self.sweep_again_full = False
+        self.last_full_sweep: float | None = None  # time.monotonic() of the last full sweep
+        self.settling: tuple[str, float] | None = None  # (stage, deadline): re-check until it passes
         self.sweeps_done = 0
         self.paused = False
         self.next_sweep: Timer | None = None
@@ -264,44 +286,88 @@ class MainScreen(Screen):
     def sweeping(self) -> bool:
         return self.sweep_worker is not None and self.sweep_worker.is_running
 
-    def start_sweep(self) -> None:
-        """Start a sweep now, or right after the running one ends (never two at once)."""
+    def start_sweep(self, *, full: bool = True) -> None:
+        """Start a sweep now, or right after the running one ends (never two at once).
+
+        `full=False` (the periodic refresh) may re-read only the probes that reveal change and reuse
+        the rest; a full sweep still happens every FULL_SWEEP_EVERY refreshes, while the node reboots,
+        and as soon as a light one sees a stage change.
+        """
         if self.settings.target is None:
             return
         if self.sweeping:
             self.sweep_again = True
+            self.sweep_again_full = self.sweep_again_full or full
             return
         if self.next_sweep is not None:
             self.next_sweep.stop()
             self.next_sweep = None
         self.sweep_again = False
+        self.sweep_again_full = False
         self.context_bar.sweeping = True
         self.context_bar.redraw()
-        self.sweep_worker = self.run_worker(self._sweep(), name="sweep", group="sweep", exit_on_error=False)
+        self.sweep_worker = self.run_worker(self._sweep(full), name="sweep", group="sweep", exit_on_error=False)
 
-    async def _sweep(self) -> None:
-        from checks.engine import run_sweep  # the kubernetes client loads in the engine's worker thread
+    def _light_sweep_allowed(self) -> bool:
+        if self.report is None or self.last_full_sweep is None or self.rebooting_reason() is not None:
+            return False
+        every = FULL_SWEEP_EVERY * self.settings.refresh
+        return time.monotonic() - self.last_full_sweep < every
+
+    async def _sweep(self, full: bool = True) -> None:
+        from checks.engine import (  # the kubernetes client loads in the engine's thread
+            LIGHT_PROBES,
+            run_sweep,
+        )
 
         assert self.settings.target is not None
+        light = not full and self._light_sweep_allowed()
+        previous = self.report
         try:
-            report = await run_sweep(self.settings.target, timeout=self.settings.sweep_timeout)
+            report = await run_sweep(self.settings.target, timeout=self.settings.sweep_timeout,
+                                     previous=previous if light else None, only=LIGHT_PROBES if light else None)
         except Exception as exc:  # noqa: BLE001 - a bug in a sweep must not end the app
             self.post_message(SweepCrashed(one_line(exc)))
             return
+        if not light:
+            self.last_full_sweep = time.monotonic()
+        elif previous is not None and [s.status for s in report.stages] != [s.status for s in previous.stages]:
+            self.sweep_again, self.sweep_again_full = True, True  # something moved: look at everything now
         self.post_message(SweepFinished(report))
+
+    def _periodic_sweep(self) -> None:
+        self.start_sweep(full=False)
 
     def _schedule_next_sweep(self) -> None:
         if self.sweep_again:
-            self.start_sweep()
+            self.start_sweep(full=self.sweep_again_full)
         elif self.settings.refresh > 0 and not self.paused and self.settings.target is not None:
-            self.next_sweep = self.set_timer(self.settings.refresh, self.start_sweep, name="next sweep")
+            self.next_sweep = self.set_timer(self.settings.refresh, self._periodic_sweep, name="next sweep")
 
     @on(SweepFinished)
     def _sweep_finished(self, message: SweepFinished) -> None:
         self.sweeps_done += 1
         self.context_bar.sweeping = False
         self.apply_report(message.report)
+        if self._still_settling(message.report):
+            self.next_sweep = self.set_timer(SETTLE_RECHECK_S, self.start_sweep, name="settle re-check")
+            return
         self._schedule_next_sweep()
+
+    def _still_settling(self, report: Report) -> bool:
+        """After an action, its stage may need a moment (a plugin registering, a node coming back):
+        re-check every SETTLE_RECHECK_S until it passes or SETTLE_FOR_S have gone by."""
+        if self.settling is None or self.sweep_again or self.paused:
+            return False
+        stage, deadline = self.settling
+        try:
+            passing = report.stage(stage).status.ok
+        except KeyError:
+            passing = True
+        if passing or time.monotonic() >= deadline:
+            self.settling = None
+            return False
+        return True
 
     @on(SweepCrashed)
     def _sweep_crashed(self, message: SweepCrashed) -> None:
@@ -313,8 +379,17 @@ class MainScreen(Screen):
         self._schedule_next_sweep()
 
     def apply_report(self, report: Report) -> None:
-        """Show a report everywhere: checklist, details, panes, context bar."""
+        """Show a report everywhere: checklist, details, panes, context bar.
+
+        A refresh that found everything as it was only moves "updated Ns ago": re-rendering the same
+        tables every few seconds is most of what an idle app would cost.
+        """
         first = self.report is None
+        if not first and self.report is not None and same_content(self.report, report):
+            self.report = report
+            self.context_bar.updated_at = self.settings.clock()
+            self.context_bar.redraw()
+            return
         self.report = report
         if self.rebooting_reason() is None:
             self.last_good_facts = {name: fact for name, fact in report.facts.items() if fact.ok}
@@ -555,6 +630,8 @@ class MainScreen(Screen):
         self.context_bar.redraw()
         self.refresh_bindings()
         self.action_log.add("re-checking…", "note")
+        if ok:
+            self.settling = (message.stage, time.monotonic() + SETTLE_FOR_S)
         self.start_sweep()
 
     def action_cancel_action(self) -> None:
