@@ -127,6 +127,14 @@ def _file_missing(result: CommandResult) -> bool:
     return "no such file or directory" in text or "notfound" in text.replace(" ", "") or "not found" in text
 
 
+async def parse_off_loop(parse: Callable[[str], Any], text: str) -> Any:
+    """Parse in a worker thread: PyYAML can take tens of ms, and the TUI's event loop must keep
+    answering keys meanwhile (the GIL is handed back every few ms)."""
+    if len(text) < 512:
+        return parse(text)
+    return await anyio.to_thread.run_sync(parse, text, abandon_on_cancel=True)
+
+
 async def _talos_parse(
     ctx: ProbeContext, name: str, args: tuple[str, ...], parse: Callable[[str], Any], *,
     missing_ok: bool = False, use_stderr: bool = False, timeout: float | None = None,
@@ -139,11 +147,11 @@ async def _talos_parse(
             return ProbeResult(name, source, missing=True, error=None, value=None)
         if use_stderr and result.returncode not in (None, 0) and not result.timed_out and result.error is None:
             # health: a failing run still produced the report we need
-            parsed = parse(text)
+            parsed = await parse_off_loop(parse, text)
             if not parsers.is_error(parsed):
                 return ProbeResult(name, source, value=parsed)
         return ProbeResult(name, source, error=f"{source}: {result.failure_reason()}")
-    parsed = parse(text)
+    parsed = await parse_off_loop(parse, text)
     if parsers.is_error(parsed):
         return ProbeResult(name, source, error=f"{source}: output not understood ({parsed})")
     return ProbeResult(name, source, value=parsed)
@@ -334,7 +342,7 @@ async def probe_helm_release(ctx: ProbeContext) -> ProbeResult:
     result = await ctx.helm.run("list", "-n", spec.namespace, "-o", "json", timeout=min(20.0, ctx.remaining()))
     if not result.ok:
         return ProbeResult("helm_release", source, error=f"{source}: {result.failure_reason()}")
-    releases = parsers.parse_helm_list_json(result.stdout)
+    releases = await parse_off_loop(parsers.parse_helm_list_json, result.stdout)
     if parsers.is_error(releases):
         return ProbeResult("helm_release", source, error=f"{source}: output not understood ({releases})")
     for release in releases:

@@ -22,6 +22,7 @@ from checks.redact import redact
 
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024  # bytes kept per stream; the rest is counted and dropped
 KILL_GRACE_S = 0.5
+LINES_PER_YIELD = 100
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,10 @@ async def _pump(
             continue
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        for line in lines:
+        for index, line in enumerate(lines, 1):
             on_line(line.decode("utf-8", errors="replace").rstrip("\r"))
+            if index % LINES_PER_YIELD == 0:
+                await anyio.sleep(0)  # a 64 KiB chunk holds hundreds of lines: let the UI breathe
         if len(pending) > 64 * 1024:  # a line with no end: flush what we have
             on_line(pending.decode("utf-8", errors="replace"))
             pending = b""

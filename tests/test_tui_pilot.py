@@ -378,6 +378,8 @@ async def run_selected_action(pilot: Pilot) -> None:
     await wait_until(pilot, lambda: f"■ {stage}: " in log_text(main), 240, f"the {stage} action")
     assert f"■ {stage}: ok" in log_text(main), log_text(main)[-2000:]
     await wait_for_sweeps(pilot, before + 1, 120)
+    # the app re-checks the stage until it passes (a plugin needs a moment to register)
+    await wait_until(pilot, lambda: main.settling is None and not main.sweeping, 90, f"{stage} to settle")
 
 
 @pytest.mark.slow

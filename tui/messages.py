@@ -62,6 +62,12 @@ class ActionOutput(Message):
 
 
 @dataclass
+class ActionOutputReady(Message):
+    """Lines are waiting in the screen's output buffer: one message for a whole burst, so that a
+    chatty action (10,000 lines) never queues thousands of messages ahead of a key press."""
+
+
+@dataclass
 class ActionFinished(Message):
     stage: str
     status: str  # "ok" | "failed" | "cancelled" | "timed-out"

@@ -15,6 +15,7 @@ from textual.widgets import RichLog
 from checks.redact import redact
 
 FLUSH_INTERVAL_S = 0.05
+MAX_LINES_PER_FLUSH = 50  # bounds one tick (~15 ms) while a chatty action streams: 1,000 lines a second
 DEFAULT_MAX_LINES = 2000
 
 STREAM_STYLES = {"stderr": "yellow", "stdout": "", "phase": "bold cyan", "step": "bold", "error": "bold red",
@@ -51,12 +52,15 @@ class ActionLog(RichLog):
             self._flush_timer.pause()
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
-        batch = batch[-self.max_lines:] if self.max_lines else batch
+        if self.max_lines and len(self.pending) > self.max_lines:
+            del self.pending[: len(self.pending) - self.max_lines]  # they would scroll out at once anyway
+        batch, self.pending = self.pending[:MAX_LINES_PER_FLUSH], self.pending[MAX_LINES_PER_FLUSH:]
         self.flushes += 1
         for line in batch:
             if not self.filter_text or self.filter_text.casefold() in line.plain.casefold():
                 self.write(line)
+        if self.pending and self._flush_timer is not None:
+            self._flush_timer.resume()  # the rest on the next tick: keys stay answered meanwhile
 
     def set_filter(self, text: str) -> None:
         """Show only the kept lines that contain `text` (case-insensitive); empty shows all."""

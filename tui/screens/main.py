@@ -35,6 +35,7 @@ from checks.stages import SEED_STAGES, StageSpec, stage_spec
 from tui.messages import (
     ActionFinished,
     ActionOutput,
+    ActionOutputReady,
     PlanFailed,
     PlanReady,
     SweepCrashed,
@@ -163,6 +164,8 @@ class MainScreen(Screen):
         self.sweep_again_full = False
         self.last_full_sweep: float | None = None  # time.monotonic() of the last full sweep
         self.settling: tuple[str, float] | None = None  # (stage, deadline): re-check until it passes
+        self.output_buffer: list[ActionOutput] = []  # a running action's events, drained in bursts
+        self.output_posted = False
         self.sweeps_done = 0
         self.paused = False
         self.next_sweep: Timer | None = None
@@ -589,7 +592,10 @@ class MainScreen(Screen):
         stage = plan.stage
 
         def emit(event: Any) -> None:
-            self.post_message(ActionOutput(stage, event.kind, event.text, getattr(event, "stream", "")))
+            self.output_buffer.append(ActionOutput(stage, event.kind, event.text, getattr(event, "stream", "")))
+            if not self.output_posted:
+                self.output_posted = True
+                self.post_message(ActionOutputReady())
 
         audit = AuditLog(self.settings.audit_path)
         try:
@@ -603,6 +609,13 @@ class MainScreen(Screen):
         finally:
             audit.close()
         self.post_message(ActionFinished(stage, result.status, result.reason, result.node_state))
+
+    @on(ActionOutputReady)
+    def _action_output_ready(self) -> None:
+        self.output_posted = False
+        buffered, self.output_buffer = self.output_buffer, []
+        for event in buffered:
+            self._action_output(event)
 
     @on(ActionOutput)
     def _action_output(self, message: ActionOutput) -> None:
