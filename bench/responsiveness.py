@@ -31,7 +31,11 @@ async def measure(presses: int) -> tuple[list[float], int, int]:
 
     with lab("modules-not-loaded") as handle:
         os.environ.update(handle.env)
-        target = build_target(build_parser().parse_args([]))
+        infra = Path(handle.state_dir) / "infra"  # the action writes its patch file into the infra repo
+        infra.mkdir()
+        profile = infra / "profile.yaml"
+        profile.write_text("infra_repo: .\n")
+        target = build_target(build_parser().parse_args(["--profile", str(profile)]))
         state = Path(handle.state_dir)
         app = TalosGpuApp(target, refresh=0.5, audit_path=state / "audit.log", state_dir=state / "ui")
         async with app.run_test(size=(120, 40)) as pilot:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from checks.errors import UsageError, one_line
+from checks.errors import UsageError, one_line, read_user_file
 from checks.redact import install_secrets_from, redact
 
 if TYPE_CHECKING:
@@ -69,18 +69,7 @@ def _expand_home(path_text: str, env: Mapping[str, str]) -> Path:
 
 def _read_yaml_config(path: Path, label: str) -> Mapping[str, Any]:
     """Parse a config file into a mapping, or raise a UsageError that quotes none of its content."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{label}: not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{label}: is a directory, not a file") from None
-    except PermissionError:
-        raise UsageError(f"{label}: cannot be read (permission denied)") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{label}: is not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    text = read_user_file(path, label)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import anyio
 
-from checks.adapters.tools import Helm, Talosctl
-from checks.config import KubeTarget, TalosTarget
 from checks.diagnosis import propagate, root_cause
 from checks.judges import JUDGES, JudgeInput
 from checks.model import Judgement, ProbeResult, Report, Status
 from checks.probes import PROBES, ProbeContext
-from checks.profile import Profile
 from checks.stages import SEED_STAGES, StageSpec
+from checks.target import Target
+
+__all__ = ["LIGHT_PROBES", "Target", "gather", "judge_all", "make_context", "run_sweep"]
 
 # talosctl probes first: they overlap the import of the kubernetes client
 PROBE_ORDER = (
@@ -22,24 +21,6 @@ PROBE_ORDER = (
     "runtime_config", "pci_devices", "machine_status", "nodename", "health", "helm_release",
     "kube_node", "runtime_class", "device_plugin", "gpu_allocations", "gpu_workload",
 )
-
-
-@dataclass
-class Target:
-    """Everything a sweep or an action needs to reach the cluster."""
-
-    talos: TalosTarget
-    kube: KubeTarget
-    profile: Profile
-    talosctl_bin: str
-    helm_bin: str | None
-    env: dict[str, str] | None = None
-
-    def talosctl(self) -> Talosctl:
-        return Talosctl(self.talosctl_bin, self.talos, self.env)
-
-    def helm(self) -> Helm | None:
-        return Helm(self.helm_bin, self.kube, self.env) if self.helm_bin else None
 
 
 def make_context(target: Target, *, timeout: float, pod_test: bool = False) -> ProbeContext:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from checks.redact import redact
 
@@ -79,3 +80,20 @@ def _single_line(text: str, limit: int) -> str:
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
+
+
+def read_user_file(path: Path, label: str) -> str:
+    """The text of a file the user named (a config, a profile), or a one-line UsageError saying why
+    it cannot be read; the message never quotes the file's content."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{label}: not found") from None
+    except IsADirectoryError:
+        raise UsageError(f"{label}: is a directory, not a file") from None
+    except PermissionError:
+        raise UsageError(f"{label}: cannot be read (permission denied)") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{label}: is not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from checks.errors import UsageError
+from checks.errors import UsageError, read_user_file
 
 TRACKS = ("production", "lts")
 DEFAULT_MODULES = ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")
@@ -113,18 +113,7 @@ def load_profile(path: Path | str | None) -> Profile:
         return Profile()
     path = Path(path)
     label = f"profile {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{label}: not found") from None
-    except IsADirectoryError:
-        raise UsageError(f"{label}: is a directory, not a file") from None
-    except PermissionError:
-        raise UsageError(f"{label}: cannot be read (permission denied)") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{label}: is not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"{label}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    text = read_user_file(path, label)
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _Invalid as exc:

@@ -21,6 +21,7 @@ from checks.profile import Profile
 from checks.redact import install_secrets_from
 from checks.stages import SEED_STAGES, stage_spec
 from lab.runtime import LabHandle, start_lab
+from tests.procs import live_command_lines
 
 LAB_KNOBS: dict[str, Any] = {"reboot_s": 1.0}
 SWEEP_TIMEOUT_S = 30.0
@@ -70,19 +71,7 @@ async def recheck_until(target: Target, stage: str, timeout: float = 30.0) -> Re
 
 def tool_processes(lab: LabHandle) -> dict[int, str]:
     """pid → command line of every running process of the lab's talosctl or helm."""
-    found: dict[int, str] = {}
-    bin_dir = str(lab.bin_dir)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if bin_dir in cmdline and state != "Z":
-            found[int(entry.name)] = cmdline.strip()
-    return found
+    return live_command_lines(str(lab.bin_dir))
 
 
 def group_gone(pgid: int) -> bool:

@@ -28,6 +28,7 @@ import pytest
 from checks.engine import Target, run_sweep
 from checks.model import Report, StageResult, Status
 from tests.paths import REPO
+from tests.procs import live_command_lines
 
 NODE = "10.5.0.2"
 SWEEP_SLACK_S = 2.5  # beyond the time limit: SIGTERM + 0.5 s grace + SIGKILL of the last group, then judging
@@ -85,18 +86,7 @@ def assert_judged(report: Report, stage_ids: Iterable[str], status: Status = Sta
 
 def lab_processes(state_dir: Path) -> list[str]:
     """Command lines of live processes started from the lab's state dir (talosctl, helm; not its server)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if str(state_dir) in cmdline and "lab.runtime" not in cmdline and state != "Z":
-            found.append(cmdline.strip())
-    return found
+    return list(live_command_lines(str(state_dir), exclude=("lab.runtime",)).values())
 
 
 def assert_no_processes_left(state_dir: Path, within: float = 3.0) -> None:

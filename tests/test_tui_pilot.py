@@ -2,7 +2,6 @@
 read-only, cancelling, refreshing, errors, and the whole walk from a fresh node to a healthy one."""
 
 import asyncio
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from textual.widgets import Button, DataTable, Input, TabbedContent
 
 from checks.model import Status
 from tests.conftest import LabRun
+from tests.procs import live_command_lines
 from tui.app import TalosGpuApp
 from tui.screens.confirm import AskScreen, ConfirmActionScreen
 from tui.screens.help import HelpScreen
@@ -77,17 +77,7 @@ async def select(pilot: Pilot, stage: str) -> None:
 
 def lab_processes(state_dir: Path, word: str) -> list[int]:
     """Processes whose command line names the lab's state directory and `word` (e.g. a talosctl patch)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(state_dir) in cmdline and word in cmdline and "lab.runtime" not in cmdline:
-            found.append(int(entry))
-    return found
+    return list(live_command_lines(str(state_dir), word, exclude=("lab.runtime",)))
 
 
 # ---- first frame and navigation -------------------------------------------------------------------

@@ -17,8 +17,8 @@ from tui.screens.help import HelpScreen, binding_rows
 from tui.screens.main import MainScreen, Settings
 
 if TYPE_CHECKING:
-    from checks.engine import Target
     from checks.model import Report
+    from checks.target import Target
 
 THEME = "textual-dark"
 

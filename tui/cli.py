@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
-    from checks.engine import Target
+    from checks.target import Target
 
 PROG = "talos-gpu"
 
@@ -82,9 +82,9 @@ def build_parser() -> OneLineParser:
 def build_target(args: argparse.Namespace, env: dict[str, str] | None = None) -> Target:
     """Resolve configs, profile and binaries; raises UsageError with a one-line message."""
     from checks.config import find_helm, resolve_kube, resolve_talos, talosctl_path, validate_node_address
-    from checks.engine import Target
     from checks.profile import load_profile
     from checks.redact import install_secrets_from
+    from checks.target import Target
 
     environ = dict(os.environ if env is None else env)
     if args.node is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from checks.engine import Target
+    from checks.target import Target
 
 DEMO_INFRA_DIR = "infra"  # inside the lab's state directory: where the demo's actions write their files
 

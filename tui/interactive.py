@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from checks.engine import Target
+    from checks.target import Target
 
 
 def run_tui(args: argparse.Namespace, target: Target) -> int:

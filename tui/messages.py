@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from checks.engine import Target
     from checks.model import Report
+    from checks.target import Target
 
 
 @dataclass

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from checks.config import KubeTarget, TalosTarget, talosctl_global_args
-from checks.runner import CommandResult, run_command
+
+if TYPE_CHECKING:
+    from checks.runner import CommandResult
 
 # Every command the checks run is read-only; the actions add the mutating ones explicitly.
 READ_ONLY_TALOSCTL = frozenset({"version", "health", "get", "read", "dmesg"})
@@ -26,6 +29,8 @@ class Talosctl:
     async def run(self, *args: str, timeout: float,
                   on_stdout: Callable[[str], None] | None = None,
                   on_stderr: Callable[[str], None] | None = None) -> CommandResult:
+        from checks.runner import run_command  # anyio: not needed before the first frame
+
         return await run_command(self.argv(*args), timeout=timeout, env=self.env,
                                  on_stdout=on_stdout, on_stderr=on_stderr)
 
@@ -45,6 +50,8 @@ class Helm:
     async def run(self, *args: str, timeout: float,
                   on_stdout: Callable[[str], None] | None = None,
                   on_stderr: Callable[[str], None] | None = None) -> CommandResult:
+        from checks.runner import run_command  # anyio: not needed before the first frame
+
         return await run_command(self.argv(*args), timeout=timeout, env=self.env,
                                  on_stdout=on_stdout, on_stderr=on_stderr)
 

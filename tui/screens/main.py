@@ -59,8 +59,8 @@ from widgets.panes import (
 )
 
 if TYPE_CHECKING:
-    from checks.engine import Target
     from checks.profile import Profile
+    from checks.target import Target
 
 PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensions"), ("modules", "Modules"),
                                       ("gpu", "GPU resources"))
