@@ -165,6 +165,7 @@ class MainScreen(Screen):
         self.last_full_sweep: float | None = None  # time.monotonic() of the last full sweep
         self.settling: tuple[str, float] | None = None  # (stage, deadline): re-check until it passes
         self.output_buffer: list[ActionOutput] = []  # a running action's events, drained in bursts
+        self.cancelled_by_user = False  # x was pressed: re-check after the cancel (not when the app closes)
         self.output_posted = False
         self.sweeps_done = 0
         self.paused = False
@@ -580,6 +581,7 @@ class MainScreen(Screen):
         self.context_bar.redraw()
         self.action_log.add(f"▶ {plan.stage}: {plan.title}", "step")
         self.action_output.clear()
+        self.cancelled_by_user = False
         self.action_worker = self.run_worker(self._run_action(plan), name=f"action {plan.stage}", group="action",
                                              exit_on_error=False)
         self.refresh_bindings()
@@ -642,6 +644,8 @@ class MainScreen(Screen):
         self.context_bar.action = None
         self.context_bar.redraw()
         self.refresh_bindings()
+        if message.status == "cancelled" and not self.cancelled_by_user:
+            return  # cancelled because the app is closing (q, SIGTERM): start nothing new
         self.action_log.add("re-checking…", "note")
         if ok:
             self.settling = (message.stage, time.monotonic() + SETTLE_FOR_S)
@@ -650,6 +654,7 @@ class MainScreen(Screen):
     def action_cancel_action(self) -> None:
         if self.action_worker is not None and self.action_running:
             self.action_log.add(f"cancelling the {self.action_stage} action…", "stderr")
+            self.cancelled_by_user = True
             self.action_worker.cancel()
         else:
             self.notify("No action is running")
