@@ -159,6 +159,17 @@ def _file_state_lines(change: FileChange) -> list[str]:
     return lines
 
 
+def _file_as_used(change: FileChange, warnings: list[str]) -> list[str]:
+    """Preview lines for a file the action uses: its state and the content it will use — the
+    existing file when it differs from the seed (never overwritten: `warnings` says so)."""
+    if change.state == "differs":
+        warnings.append(f"{change.relative} differs from the seed: it is used as it is, not overwritten")
+        used = change.path.read_text(encoding="utf-8")
+    else:
+        used = change.content
+    return _file_state_lines(change) + [f"# {change.relative} as the action uses it:", used.rstrip("\n")]
+
+
 async def _patch_dry_run(target: Target, change: FileChange) -> str:
     """`talosctl patch mc --dry-run` of the file the action will use (or of a temporary seed copy)."""
     talosctl = target.talosctl()
@@ -196,12 +207,8 @@ async def _plan_patch(target: Target, report: Report | None, stage: str, relativ
                           "availability), then wait for the Kubernetes Node to be Ready",
                           params=(("after", "patch"),
                                   ("kube_node", report.kube_node if report and report.kube_node else ""))))
-    used = change.content if change.state != "differs" else change.path.read_text(encoding="utf-8")
-    preview_lines = _file_state_lines(change) + [f"# {change.relative} as the action uses it:", used.rstrip("\n"), "",
-                                                  (await _patch_dry_run(target, change)).rstrip("\n")]
     all_warnings = list(warnings)
-    if change.state == "differs":
-        all_warnings.append(f"{change.relative} differs from the seed: it is used as it is, not overwritten")
+    preview_lines = _file_as_used(change, all_warnings) + ["", (await _patch_dry_run(target, change)).rstrip("\n")]
     return Plan(
         stage=stage,
         title=title,
@@ -247,11 +254,8 @@ async def _plan_runtimeclass(target: Target, report: Report | None, _factory: st
     steps.append(Step("api", f"create RuntimeClass {profile.runtime_class} from {change.path} through the "
                       "Kubernetes API (what kubectl create -f does)",
                       params=(("path", str(change.path)), ("name", profile.runtime_class))))
-    used = change.content if change.state != "differs" else change.path.read_text(encoding="utf-8")
     warnings = [GITOPS_WARNING]
-    if change.state == "differs":
-        warnings.append(f"{relative} differs from the seed: it is used as it is, not overwritten")
-    preview = "\n".join(_file_state_lines(change) + [f"# {relative} as the action uses it:", used.rstrip("\n")])
+    preview = "\n".join(_file_as_used(change, warnings))
     return Plan(
         stage="runtimeclass",
         title=f"Create RuntimeClass {profile.runtime_class} (handler {infra.RUNTIME_HANDLER})",
@@ -318,10 +322,7 @@ async def _plan_device_plugin(target: Target, report: Report | None, _factory: s
                              "-f", str(change.path))
     steps.append(command_step(f"install or upgrade the Helm release {spec.release} in {spec.namespace}",
                               install_argv, role="helm"))
-    if change.state == "differs":
-        warnings.append(f"{relative} differs from the seed: it is used as it is, not overwritten")
-    used = change.content if change.state != "differs" else change.path.read_text(encoding="utf-8")
-    preview = "\n".join(_file_state_lines(change) + [f"# {relative} as the action uses it:", used.rstrip("\n")])
+    preview = "\n".join(_file_as_used(change, warnings))
     return Plan(
         stage="device-plugin",
         title=f"Install the NVIDIA device plugin (Helm release {spec.release} in {spec.namespace})",

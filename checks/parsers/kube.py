@@ -73,20 +73,29 @@ def _field(entry: dict[str, Any], key: str) -> str:
 
 
 @never_raises(HELM_LIST_EXPECTED)
-def parse_helm_list_json(text: str) -> list[HelmRelease] | ParseError:
-    """``helm list -o json`` (``[]`` when there are none); the ``-o yaml`` shape is accepted too."""
-    refused = too_large(text, HELM_LIST_EXPECTED)
+def _named_entries(text: str, expected: str) -> list[dict[str, Any]] | ParseError:
+    """helm's `-o json`/`-o yaml` lists: a list of objects, each with a name."""
+    refused = too_large(text, expected)
     if refused:
         return refused
-    value = _load_json_or_yaml(text, HELM_LIST_EXPECTED)
+    value = _load_json_or_yaml(text, expected)
     if is_error(value):
         return value
     if not isinstance(value, list):
-        return ParseError(HELM_LIST_EXPECTED, truncate(f"a {type(value).__name__}, not a list"))
-    releases = []
+        return ParseError(expected, truncate(f"a {type(value).__name__}, not a list"))
     for entry in value:
         if not isinstance(entry, dict) or not entry.get("name"):
-            return ParseError(HELM_LIST_EXPECTED, truncate(f"an entry without a name: {entry!r}"))
+            return ParseError(expected, truncate(f"an entry without a name: {entry!r}"))
+    return value
+
+
+def parse_helm_list_json(text: str) -> list[HelmRelease] | ParseError:
+    """``helm list -o json`` (``[]`` when there are none); the ``-o yaml`` shape is accepted too."""
+    entries = _named_entries(text, HELM_LIST_EXPECTED)
+    if is_error(entries):
+        return entries
+    releases = []
+    for entry in entries:
         releases.append(
             HelmRelease(
                 name=_field(entry, "name"),
@@ -108,18 +117,11 @@ def parse_helm_repo_list_json(text: str) -> list[tuple[str, str]] | ParseError:
     With no repositories helm prints ``Error: no repositories to show`` on stderr and exits 1; the caller
     handles that exit status, this parser only reads the JSON.
     """
-    refused = too_large(text, HELM_REPOS_EXPECTED)
-    if refused:
-        return refused
-    value = _load_json_or_yaml(text, HELM_REPOS_EXPECTED)
-    if is_error(value):
-        return value
-    if not isinstance(value, list):
-        return ParseError(HELM_REPOS_EXPECTED, truncate(f"a {type(value).__name__}, not a list"))
+    entries = _named_entries(text, HELM_REPOS_EXPECTED)
+    if is_error(entries):
+        return entries
     repos = []
-    for entry in value:
-        if not isinstance(entry, dict) or not entry.get("name"):
-            return ParseError(HELM_REPOS_EXPECTED, truncate(f"an entry without a name: {entry!r}"))
+    for entry in entries:
         repos.append((_field(entry, "name"), _field(entry, "url")))
     return repos
 
