@@ -1,8 +1,6 @@
 """The TUI driven by keys (Textual's Pilot) against the real lab: sweeps, panes, the confirm flow,
 read-only, cancelling, refreshing, errors, and the whole walk from a fresh node to a healthy one."""
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ from textual.widgets import Button, DataTable, Input, TabbedContent
 
 from checks.model import Status
 from tests.conftest import LabRun
+from tests.pilot import wait_for_confirm_modal, wait_until
 from tests.procs import live_command_lines
 from tui.app import TalosGpuApp
 from tui.screens.confirm import AskScreen, ConfirmActionScreen
@@ -36,14 +35,6 @@ def make_app(run: LabRun, tmp_path: Path, **options: Any) -> TalosGpuApp:
 
 def main_of(app: TalosGpuApp) -> MainScreen:
     return app.main_screen
-
-
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {what or 'the app'}"
-        await pilot.pause(0.05)
 
 
 async def wait_for_sweeps(pilot: Pilot, count: int, timeout: float = 60.0) -> None:
@@ -137,11 +128,7 @@ async def test_help_lists_the_keys_and_esc_closes_it(lab_run, tmp_path) -> None:
 async def open_action(pilot: Pilot, stage: str) -> ConfirmActionScreen:
     await select(pilot, stage)
     await pilot.press("a")
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen), what="the confirm modal")
-    await pilot.pause()
-    screen = pilot.app.screen
-    assert isinstance(screen, ConfirmActionScreen)
-    return screen
+    return await wait_for_confirm_modal(pilot)
 
 
 async def test_cancel_in_the_confirm_modal_runs_nothing(lab_run, tmp_path) -> None:
@@ -276,7 +263,7 @@ async def test_the_palette_runs_a_stage_action(lab_run, tmp_path) -> None:
         await pilot.press(*"Action: runtimeclass")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmActionScreen), what="the confirm modal")
+        await wait_for_confirm_modal(pilot)
         assert app.screen.plan.stage == "runtimeclass"
 
 
@@ -356,7 +343,7 @@ async def run_selected_action(pilot: Pilot) -> None:
     stage = main.checklist.selected_stage
     before = main.sweeps_done
     await pilot.press("a")
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen), what=f"{stage}'s plan")
+    await wait_for_confirm_modal(pilot, what=f"{stage}'s plan")
     modal = pilot.app.screen
     await pilot.pause()
     if modal.plan.confirm_word:

@@ -5,7 +5,6 @@ as `initial_report` with refresh off, a fixed clock and `stable_output` (no dura
 blink): the same picture on every run. Update with `pytest --snapshot-update` and look at every SVG.
 """
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,8 +12,8 @@ from typing import Any
 from textual.pilot import Pilot
 
 from tests.conftest import SNAPSHOT_SIZE, LabRun, fixed_clock, stable_report
+from tests.pilot import wait_for_confirm_modal, wait_until
 from tui.app import TalosGpuApp
-from tui.screens.confirm import ConfirmActionScreen
 from tui.screens.main import MainScreen
 
 
@@ -110,14 +109,6 @@ def test_node_rebooting(snap_compare, lab_run) -> None:
     assert snap_compare(snapshot_app(report, run.target), terminal_size=SNAPSHOT_SIZE, run_before=settle)
 
 
-async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "timed out waiting for the app"
-        await pilot.pause(0.05)
-
-
 def test_confirm_modal_for_a_reboot(snap_compare, lab_run) -> None:
     run: LabRun = lab_run("fresh", fixed_path=True)
     app = snapshot_app(stable_report(run.sweep()), run.target)
@@ -125,7 +116,7 @@ def test_confirm_modal_for_a_reboot(snap_compare, lab_run) -> None:
     async def open_modal(pilot: Pilot) -> None:
         await settle(pilot)
         await pilot.press("a")  # the root cause, extensions, is selected
-        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen))
+        await wait_for_confirm_modal(pilot)
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=open_modal)
@@ -138,7 +129,7 @@ def test_an_action_running(snap_compare, lab_run) -> None:
     async def start_action(pilot: Pilot) -> None:
         await settle(pilot)
         await pilot.press("a")  # the root cause, kernel-modules
-        await wait_until(pilot, lambda: isinstance(pilot.app.screen, ConfirmActionScreen))
+        await wait_for_confirm_modal(pilot)
         with run.mutate() as state:  # from now on every talosctl call hangs: the action stays running
             state["knobs"]["talosctl_latency_ms"] = 600_000
         pilot.app.screen.query_one("#confirm").press()
