@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from checks.errors import UsageError, one_line, read_user_file
 from checks.redact import install_secrets_from, redact
 
@@ -69,6 +67,8 @@ def _expand_home(path_text: str, env: Mapping[str, str]) -> Path:
 
 def _read_yaml_config(path: Path, label: str) -> Mapping[str, Any]:
     """Parse a config file into a mapping, or raise a UsageError that quotes none of its content."""
+    import yaml  # here, not at the top: `validate_node_address` and friends run before the TUI's first frame
+
     text = read_user_file(path, label)
     try:
         data = yaml.safe_load(text)
@@ -82,6 +82,13 @@ def _read_yaml_config(path: Path, label: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise UsageError(f"{label}: is not a config file (expected a mapping at the top level)")
     return data
+
+
+def check_config_file(path: Path, label: str) -> None:
+    """The cheap half of reading a config file, without parsing it (no YAML import): it exists, is a
+    readable UTF-8 file and is not blank. Raises the same one-line UsageError as the full read would."""
+    if not read_user_file(path, label).strip():
+        raise UsageError(f"{label}: is empty")
 
 
 def _names(items: object) -> str:
@@ -133,6 +140,11 @@ def _is_node_address(value: str) -> bool:
     return not labels[-1].isdigit()
 
 
+def talosconfig_path(talosconfig: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """The talosconfig file in use: the option, else $TALOSCONFIG, else ~/.talos/config."""
+    return _expand_home(talosconfig or env.get("TALOSCONFIG") or DEFAULT_TALOSCONFIG, env)
+
+
 def resolve_talos(
     talosconfig: str | None,
     context: str | None,
@@ -144,8 +156,7 @@ def resolve_talos(
     Only the context's name, nodes and endpoints are kept; `key`, `crt`, `ca` and any auth
     password stay in the file.
     """
-    source = talosconfig or env.get("TALOSCONFIG") or DEFAULT_TALOSCONFIG
-    path = _expand_home(source, env)
+    path = talosconfig_path(talosconfig, env)
     label = f"talosconfig {path}"
     config = _read_yaml_config(path, label)
 
@@ -197,6 +208,11 @@ def _kubeconfig_source(kubeconfig: str | None, env: Mapping[str, str]) -> str:
     return DEFAULT_KUBECONFIG
 
 
+def kubeconfig_path(kubeconfig: str | None, env: Mapping[str, str] = os.environ) -> Path:
+    """The kubeconfig file in use: the option, else the first entry of $KUBECONFIG, else ~/.kube/config."""
+    return _expand_home(_kubeconfig_source(kubeconfig, env), env)
+
+
 def _named_entries(config: Mapping[str, Any], key: str) -> dict[str, Mapping[str, Any]]:
     entries: dict[str, Mapping[str, Any]] = {}
     items = config.get(key)
@@ -212,7 +228,7 @@ def resolve_kube(
     env: Mapping[str, str] = os.environ,
 ) -> KubeTarget:
     """The kubeconfig file and context to use; the file must parse and the context must exist."""
-    path = _expand_home(_kubeconfig_source(kubeconfig, env), env)
+    path = kubeconfig_path(kubeconfig, env)
     label = f"kubeconfig {path}"
     config = _read_yaml_config(path, label)
 
@@ -247,12 +263,15 @@ def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) ->
     Any loader failure becomes a one-line, redacted UsageError (the loader's own messages can
     quote the file).
     """
-    from kubernetes import client as kube_client
-    from kubernetes import config as kube_config
+    import yaml
 
+    from checks.adapters.kube_import import kubernetes_client
+
+    kube = kubernetes_client()
+    kube_config = kube.config
     install_secrets_from(target.kubeconfig, None)
     label = f"kubeconfig {target.kubeconfig}"
-    configuration = kube_client.Configuration()
+    configuration = kube.Configuration()
     configuration.retries = KUBE_CONNECT_RETRIES
     path_text = str(target.kubeconfig)
     loader_errors = _LoaderErrors()

@@ -6,8 +6,6 @@ import time
 
 import anyio
 
-from checks.diagnosis import propagate, root_cause
-from checks.judges import JUDGES, JudgeInput
 from checks.model import Judgement, ProbeResult, Report, Status
 from checks.probes import PROBES, ProbeContext
 from checks.stages import SEED_STAGES, StageSpec
@@ -15,15 +13,17 @@ from checks.target import Target
 
 __all__ = ["LIGHT_PROBES", "Target", "gather", "judge_all", "make_context", "run_sweep"]
 
-# talosctl probes first: they overlap the import of the kubernetes client
+# talosctl probes first: they overlap the import of the kubernetes client. nodename leads: the Node
+# (and the pods on it) can only be read once it has answered.
 PROBE_ORDER = (
-    "talos_version", "extensions", "proc_modules", "driver_version", "dmesg", "bpf_sysctl", "module_specs",
-    "runtime_config", "pci_devices", "machine_status", "nodename", "health", "helm_release",
+    "nodename", "talos_version", "extensions", "proc_modules", "driver_version", "dmesg", "bpf_sysctl",
+    "module_specs", "runtime_config", "pci_devices", "machine_status", "health", "helm_release",
     "kube_node", "runtime_class", "device_plugin", "gpu_allocations", "gpu_workload",
 )
 
 
-def make_context(target: Target, *, timeout: float, pod_test: bool = False) -> ProbeContext:
+def make_context(target: Target, *, timeout: float, pod_test: bool = False,
+                 remembered_node: str | None = None) -> ProbeContext:
     return ProbeContext(
         talos=target.talos,
         kube=target.kube,
@@ -33,12 +33,23 @@ def make_context(target: Target, *, timeout: float, pod_test: bool = False) -> P
         deadline=time.monotonic() + timeout,
         pod_test=pod_test,
         kube_request_timeout=min(5.0, max(1.0, timeout / 4)),
+        remembered_node=remembered_node,
     )
 
 
-async def _warm_kubernetes_import() -> None:
+async def _warm_imports() -> None:
+    """Import, in a thread, what the sweep needs once its calls have started: the kubernetes client
+    (~0.25 s of one core), then the parsers and judges (~0.1 s). The talosctl calls start meanwhile,
+    so that the node's answers and these imports overlap."""
     def load() -> None:
-        import kubernetes.client  # noqa: F401
+        import importlib
+
+        from checks.adapters.kube_import import kubernetes_client
+
+        kubernetes_client()  # first: the Kubernetes reads wait for it
+        importlib.import_module("checks.parsers")
+        importlib.import_module("checks.diagnosis")
+        importlib.import_module("checks.judges")
 
     await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
 
@@ -47,9 +58,9 @@ async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float) -> d
     """Run the named probes concurrently; any still running at `timeout` becomes an error result."""
     with anyio.move_on_after(timeout):
         async with anyio.create_task_group() as group:
+            group.start_soon(_warm_imports)  # its thread imports while this one starts the talosctl calls
             for name in names:
                 group.start_soon(ctx.get, name)
-            group.start_soon(_warm_kubernetes_import)
     results = ctx.results()
     for name in names:
         if name not in results:
@@ -59,6 +70,8 @@ async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float) -> d
 
 def judge_all(stages: tuple[StageSpec, ...], facts: dict[str, ProbeResult], target: Target,
               pod_test: bool) -> tuple[dict[str, Judgement], dict[str, int]]:
+    from checks.judges import JUDGES, JudgeInput
+
     inp = JudgeInput(facts, target.profile, target.talos.node, pod_test)
     judgements: dict[str, Judgement] = {}
     durations: dict[str, int] = {}
@@ -103,8 +116,13 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
                     only: frozenset[str] | None = None) -> Report:
     """Gather, judge, diagnose. With `previous` and `only`, re-run just the probes in `only` and
     reuse the previous report's other facts (a light refresh); a fact that failed is always re-run."""
+    from checks import node_cache
+    from checks.adapters.kube_import import prewarm
+
+    prewarm()  # a plain thread: it starts now, not after the talosctl calls have been spawned
     started = time.monotonic()
-    ctx = make_context(target, timeout=timeout, pod_test=pod_test)
+    ctx = make_context(target, timeout=timeout, pod_test=pod_test,
+                       remembered_node=node_cache.remembered(target.kube.server, target.talos.node))
     wanted = {p for spec in stages for p in spec.probes} | {"nodename"}
     names = tuple(n for n in PROBE_ORDER if n in wanted and n in PROBES)
     if previous is not None and only is not None:
@@ -112,9 +130,13 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
             if name not in only and name in wanted and fact.error is None and name != "gpu_workload":
                 ctx.seed(fact)
     facts = await gather(ctx, names, timeout)
+    from checks.diagnosis import propagate, root_cause
+
     judgements, durations = judge_all(stages, facts, target, pod_test)
     results = propagate(stages, judgements, durations)
     node = facts.get("kube_node")
     kube_node = node.value["metadata"]["name"] if node is not None and node.ok else None
+    if kube_node and kube_node != ctx.remembered_node:
+        node_cache.remember(target.kube.server, target.talos.node, kube_node)
     return Report(target.talos.node, kube_node, results, root_cause(results), facts,
                   int((time.monotonic() - started) * 1000))

@@ -6,7 +6,6 @@ tool): the CLI prints `talos-gpu: <message>` on one line of stderr and exits 2.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -60,6 +59,8 @@ def _status_message(body: object) -> str | None:
         body = body.decode("utf-8", errors="replace")
     if not isinstance(body, str) or not body.lstrip().startswith("{"):
         return None
+    import json  # here: most runs never see an API status body, and the TUI's first frame needs none
+
     try:
         message = json.loads(body).get("message")
     except (ValueError, AttributeError):

@@ -15,7 +15,6 @@ from typing import Any
 
 import anyio
 
-from checks import parsers
 from checks.adapters.kube import KubeError, KubeReader
 from checks.adapters.tools import Helm, Talosctl
 from checks.config import KubeTarget, TalosTarget
@@ -39,6 +38,7 @@ class ProbeContext:
     deadline: float  # time.monotonic() by which the sweep must end
     pod_test: bool = False
     kube_request_timeout: float = 5.0
+    remembered_node: str | None = None  # the Node name the last run found (checks/node_cache.py)
     _tasks: dict[str, anyio.Event] = field(default_factory=dict)
     _results: dict[str, ProbeResult] = field(default_factory=dict)
     _reader: KubeReader | None = None
@@ -103,6 +103,34 @@ class ProbeContext:
         reader = await self.reader()
         return await anyio.to_thread.run_sync(fn, reader, abandon_on_cancel=True)
 
+    async def call_kube_optional(self, fn: Callable[[KubeReader], Any]) -> Any:
+        """A speculative read: None instead of any Kubernetes failure, including an unusable
+        kubeconfig (the precise read that follows reports it)."""
+        try:
+            return await self.call_kube(fn)
+        except KubeError:
+            return None
+
+    async def call_kube_all(self, *fns: Callable[[KubeReader], Any]) -> list[Any]:
+        """Run the calls concurrently (one API round trip instead of several); results in order.
+        The first failure, in argument order, is raised once all have ended."""
+        results: list[Any] = [None] * len(fns)
+        errors: list[BaseException | None] = [None] * len(fns)
+
+        async def one(index: int, fn: Callable[[KubeReader], Any]) -> None:
+            try:
+                results[index] = await self.call_kube(fn)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, without an exception group
+                errors[index] = exc
+
+        async with anyio.create_task_group() as group:
+            for index, fn in enumerate(fns):
+                group.start_soon(one, index, fn)
+        for error in errors:
+            if error is not None:
+                raise error
+        return results
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -135,12 +163,25 @@ async def parse_off_loop(parse: Callable[[str], Any], text: str) -> Any:
     return await anyio.to_thread.run_sync(parse, text, abandon_on_cancel=True)
 
 
+def parsers() -> Any:
+    """`checks.parsers`, imported on first use: its regexes and YAML cost ~50 ms, which a sweep spends
+    after it has started its talosctl calls rather than before (the engine also warms it in a thread)."""
+    from checks import parsers as module
+
+    return module
+
+
+def parser(name: str) -> Callable[[str], Any]:
+    return getattr(parsers(), name)
+
+
 async def _talos_parse(
-    ctx: ProbeContext, name: str, args: tuple[str, ...], parse: Callable[[str], Any], *,
+    ctx: ProbeContext, name: str, args: tuple[str, ...], parse_name: str, *,
     missing_ok: bool = False, use_stderr: bool = False, timeout: float | None = None,
 ) -> ProbeResult:
     source = "talosctl " + " ".join(args)
     result = await ctx.talosctl.run(*args, timeout=min(timeout or ctx.remaining(), ctx.remaining()))
+    parse = parser(parse_name)
     text = result.stderr if use_stderr else result.stdout
     if not result.ok:
         if missing_ok and result.returncode not in (None, 0) and _file_missing(result):
@@ -148,11 +189,11 @@ async def _talos_parse(
         if use_stderr and result.returncode not in (None, 0) and not result.timed_out and result.error is None:
             # health: a failing run still produced the report we need
             parsed = await parse_off_loop(parse, text)
-            if not parsers.is_error(parsed):
+            if not parsers().is_error(parsed):
                 return ProbeResult(name, source, value=parsed)
         return ProbeResult(name, source, error=f"{source}: {result.failure_reason()}")
     parsed = await parse_off_loop(parse, text)
-    if parsers.is_error(parsed):
+    if parsers().is_error(parsed):
         return ProbeResult(name, source, error=f"{source}: output not understood ({parsed})")
     return ProbeResult(name, source, value=parsed)
 
@@ -162,70 +203,70 @@ async def _talos_parse(
 
 @_register("talos_version", "talosctl version")
 async def probe_talos_version(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "talos_version", ("version",), parsers.parse_talos_version,
+    return await _talos_parse(ctx, "talos_version", ("version",), "parse_talos_version",
                               timeout=min(15.0, ctx.remaining()))
 
 
 @_register("health", "talosctl health")
 async def probe_health(ctx: ProbeContext) -> ProbeResult:
     wait = max(1, int(min(30.0, ctx.remaining() * 0.5)))
-    return await _talos_parse(ctx, "health", ("health", "--wait-timeout", f"{wait}s"), parsers.parse_health,
+    return await _talos_parse(ctx, "health", ("health", "--wait-timeout", f"{wait}s"), "parse_health",
                               use_stderr=True, timeout=wait + 5)
 
 
 @_register("machine_status", "talosctl get machinestatus")
 async def probe_machine_status(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "machine_status", ("get", "machinestatus", "-o", "yaml"),
-                              parsers.parse_machine_status)
+                              "parse_machine_status")
 
 
 @_register("extensions", "talosctl get extensions")
 async def probe_extensions(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "extensions", ("get", "extensions", "-o", "yaml"), parsers.parse_extensions)
+    return await _talos_parse(ctx, "extensions", ("get", "extensions", "-o", "yaml"), "parse_extensions")
 
 
 @_register("proc_modules", "talosctl read /proc/modules")
 async def probe_proc_modules(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "proc_modules", ("read", "/proc/modules"), parsers.parse_proc_modules)
+    return await _talos_parse(ctx, "proc_modules", ("read", "/proc/modules"), "parse_proc_modules")
 
 
 @_register("driver_version", "talosctl read /proc/driver/nvidia/version")
 async def probe_driver_version(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "driver_version", ("read", "/proc/driver/nvidia/version"),
-                              parsers.parse_nvidia_version, missing_ok=True)
+                              "parse_nvidia_version", missing_ok=True)
 
 
 @_register("dmesg", "talosctl dmesg")
 async def probe_dmesg(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "dmesg", ("dmesg",), parsers.parse_dmesg_nvrm)
+    return await _talos_parse(ctx, "dmesg", ("dmesg",), "parse_dmesg_nvrm")
 
 
 @_register("bpf_sysctl", "talosctl read /proc/sys/net/core/bpf_jit_harden")
 async def probe_bpf_sysctl(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "bpf_sysctl", ("read", "/proc/sys/net/core/bpf_jit_harden"),
-                              parsers.parse_sysctl_value, missing_ok=True)
+                              "parse_sysctl_value", missing_ok=True)
 
 
 @_register("module_specs", "talosctl get kernelmodulespecs")
 async def probe_module_specs(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "module_specs", ("get", "kernelmodulespecs", "-o", "yaml"),
-                              parsers.parse_kernel_module_specs)
+                              "parse_kernel_module_specs")
 
 
 @_register("runtime_config", "talosctl read /etc/nvidia-container-runtime/config.toml")
 async def probe_runtime_config(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "runtime_config", ("read", "/etc/nvidia-container-runtime/config.toml"),
-                              parsers.parse_nvidia_container_runtime_config, missing_ok=True)
+                              "parse_nvidia_container_runtime_config", missing_ok=True)
 
 
 @_register("pci_devices", "talosctl get pcidevices")
 async def probe_pci_devices(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "pci_devices", ("get", "pcidevices", "-o", "yaml"), parsers.parse_pci_devices)
+    return await _talos_parse(ctx, "pci_devices", ("get", "pcidevices", "-o", "yaml"), "parse_pci_devices")
 
 
 @_register("nodename", "talosctl get nodename")
 async def probe_nodename(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "nodename", ("get", "nodename", "-o", "yaml"), parsers.parse_nodename)
+    return await _talos_parse(ctx, "nodename", ("get", "nodename", "-o", "yaml"), "parse_nodename")
 
 
 # ---- Kubernetes probes ------------------------------------------------------------------------
@@ -233,19 +274,36 @@ async def probe_nodename(ctx: ProbeContext) -> ProbeResult:
 
 @_register("kube_node", "Kubernetes Node")
 async def probe_kube_node(ctx: ProbeContext) -> ProbeResult:
-    nodename = await ctx.get("nodename")
     address = ctx.talos.node
+    remembered = ctx.remembered_node
+    nodename: ProbeResult | None = None
+    early: dict[str, Any] | None = None
+
+    async def ask_talos() -> None:
+        nonlocal nodename
+        nodename = await ctx.get("nodename")
+
+    async def read_remembered() -> None:
+        nonlocal early
+        if remembered:
+            early = await ctx.call_kube_optional(lambda r: r.read_node(remembered))
+
+    async with anyio.create_task_group() as group:  # the remembered Node is read while talosctl answers
+        group.start_soon(ask_talos)
+        group.start_soon(read_remembered)
+    assert nodename is not None
+    name = str(nodename.value) if nodename.ok and nodename.value else None
 
     def read(reader: KubeReader) -> dict[str, Any] | None:
-        if nodename.ok and nodename.value:
+        if name:
             try:
-                return reader.read_node(str(nodename.value))
+                return reader.read_node(name)
             except KubeError as exc:
                 if not exc.is_not_found:
                     raise
         return reader.find_node(address)
 
-    node = await ctx.call_kube(read)
+    node = early if (early is not None and name is not None and name == remembered) else await ctx.call_kube(read)
     if node is None:
         return ProbeResult("kube_node", "Kubernetes Node", missing=True,
                            value=None, error=None)
@@ -296,41 +354,83 @@ def _selector(ds: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
+def _matches(pod: dict[str, Any], namespace: str, labels: dict[str, str]) -> bool:
+    meta = pod.get("metadata") or {}
+    have = meta.get("labels") or {}
+    return meta.get("namespace") == namespace and all(have.get(key) == value for key, value in labels.items())
+
+
+def _pod_started(pod: dict[str, Any]) -> bool:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return any(s.get("state", {}).get("running") or s.get("state", {}).get("terminated")
+               or (s.get("restartCount") or 0) > 0 for s in statuses)
+
+
+def _optional(fn: Callable[[KubeReader], Any]) -> Callable[[KubeReader], Any]:
+    """A speculative read: None instead of a failure (the precise read follows if it is needed)."""
+    def call(reader: KubeReader) -> Any:
+        try:
+            return fn(reader)
+        except KubeError:
+            return None
+    return call
+
+
 @_register("device_plugin", "Kubernetes DaemonSet nvidia-device-plugin")
 async def probe_device_plugin(ctx: ProbeContext) -> ProbeResult:
-    def read(reader: KubeReader) -> DevicePluginFacts:
-        found = reader.list_daemonsets(DEVICE_PLUGIN_LABEL)
-        if not found:
-            found = reader.list_daemonsets(STATIC_MANIFEST_LABEL)
-        ds = _pick_daemonset(found, ctx.profile)
-        facts = DevicePluginFacts(ds, found, [], [], {}, {}, {})
-        if ds is None:
-            return facts
-        namespace = ds["metadata"]["namespace"]
-        facts.ds_events = reader.list_events(namespace, ds["metadata"]["name"])
-        selector = _selector(ds)
-        if selector:
-            facts.pods = reader.list_pods(namespace, label_selector=selector)
-        for pod in facts.pods[:5]:
-            pod_name = pod["metadata"]["name"]
-            facts.pod_events[pod_name] = reader.list_events(namespace, pod_name)
-            statuses = (pod.get("status") or {}).get("containerStatuses") or []
-            started = any(s.get("state", {}).get("running") or s.get("state", {}).get("terminated")
-                          or (s.get("restartCount") or 0) > 0 for s in statuses)
-            if not started:
-                continue
-            try:
-                facts.logs[pod_name] = reader.pod_log(namespace, pod_name, tail_lines=POD_LOG_TAIL)
-            except KubeError as exc:
-                facts.log_errors[pod_name] = exc.message
-        return facts
-
-    facts = await ctx.call_kube(read)
+    # Round trip 1: the DaemonSets and, speculatively, the pods carrying the chart's label (with the
+    # chart's selector they are the DaemonSet's pods). Round trip 2: its events, and per pod (the
+    # first few) events and log. Three round trips only when the speculation does not fit.
+    found, labelled = await ctx.call_kube_all(
+        lambda r: r.list_daemonsets(DEVICE_PLUGIN_LABEL),
+        _optional(lambda r: r.list_pods(None, label_selector=DEVICE_PLUGIN_LABEL)),
+    )  # call_kube_all raises the first failure (the DaemonSet list's) itself
+    if not found:
+        found = await ctx.call_kube(lambda r: r.list_daemonsets(STATIC_MANIFEST_LABEL))
+    ds = _pick_daemonset(found, ctx.profile)
+    facts = DevicePluginFacts(ds, found, [], [], {}, {}, {})
     source = "kubectl get ds -A -l " + DEVICE_PLUGIN_LABEL
-    if facts.daemonset is None:
+    if ds is None:
         return ProbeResult("device_plugin", source, value=facts, missing=True)
-    meta = facts.daemonset["metadata"]
-    return ProbeResult("device_plugin", f"DaemonSet {meta['namespace']}/{meta['name']}", value=facts)
+    namespace, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
+    match_labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    key, _, value = DEVICE_PLUGIN_LABEL.partition("=")
+    selector = _selector(ds)
+    if labelled is not None and match_labels.get(key) == value:
+        facts.pods = [pod for pod in labelled if _matches(pod, namespace, match_labels)]
+        (facts.ds_events,) = await ctx.call_kube_all(lambda r: r.list_events(namespace, name))
+    else:
+        facts.ds_events, facts.pods = await ctx.call_kube_all(
+            lambda r: r.list_events(namespace, name),
+            lambda r: r.list_pods(namespace, label_selector=selector) if selector else [],
+        )
+    await _pod_details(ctx, facts, namespace)
+    return ProbeResult("device_plugin", f"DaemonSet {namespace}/{name}", value=facts)
+
+
+async def _pod_details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str) -> None:
+    """Events of the first few pods, and the log of those whose container has started, all at once."""
+    calls: list[Callable[[KubeReader], Any]] = []
+    keys: list[tuple[str, str]] = []
+    for pod in facts.pods[:5]:
+        pod_name = pod["metadata"]["name"]
+        calls.append(lambda r, n=pod_name: r.list_events(namespace, n))
+        keys.append(("events", pod_name))
+        if _pod_started(pod):
+            def log(r: KubeReader, n: str = pod_name) -> str | KubeError:
+                try:
+                    return r.pod_log(namespace, n, tail_lines=POD_LOG_TAIL)
+                except KubeError as exc:
+                    return exc
+            calls.append(log)
+            keys.append(("log", pod_name))
+    for (kind, pod_name), answer in zip(keys, await ctx.call_kube_all(*calls), strict=True):
+        if kind == "events":
+            facts.pod_events[pod_name] = answer
+        elif isinstance(answer, KubeError):
+            facts.log_errors[pod_name] = answer.message
+        else:
+            facts.logs[pod_name] = answer
 
 
 @_register("helm_release", "helm list")
@@ -342,8 +442,8 @@ async def probe_helm_release(ctx: ProbeContext) -> ProbeResult:
     result = await ctx.helm.run("list", "-n", spec.namespace, "-o", "json", timeout=min(20.0, ctx.remaining()))
     if not result.ok:
         return ProbeResult("helm_release", source, error=f"{source}: {result.failure_reason()}")
-    releases = await parse_off_loop(parsers.parse_helm_list_json, result.stdout)
-    if parsers.is_error(releases):
+    releases = await parse_off_loop(parser("parse_helm_list_json"), result.stdout)
+    if parsers().is_error(releases):
         return ProbeResult("helm_release", source, error=f"{source}: output not understood ({releases})")
     for release in releases:
         if release.name == spec.release:
@@ -351,28 +451,54 @@ async def probe_helm_release(ctx: ProbeContext) -> ProbeResult:
     return ProbeResult("helm_release", source, missing=True)
 
 
+def _gpus_requested(pods: list[dict[str, Any]]) -> int:
+    total = 0
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            limits = ((container.get("resources") or {}).get("limits") or {})
+            try:
+                total += int(limits.get("nvidia.com/gpu", 0))
+            except (TypeError, ValueError):
+                continue
+    return total
+
+
+def _pods_on(name: str) -> Callable[[KubeReader], list[dict[str, Any]]]:
+    return lambda reader: reader.list_pods(None, field_selector=f"spec.nodeName={name}")
+
+
 @_register("gpu_allocations", "Kubernetes pods on the node")
 async def probe_gpu_allocations(ctx: ProbeContext) -> ProbeResult:
-    node = await ctx.get("kube_node")
+    # The Node's name is nearly always the one the last run found, else the Talos nodename: list its
+    # pods while the Node is read, and list again only if the Node turns out to be called otherwise.
+    guess = ctx.remembered_node
+    if guess is None:
+        nodename = await ctx.get("nodename")
+        guess = str(nodename.value) if nodename.ok and nodename.value else None
+    early: list[dict[str, Any]] | None = None
+    node: ProbeResult | None = None
+
+    async def read_node() -> None:
+        nonlocal node
+        node = await ctx.get("kube_node")
+
+    async def list_early() -> None:
+        nonlocal early
+        if guess is not None:
+            early = await ctx.call_kube_optional(_pods_on(guess))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(read_node)
+        group.start_soon(list_early)
+    assert node is not None
     if not node.ok:
         return ProbeResult("gpu_allocations", "pods on the node", error="the node is not known")
     name = node.value["metadata"]["name"]
-
-    def read(reader: KubeReader) -> int:
-        total = 0
-        for pod in reader.list_pods(None, field_selector=f"spec.nodeName={name}"):
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                continue
-            for container in (pod.get("spec") or {}).get("containers") or []:
-                limits = ((container.get("resources") or {}).get("limits") or {})
-                try:
-                    total += int(limits.get("nvidia.com/gpu", 0))
-                except (TypeError, ValueError):
-                    continue
-        return total
-
+    pods = early if (early is not None and name == guess) else await ctx.call_kube(_pods_on(name))
     return ProbeResult("gpu_allocations", f"kubectl get pods -A --field-selector spec.nodeName={name}",
-                       value=await ctx.call_kube(read))
+                       value=_gpus_requested(pods))
 
 
 @_register("gpu_workload", "GPU test pod")

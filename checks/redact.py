@@ -22,8 +22,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REDACTED = "‹redacted›"
 
 # Shorter values are too likely to occur by chance in ordinary text ("admin", "true").
@@ -64,6 +62,8 @@ def collect_secrets(*, kubeconfig: Path | None = None, talosconfig: Path | None 
 
 
 def _load_yaml_mapping(path: Path) -> Mapping[str, Any] | None:
+    import yaml  # here, not at the top: the TUI's first frame needs `redact`, not YAML (~25 ms)
+
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8", errors="replace"))
     except (OSError, yaml.YAMLError, ValueError):

@@ -474,7 +474,30 @@ def _daemonset_ready(state: dict[str, Any], namespace: str, name: str) -> bool:
     return False
 
 
+class _DryRun(Exception):
+    def __init__(self, existed: bool, record: dict[str, Any], rendered: dict[str, Any]) -> None:
+        super().__init__("dry run")
+        self.existed, self.record, self.rendered = existed, record, rendered
+
+
 def cmd_upgrade(ctx: Context, *, install_only: bool = False) -> int:
+    try:
+        return _upgrade(ctx, install_only=install_only)
+    except _DryRun as dry:
+        name = dry.record["name"]
+        if not install_only:
+            ctx.out.out(f'Release "{name}" has been upgraded. Happy Helming!\n' if dry.existed
+                        else f'Release "{name}" does not exist. Installing it now.\n')
+        ctx.out.out(_status_block(dry.record))
+        ctx.out.out("HOOKS:\nMANIFEST:\n---\n# Source: nvidia-device-plugin/templates/daemonset-device-plugin.yml\n")
+        manifest = {key: value for key, value in dry.rendered.items() if key != "status"}
+        manifest["metadata"] = {key: value for key, value in manifest["metadata"].items()
+                                if key not in ("uid", "resourceVersion", "creationTimestamp", "generation")}
+        ctx.out.out(yaml.safe_dump(manifest, sort_keys=False))
+        return 0
+
+
+def _upgrade(ctx: Context, *, install_only: bool) -> int:
     invocation = ctx.invocation
     words = invocation.words
     verb = "install" if install_only else "upgrade"
@@ -539,6 +562,9 @@ def cmd_upgrade(ctx: Context, *, install_only: bool = False) -> int:
             "updated": chart.helm_time(now),
             "values": user_values,
         }
+        if invocation.flag("dry-run"):  # render and report, store nothing (mutate writes nothing on raise)
+            record["status"] = "pending-upgrade" if existing else "pending-install"
+            raise _DryRun(existing is not None, record, rendered)
         releases = state["helm"].setdefault("releases", [])
         if existing is not None:
             releases[releases.index(existing)] = record

@@ -7,7 +7,9 @@
 A lab is a state directory (lab/CONTRACT.md) plus one child process, the Kubernetes API server,
 started in its own session so that `stop()` (also run at interpreter exit) kills its whole
 process group. Files this module adds to the state directory: `talosconfig`, `kubeconfig`,
-`bin/talosctl`, `bin/helm`, `apiserver.token` (0600), `apiserver.port`, `apiserver.log`.
+`bin/talosctl`, `bin/helm`, `apiserver.token` (0600), `apiserver.port`, `apiserver.log`, and the
+socket `apid.sock` of the server that runs those two tools warm (lab/apid.py; a child of the API
+server process, in its process group).
 """
 
 from __future__ import annotations
@@ -118,30 +120,72 @@ def kubeconfig_text(api_url: str, ca_pem: bytes, token: str) -> str:
     )
 
 
-def _wrapper_script(module: str, tool: str) -> str:
+APID_SOCKET = "apid.sock"
+UNIX_PATH_MAX = 100  # sun_path is 104 (macOS) or 108 (Linux) bytes: stay below both
+
+
+def apid_socket_path(state_dir: Path) -> Path | None:
+    """Where the lab's apid server listens (lab/apid.py), or None when the path is too long for a
+    Unix socket (the tools then run in-process, as they would without the server)."""
+    path = state_dir / APID_SOCKET
+    return path if len(os.fsencode(path)) < UNIX_PATH_MAX else None
+
+
+def _wrapper_script(module: str, tool: str, socket_path: Path | None) -> str:
     # `-S` skips site processing (~35 ms of CPU per call here: .pth files, the editable-install
     # finder); the few paths the lab needs are put on sys.path by hand. A real talosctl is a Go
     # binary that starts in a few ms: the fake should not be what a benchmark of the app measures.
     import sysconfig
 
+    from lab.apid import client_script
+
     paths = [str(PACKAGE_ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    return (
-        f"#!{sys.executable} -S\n"
-        f'"""The lab\'s {tool} (written by lab/runtime.py)."""\n'
-        "import sys\n"
-        f"sys.path[:0] = {list(dict.fromkeys(paths))!r}\n"
-        f"from {module} import main\n"
-        "sys.exit(main())\n"
-    )
+    return client_script(tool, module, str(socket_path) if socket_path else "", list(dict.fromkeys(paths)),
+                         sys.executable)
 
 
-def write_tool_wrappers(bin_dir: Path) -> None:
-    """`bin/talosctl` and `bin/helm`: tiny Python scripts run by this interpreter (no shell)."""
+def write_tool_wrappers(bin_dir: Path, socket_path: Path | None = None) -> None:
+    """`bin/talosctl` and `bin/helm`: clients of the lab's apid server at `socket_path` (lab/apid.py)
+    that run the tool themselves when no server answers. Native (lab/apid_client.c) where a C
+    compiler is found, with the Python client `bin/.<tool>.py` as their fallback; else that Python
+    client itself."""
     bin_dir.mkdir(parents=True, exist_ok=True)
+    scripts = {}
     for tool, module in (("talosctl", "lab.talosctl"), ("helm", "lab.helm")):
+        script = bin_dir / f".{tool}.py"
+        script.write_text(_wrapper_script(module, tool, socket_path))
+        script.chmod(0o755)
+        scripts[tool] = script
+    native = _build_native_client(bin_dir, socket_path) if socket_path is not None else None
+    for tool, script in scripts.items():
         path = bin_dir / tool
-        path.write_text(_wrapper_script(module, tool))
-        path.chmod(0o755)
+        path.unlink(missing_ok=True)
+        if native is not None:
+            os.link(native, path)
+        else:
+            shutil.copyfile(script, path)
+            path.chmod(0o755)
+    if native is not None:
+        native.unlink()
+
+
+NATIVE_CLIENT_SOURCE = Path(__file__).with_name("apid_client.c")
+
+
+def _build_native_client(bin_dir: Path, socket_path: Path) -> Path | None:
+    """Compile lab/apid_client.c with the socket and bin directory baked in; None without a compiler
+    (or if it fails: the Python client does the same job, only slower to start)."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not compiler or any(char in str(path) for path in (bin_dir, socket_path) for char in '"\\\n'):
+        return None
+    output = bin_dir / ".apid-client"
+    command = [compiler, "-O2", "-o", str(output), f'-DAPID_SOCKET="{socket_path}"', f'-DBIN_DIR="{bin_dir}"',
+               str(NATIVE_CLIENT_SOURCE)]
+    try:
+        built = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return output if built.returncode == 0 and output.exists() else None
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -263,7 +307,8 @@ def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: 
         talosconfig = directory / "talosconfig"
         _write_private(talosconfig, talosconfig_text(str(state["talos"]["node"])))
         bin_dir = directory / "bin"
-        write_tool_wrappers(bin_dir)
+        socket_path = apid_socket_path(directory)
+        write_tool_wrappers(bin_dir, socket_path)
         cert = certificate.wait()
 
         environment = dict(os.environ)
@@ -272,13 +317,16 @@ def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: 
         log = open(directory / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "lab.runtime", "serve", "--state", str(directory), "--port", "0"],
+                [sys.executable, "-m", "lab.runtime", "serve", "--state", str(directory), "--port", "0",
+                 *(["--apid-socket", str(socket_path)] if socket_path else [])],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environment, cwd=str(directory),
                 start_new_session=True,
             )
         finally:
             log.close()
         port = _wait_for_port(directory, process)
+        if socket_path is not None:
+            _wait_for_socket(socket_path, process)
         api_url = f"https://127.0.0.1:{port}"
         kubeconfig = directory / "kubeconfig"
         _write_private(kubeconfig, kubeconfig_text(api_url, cert.cert_pem(), token))
@@ -312,6 +360,13 @@ def _wait_for_port(directory: Path, process: subprocess.Popen[bytes]) -> int:
             raise LabError(f"the lab API server exited with status {process.returncode}: {_log_tail(directory / LOG_FILE)}")
         time.sleep(0.01)
     raise LabError(f"the lab API server did not start within {START_TIMEOUT_S:.0f} s: {_log_tail(directory / LOG_FILE)}")
+
+
+def _wait_for_socket(path: Path, process: subprocess.Popen[bytes]) -> None:
+    """Give the apid server a moment to listen; the tools work without it, only slower."""
+    deadline = time.monotonic() + START_TIMEOUT_S / 4
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 HOW_TO = """\
@@ -356,7 +411,8 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(0)
 
 
-def _serve(state_dir: Path, port: int) -> int:
+def _serve(state_dir: Path, port: int, apid_socket: Path | None = None) -> int:
+    apid = _fork_apid(apid_socket) if apid_socket is not None else None
     from lab.kubeapi.server import serve
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -365,7 +421,40 @@ def _serve(state_dir: Path, port: int) -> int:
         serve(state_dir, port)
     except KeyboardInterrupt:
         pass
+    finally:
+        if apid is not None:
+            _stop_child(apid)
     return 0
+
+
+def _stop_child(pid: int) -> None:
+    """SIGTERM, then SIGKILL after a grace period; reaped either way (no zombie in the lab's group)."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        time.sleep(0.01)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _fork_apid(socket_path: Path) -> int:
+    """Start the apid server (lab/apid.py) as a child, before this process starts any thread (a
+    fork copies only the calling thread). It stays in this process group: stopping the lab kills it."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            from lab.apid import serve as serve_apid
+
+            status = serve_apid(str(socket_path), parent=os.getppid())
+        finally:
+            os._exit(status)
+    return pid
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,12 +463,13 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="run the lab's Kubernetes API server (internal)")
     serve_parser.add_argument("--state", type=Path, required=True, help="the lab's state directory")
     serve_parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free one)")
+    serve_parser.add_argument("--apid-socket", type=Path, default=None, help="also run lab/apid.py on this socket")
     run_parser = commands.add_parser("run", help="start a lab in the foreground until Ctrl-C")
     run_parser.add_argument("--scenario", default="fresh", choices=sorted(scenarios.SCENARIOS))
     run_parser.add_argument("--state", type=Path, default=None, help="state directory (default: a temporary one)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args.state.resolve(), args.port)
+        return _serve(args.state.resolve(), args.port, args.apid_socket)
     return run_foreground(args.scenario, state_dir=args.state)
 
 

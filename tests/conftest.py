@@ -6,6 +6,13 @@ TUI tests need a deterministic Textual: no animations, set here before anything 
 import os
 
 os.environ["TEXTUAL_ANIMATIONS"] = "none"  # must precede every Textual import (snapshots, pilot tests)
+# the engine's node-name cache (checks/node_cache.py) lives in this run's directory, not in ~/.cache
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="talos-gpu-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -156,3 +156,20 @@ def test_infra_repo_drift_is_a_warning_on_its_stage(lab: Any, tmp_path: Path) ->
     stage = {s["id"]: s for s in json.loads(result.stdout)["stages"]}["device-plugin"]
     assert stage["status"] == "warn"
     assert any(line.startswith("infra repo: ") and "affinity" in line for line in stage["evidence"])
+
+
+def test_check_leaves_no_temporary_file_behind(lab: Any, tmp_path: Path) -> None:
+    """`check` skips the interpreter's teardown (tui.cli.run) but still runs the exit handlers: the
+    kubernetes loader's temporary copy of the kubeconfig's certificate data is removed."""
+    handle = lab("healthy")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = run_check({**handle.env, "TMPDIR": str(scratch)}, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["overall"] == "pass"  # the whole report was flushed
+    assert list(scratch.iterdir()) == []
+    piped = subprocess.run(f"{sys.executable} -m tui.cli check | head -c 10", shell=True, cwd=REPO,  # noqa: S602
+                           env={**os.environ, **handle.env, "TMPDIR": str(scratch)}, capture_output=True,
+                           text=True, timeout=60)
+    assert len(piped.stdout) <= 10 and "Traceback" not in piped.stderr
+    assert list(scratch.iterdir()) == []

@@ -113,6 +113,24 @@ def test_install_needs_the_repo_then_renders_the_seed_daemonset(tmp_path: Path) 
     assert "REVISION: 2\n" in upgraded.stdout
 
 
+def test_dry_run_renders_and_stores_nothing(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, "fresh")
+    assert helm(lab, "repo", "add", "nvdp", "https://nvidia.github.io/k8s-device-plugin", use_env=True).returncode == 0
+    values = tmp_path / "values.yaml"
+    values.write_text(SEED_VALUES)
+    before = state.load(lab)
+    dry = helm(lab, *INSTALL, "-f", str(values), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith('Release "nvidia-device-plugin" does not exist. Installing it now.\nNAME:')
+    assert "STATUS: pending-install\n" in dry.stdout and "REVISION: 1\n" in dry.stdout
+    manifest = yaml.safe_load(dry.stdout.split("MANIFEST:\n", 1)[1])
+    assert manifest["kind"] == "DaemonSet" and "status" not in manifest
+    assert manifest["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+    after = state.load(lab)
+    assert after["helm"]["releases"] == before["helm"]["releases"] == []
+    assert after["kube"]["daemonsets"] == before["kube"]["daemonsets"]
+
+
 def test_chart_defaults_carry_the_nfd_affinity(tmp_path: Path) -> None:
     lab = make_lab(tmp_path, "plugin-missing")
     result = helm(lab, "upgrade", "-i", "nvdp", "nvdp/nvidia-device-plugin", "--namespace", "nvidia",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -12,8 +13,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from tui.screens.confirm import AskScreen, ConfirmActionScreen
-from tui.screens.help import HelpScreen, binding_rows
 from tui.screens.main import MainScreen, Settings
 
 if TYPE_CHECKING:
@@ -37,18 +36,21 @@ class TalosGpuApp(App[int]):
                  factory: str | None = None, clock: Callable[[], float] = time.time, stable_output: bool = False,
                  initial_report: Report | None = None, screenshot_dir: Path | None = None,
                  state_dir: Path | None = None, audit_path: Path | None = None, sweep_timeout: float = 30.0,
-                 target_loader: Callable[[], Target] | None = None) -> None:
-        """`target` None with a `target_loader`: the loader runs in a thread after the first frame."""
+                 target_loader: Callable[[], Target] | None = None,
+                 after_first_frame: Callable[[], None] | None = None) -> None:
+        """`target` None with a `target_loader`: the loader runs in a thread after the first frame.
+        `after_first_frame` is called once the first frame is on the screen."""
         super().__init__()
         self.settings = Settings(target=target, target_loader=target_loader, refresh=refresh, read_only=read_only,
                                  factory=factory, clock=clock, stable_output=stable_output,
                                  initial_report=initial_report, sweep_timeout=sweep_timeout, state_dir=state_dir,
-                                 audit_path=audit_path)
+                                 audit_path=audit_path, after_first_frame=after_first_frame)
         self.screenshot_dir = screenshot_dir
+        self.exit_line: str | None = None  # why the app could not start: printed (one line) after it exits
         self.theme = THEME
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "quit_safely" and isinstance(self.screen, (ConfirmActionScreen, AskScreen)):
+        if action == "quit_safely" and _is_dialog(self.screen):
             return False  # in a dialog, q is not a way out: esc is
         return True
 
@@ -68,6 +70,8 @@ class TalosGpuApp(App[int]):
     def action_help(self) -> None:
         """Every key that works here, from the live bindings: remapped keys show as remapped, and keys that
         are off (read-only) do not show at all."""
+        from tui.screens.help import HelpScreen, binding_rows
+
         if isinstance(self.screen, HelpScreen):
             return
         active = self.screen.active_bindings
@@ -101,6 +105,7 @@ class TalosGpuApp(App[int]):
         if not main.action_running:
             self.exit(0)
             return
+        from tui.screens.confirm import AskScreen
 
         def answered(quit_now: bool | None) -> None:
             if quit_now:
@@ -113,3 +118,10 @@ class TalosGpuApp(App[int]):
     async def _cancel_then_exit(self) -> None:
         await self.main_screen.cancel_running_action()
         self.exit(0)
+
+
+def _is_dialog(screen: Screen) -> bool:
+    """Whether `screen` is a confirmation dialog. The dialogs' module loads when the first one opens (not
+    before the first frame), so while it is not loaded no dialog can be showing."""
+    confirm = sys.modules.get("tui.screens.confirm")
+    return confirm is not None and isinstance(screen, (confirm.ConfirmActionScreen, confirm.AskScreen))

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import anyio
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from checks.engine import Target, run_sweep
 from checks.model import Report, Status
 from checks.redact import redact
+
+if TYPE_CHECKING:  # Rich is imported only to draw the table: `check --json` never pays for it
+    from rich.console import Console
+    from rich.text import Text
 
 STATUS_STYLES: dict[Status, str] = {
     Status.PASS: "bold green",
@@ -27,10 +29,15 @@ STATUS_STYLES: dict[Status, str] = {
 
 def status_text(status: Status) -> Text:
     """Icon and word together: colour is never the only signal."""
+    from rich.text import Text
+
     return Text(f"{status.icon} {status.value.upper()}", style=STATUS_STYLES[status])
 
 
 def render_report(report: Report, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     title = f"talos-gpu check — node {report.node}" + (f" (Kubernetes node {report.kube_node})" if report.kube_node else "")
     table = Table(title=redact(title), title_justify="left", expand=False, show_lines=False)
     table.add_column("stage", no_wrap=True)
@@ -57,6 +64,8 @@ def run_check(args: argparse.Namespace, target: Target) -> int:
     if args.json:
         sys.stdout.write(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)) + "\n")
     else:
+        from rich.console import Console
+
         render_report(report, Console(highlight=False))
     return report.exit_code
 

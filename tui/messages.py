@@ -21,6 +21,8 @@ class TargetReady(Message):
 
 @dataclass
 class TargetFailed(Message):
+    """The target could not be built: `reason` is the one line to print after "talos-gpu: " (exit 2)."""
+
     reason: str
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from checks.model import StageResult
 from checks.redact import redact
 from checks.stages import StageSpec
 from widgets.checklist import StatusRenderer
+
+if TYPE_CHECKING:
+    from checks.model import StageResult
 
 
 def evidence_line(line: str) -> Text:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.text import Text
@@ -19,10 +19,12 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from checks.model import ProbeResult, Report
-from checks.profile import Profile
 from checks.redact import redact
 from widgets.table_sync import Row, sync_table
+
+if TYPE_CHECKING:
+    from checks.model import ProbeResult, Report
+    from checks.profile import Profile  # imports YAML, which the first frame does not need
 
 GPU_RESOURCE = "nvidia.com/gpu"
 OK, BAD, UNKNOWN, DIM = "green", "bold red", "cyan", "dim"
@@ -110,8 +112,8 @@ class FactsPane(Vertical):
 
 def key_value_table(id: str) -> DataTable:
     table = DataTable(id=id, cursor_type="row", show_header=False, zebra_stripes=True)
-    table.add_column("what", key="what")
-    table.add_column("value", key="value")
+    table.add_column(Text("what"), key="what")  # Text, not str: no markup parsing (see StageChecklist)
+    table.add_column(Text("value"), key="value")
     return table
 
 

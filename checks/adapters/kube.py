@@ -53,11 +53,11 @@ def _status_message(body: str | bytes | None) -> str:
 
 def translate_exception(exc: BaseException, what: str) -> KubeError:
     """Turn whatever the client raised into a KubeError with one readable line."""
-    from kubernetes.client.exceptions import ApiException
+    from checks.adapters.kube_import import kubernetes_client
 
     if isinstance(exc, KubeError):
         return exc
-    if isinstance(exc, ApiException):
+    if isinstance(exc, kubernetes_client().ApiException):
         status = exc.status or 0
         detail = _status_message(exc.body) or (exc.reason or "")
         kind = {401: "unauthorized", 403: "forbidden", 404: "notfound", 410: "gone", 422: "invalid", 409: "conflict"}.get(
@@ -131,13 +131,14 @@ class KubeReader:
     """Thin, blocking reads and writes of the few objects the checks and actions need."""
 
     def __init__(self, api_client: Any, request_timeout: float = 5.0) -> None:
-        from kubernetes import client
+        from checks.adapters.kube_import import kubernetes_client
 
+        self.client = kubernetes_client()
         self.api_client = api_client
         self.timeout = request_timeout
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.node_api = client.NodeV1Api(api_client)
+        self.core = self.client.CoreV1Api(api_client)
+        self.apps = self.client.AppsV1Api(api_client)
+        self.node_api = self.client.NodeV1Api(api_client)
         self.calls: list[str] = []  # "METHOD path-ish" of each call, for tests and the idle benchmark
 
     def _json(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -164,9 +165,7 @@ class KubeReader:
     # ---- reads -------------------------------------------------------------------------------
 
     def server_version(self) -> dict[str, Any]:
-        from kubernetes import client
-
-        return self._json("GET /version", client.VersionApi(self.api_client).get_code)
+        return self._json("GET /version", self.client.VersionApi(self.api_client).get_code)
 
     def read_node(self, name: str) -> dict[str, Any]:
         return self._json(f"GET node {name}", self.core.read_node, name)

@@ -29,8 +29,7 @@ from textual.widget import MountError
 from textual.widgets import Footer, Input, Label, TabbedContent, TabPane
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
-from checks.errors import one_line
-from checks.model import ProbeResult, Report, Status
+from checks.errors import UsageError, one_line
 from checks.stages import SEED_STAGES, StageSpec, stage_spec
 from tui.messages import (
     ActionFinished,
@@ -43,7 +42,6 @@ from tui.messages import (
     TargetFailed,
     TargetReady,
 )
-from tui.screens.confirm import ConfirmActionScreen
 from widgets.action_log import ActionLog
 from widgets.checklist import StageChecklist
 from widgets.context_bar import ContextBar, ContextInfo
@@ -59,6 +57,7 @@ from widgets.panes import (
 )
 
 if TYPE_CHECKING:
+    from checks.model import ProbeResult, Report, Status
     from checks.profile import Profile
     from checks.target import Target
 
@@ -99,6 +98,7 @@ class Settings:
     state_dir: Path | None = None  # where `s` saves the log; None: next to the audit log
     audit_path: Path | None = None  # None: checks.audit's default
     stages: tuple[StageSpec, ...] = field(default=SEED_STAGES)
+    after_first_frame: Callable[[], None] | None = None  # called once the first frame is on the screen
 
     @property
     def profile(self) -> Profile:
@@ -199,8 +199,7 @@ class MainScreen(Screen):
             with Vertical(id="log-box"):
                 yield Label("Action log", classes="box-title")
                 yield ActionLog(id="log")
-        yield Input(placeholder="filter the evidence and the log (enter keeps it, esc clears it)", id="filter")
-        yield Footer()
+        yield Footer()  # the filter field (hidden until /) is mounted after the first frame, before the footer
 
     def _context_info(self) -> ContextInfo:
         target = self.settings.target
@@ -239,12 +238,26 @@ class MainScreen(Screen):
             with contextlib.suppress(MountError):  # the app is already leaving
                 await tab.mount(self._pane(pane_id))
 
-    def on_mount(self) -> None:
-        self.call_after_refresh(self._mount_hidden_panes)
-        self.query_one("#filter", Input).display = False
-        self.query_one("#filter", Input).border_title = "filter: enter keeps it, esc clears it"
+    def _filter_field(self) -> Input:
+        field = Input(placeholder="filter the evidence and the log (enter keeps it, esc clears it)", id="filter")
+        field.display = False
+        field.border_title = "filter: enter keeps it, esc clears it"
         if self.settings.stable_output:
-            self.query_one("#filter", Input).cursor_blink = False
+            field.cursor_blink = False
+        return field
+
+    async def _mount_filter_field(self) -> Input:
+        """The filter field: hidden until `/`, so it is mounted after the first frame (or by `/`, if sooner)."""
+        found = self.query("#filter").results(Input)
+        field = next(found, None)
+        if field is None:
+            field = self._filter_field()
+            with contextlib.suppress(MountError):  # the app is already leaving
+                await self.mount(field, before=self.query_one(Footer))
+        return field
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._after_first_frame)
         self.checklist.focus()
         self._show_details()
         if self.settings.read_only:
@@ -252,18 +265,28 @@ class MainScreen(Screen):
         if self.settings.initial_report is not None:
             self.apply_report(self.settings.initial_report)
             self._schedule_next_sweep()
-        elif self.settings.target is not None:
-            # the first sweep starts after the first frame: the screen shows "checking…" at once
-            self.call_after_refresh(self.start_sweep)
-        elif self.settings.target_loader is not None:
-            self.run_worker(self._load_target, name="load target", thread=True, exit_on_error=False)
+
+    async def _after_first_frame(self) -> None:
+        """The screen shows "checking…" at once; the target, the first sweep and the hidden panes follow."""
+        if self.settings.after_first_frame is not None:
+            self.settings.after_first_frame()
+        if self.settings.initial_report is None:
+            if self.settings.target is not None:
+                self.start_sweep()
+            elif self.settings.target_loader is not None:
+                self.run_worker(self._load_target, name="load target", thread=True, exit_on_error=False)
+        await self._mount_hidden_panes()
+        await self._mount_filter_field()
 
     def _load_target(self) -> None:
         assert self.settings.target_loader is not None
         try:
             target = self.settings.target_loader()
+        except UsageError as exc:  # a config the cheap checks before the first frame let through: its one line
+            self.post_message(TargetFailed(str(exc)))
+            return
         except Exception as exc:  # noqa: BLE001 - shown, never a traceback
-            self.post_message(TargetFailed(one_line(exc)))
+            self.post_message(TargetFailed(f"cannot start: {one_line(exc)}"))
             return
         self.post_message(TargetReady(target))
 
@@ -276,8 +299,10 @@ class MainScreen(Screen):
 
     @on(TargetFailed)
     def _target_failed(self, message: TargetFailed) -> None:
-        line = Text(f"talos-gpu: cannot start: {message.reason}", no_wrap=True, overflow="ignore")  # one line
-        self.app.exit(2, return_code=2, message=line)
+        # The runner prints the line once the terminal is restored (`TalosGpuApp.exit_line`): Textual's exit
+        # message goes through Rich, which wraps it at the terminal's width.
+        self.app.exit_line = f"talos-gpu: {message.reason}"  # type: ignore[attr-defined]
+        self.app.exit(2, return_code=2)
 
     def on_resize(self) -> None:
         compact = self.size.height < COMPACT_BELOW_ROWS or self.size.width < COMPACT_BELOW_COLUMNS
@@ -407,6 +432,8 @@ class MainScreen(Screen):
         self._notice_changes(report)
 
     def _notice_changes(self, report: Report) -> None:
+        from checks.model import Status
+
         unknown = {s.id: s.summary for s in report.stages if s.status is Status.UNKNOWN}
         for stage_id in sorted(set(unknown) - self.unknown_stages):
             self.notify(unknown[stage_id], title=f"{stage_id}: could not check", severity="warning", timeout=8)
@@ -563,6 +590,8 @@ class MainScreen(Screen):
         plan = message.plan
         if self.settings.read_only:  # never reached through the keys; a last guard
             return
+
+        from tui.screens.confirm import ConfirmActionScreen  # its first use: not before the first frame
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -729,14 +758,14 @@ class MainScreen(Screen):
 
     # ---- filter -------------------------------------------------------------------------------------
 
-    def action_filter(self) -> None:
-        field = self.query_one("#filter", Input)
+    async def action_filter(self) -> None:
+        field = await self._mount_filter_field()
         field.display = True
         field.focus()
 
     def action_clear_filter(self) -> None:
-        field = self.query_one("#filter", Input)
-        if not field.display and not field.value:
+        field = next(self.query("#filter").results(Input), None)
+        if field is None or (not field.display and not field.value):
             return
         field.value = ""
         field.display = False
