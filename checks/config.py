@@ -69,9 +69,11 @@ def _read_yaml_config(path: Path, label: str) -> Mapping[str, Any]:
     """Parse a config file into a mapping, or raise a UsageError that quotes none of its content."""
     import yaml  # here, not at the top: `validate_node_address` and friends run before the TUI's first frame
 
+    from checks import yamlsafe
+
     text = read_user_file(path, label)
     try:
-        data = yaml.safe_load(text)
+        data = yamlsafe.safe_load(text)
     except yaml.YAMLError as exc:
         # PyYAML's message quotes the offending line, which may hold a key: give its number only.
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)

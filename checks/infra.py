@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from checks import yamlsafe
 from checks.profile import Profile
 
 MODULES_PATCH = "talos/patches/nvidia-oss-modules.yaml"
@@ -140,7 +141,7 @@ def _load_documents(path: Path) -> list[Any]:
     except OSError as exc:
         raise _Unreadable(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in yamlsafe.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from checks import yamlsafe
 from checks.errors import UsageError, read_user_file
 
 TRACKS = ("production", "lts")
@@ -90,7 +91,7 @@ class _Invalid(Exception):
     """A rejected value; `load_profile` adds the file name and turns it into a UsageError."""
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yamlsafe.Base()):  # type: ignore[misc]
     """SafeLoader that refuses a key given twice (PyYAML silently keeps the last one)."""
 
 

@@ -434,3 +434,17 @@ def test_one_line_of_urllib3_retry_error_leads_with_the_cause() -> None:
     assert text.startswith("MaxRetryError: NewConnectionError: ")
     assert "Connection refused" in text
     assert "object at 0x" not in text
+
+
+def test_many_known_secrets_take_the_compiled_path_and_all_go() -> None:
+    from checks.redact import REDACTED, Redactor
+
+    secrets = [f"planted-secret-{index:04d}-{'x' * (index % 7)}" for index in range(Redactor.PLAIN_LIMIT * 2)]
+    few, many = Redactor(secrets[:3]), Redactor(secrets)
+    text = " | ".join(reversed(secrets)) + " | planted-secret-99999 stays"
+    for redactor, gone in ((few, secrets[:3]), (many, secrets)):
+        cleaned = redactor(text)
+        assert all(secret not in cleaned for secret in gone)
+        assert cleaned.count(REDACTED) == len(gone) and cleaned.endswith("planted-secret-99999 stays")
+    many.add(["planted-secret-99999"])  # a new secret after the alternation was built
+    assert "planted-secret-99999" not in many(text)

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from checks import yamlsafe
 from checks.parsers.base import (
     LONG_LINE,
     ParseError,
@@ -180,7 +181,7 @@ YAML_EXPECTED = "talosctl -o yaml output (YAML documents separated by ---)"
 JSON_EXPECTED = "talosctl -o json output (concatenated JSON objects)"
 
 
-class _TalosYamlLoader(yaml.SafeLoader):
+class _TalosYamlLoader(yamlsafe.Base()):  # type: ignore[misc]
     """SafeLoader with the YAML 1.2 core schema that Go's YAML libraries write.
 
     PyYAML follows YAML 1.1, where an unquoted PCI id ``0000:33:00.0`` is a base-60 number, ``yes``/``on``
