@@ -16,6 +16,7 @@ import pytest
 
 from lab import faults as lab_faults
 from lab.runtime import LabHandle, apid_socket_path, start_lab
+from tests.procs import live_children
 
 
 @pytest.fixture(params=["native", "python"])
@@ -29,23 +30,9 @@ def handle(request, monkeypatch):
         yield running
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
 def apid_pid(lab: LabHandle) -> int:
     assert lab.process is not None
-    children = children_of(lab.process.pid)
+    children = live_children(lab.process.pid)
     assert len(children) == 1, f"expected the apid server under the API server, found {children}"
     return children[0]
 
@@ -123,8 +110,8 @@ def _hanging_call(handle: LabHandle) -> tuple[subprocess.Popen[bytes], int]:
     server = apid_pid(handle)
     process = subprocess.Popen([str(handle.bin_dir / "talosctl"), "version"], env={**os.environ, **handle.env},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    assert wait_for(lambda: len(children_of(server)) == 1), "a worker runs the call"
-    return process, children_of(server)[0]
+    assert wait_for(lambda: len(live_children(server)) == 1), "a worker runs the call"
+    return process, live_children(server)[0]
 
 
 def test_killing_the_caller_ends_its_worker(handle: LabHandle) -> None:
@@ -138,7 +125,7 @@ def test_sigterm_to_the_caller_reaches_the_worker(handle: LabHandle) -> None:
     process, _worker = _hanging_call(handle)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=5) == -signal.SIGTERM  # the worker died of it, and so does the caller
-    assert wait_for(lambda: not children_of(apid_pid(handle)), 5)
+    assert wait_for(lambda: not live_children(apid_pid(handle)), 5)
 
 
 def test_without_the_server_the_tools_run_in_process(handle: LabHandle) -> None:

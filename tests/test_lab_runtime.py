@@ -19,6 +19,7 @@ import yaml
 from lab import state as lab_state
 from lab.runtime import LabError, knobs_from_environment, start_lab
 from tests.paths import REPO
+from tests.procs import live_command_lines
 from tests.test_lab_kubeapi import raw_request
 
 
@@ -36,17 +37,7 @@ def _alive(pid: int) -> bool:
 
 def _processes_mentioning(text: str) -> list[int]:
     """Live processes whose command line contains `text` (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in command and _alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+    return list(live_command_lines(text))
 
 
 def test_start_lab_is_quick_and_stop_leaves_nothing_running() -> None:
