@@ -121,8 +121,10 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
 
     prewarm()  # a plain thread: it starts now, not after the talosctl calls have been spawned
     started = time.monotonic()
-    ctx = make_context(target, timeout=timeout, pod_test=pod_test,
-                       remembered_node=node_cache.remembered(target.kube.server, target.talos.node))
+    # the Node the previous sweep found (a light refresh), else the one a run last found (a small file read)
+    remembered = previous.kube_node if previous is not None and previous.kube_node else \
+        node_cache.remembered(target.kube.server, target.talos.node)
+    ctx = make_context(target, timeout=timeout, pod_test=pod_test, remembered_node=remembered)
     wanted = {p for spec in stages for p in spec.probes} | {"nodename"}
     names = tuple(n for n in PROBE_ORDER if n in wanted and n in PROBES)
     if previous is not None and only is not None:

@@ -170,6 +170,13 @@ def _file_as_used(change: FileChange, warnings: list[str]) -> list[str]:
     return _file_state_lines(change) + [f"# {change.relative} as the action uses it:", used.rstrip("\n")]
 
 
+def _one_file_plan(stage: str, title: str, steps: list[Step], change: FileChange, warnings: list[str]) -> Plan:
+    """A plan that uses one infra file and reboots nothing; its preview is the file as the action uses it."""
+    preview = "\n".join(_file_as_used(change, warnings))
+    return Plan(stage=stage, title=title, steps=tuple(steps), files=(change,), reboots=False, confirm_word=None,
+                warnings=tuple(warnings), preview=redact(preview) + "\n")
+
+
 async def _patch_dry_run(target: Target, change: FileChange) -> str:
     """`talosctl patch mc --dry-run` of the file the action will use (or of a temporary seed copy)."""
     talosctl = target.talosctl()
@@ -254,18 +261,8 @@ async def _plan_runtimeclass(target: Target, report: Report | None, _factory: st
     steps.append(Step("api", f"create RuntimeClass {profile.runtime_class} from {change.path} through the "
                       "Kubernetes API (what kubectl create -f does)",
                       params=(("path", str(change.path)), ("name", profile.runtime_class))))
-    warnings = [GITOPS_WARNING]
-    preview = "\n".join(_file_as_used(change, warnings))
-    return Plan(
-        stage="runtimeclass",
-        title=f"Create RuntimeClass {profile.runtime_class} (handler {infra.RUNTIME_HANDLER})",
-        steps=tuple(steps),
-        files=(change,),
-        reboots=False,
-        confirm_word=None,
-        warnings=tuple(warnings),
-        preview=redact(preview) + "\n",
-    )
+    return _one_file_plan("runtimeclass", f"Create RuntimeClass {profile.runtime_class} (handler "
+                          f"{infra.RUNTIME_HANDLER})", steps, change, [GITOPS_WARNING])
 
 
 # --------------------------------------------------------------------------- device plugin
@@ -322,17 +319,8 @@ async def _plan_device_plugin(target: Target, report: Report | None, _factory: s
                              "-f", str(change.path))
     steps.append(command_step(f"install or upgrade the Helm release {spec.release} in {spec.namespace}",
                               install_argv, role="helm"))
-    preview = "\n".join(_file_as_used(change, warnings))
-    return Plan(
-        stage="device-plugin",
-        title=f"Install the NVIDIA device plugin (Helm release {spec.release} in {spec.namespace})",
-        steps=tuple(steps),
-        files=(change,),
-        reboots=False,
-        confirm_word=None,
-        warnings=tuple(warnings),
-        preview=redact(preview) + "\n",
-    )
+    return _one_file_plan("device-plugin", f"Install the NVIDIA device plugin (Helm release {spec.release} in "
+                          f"{spec.namespace})", steps, change, warnings)
 
 
 # --------------------------------------------------------------------------- GPU test pod
