@@ -55,9 +55,10 @@ def quote(text: str, limit: int = 140) -> str:
 
 
 def _timed_out(reason: str) -> bool:
-    """No answer in time (ours, talosctl's or the API's): the check could not be made, so `unknown`."""
+    """No answer in time (ours, talosctl's or the API's), or our own reader gone: the check could not be
+    made, so `unknown`."""
     lowered = reason.lower()
-    return any(words in lowered for words in ("time limit", "timed out", "deadline exceeded"))
+    return any(words in lowered for words in ("time limit", "timed out", "deadline exceeded", "reads did not finish"))
 
 
 def judge_cluster(inp: JudgeInput) -> Judgement:

@@ -3,11 +3,13 @@
 The Node can only be read once `talosctl get nodename` has answered (a full round trip to the node).
 With the name remembered from the last run, the sweep reads that Node, and the pods on it, while
 talosctl is still answering, and keeps the result only when the nodename agrees: a wrong or stale
-entry costs one wasted request, never a wrong answer.
+entry costs one wasted request, never a wrong answer. The same goes for the device plugin's
+DaemonSet and pods: their events and logs are read with the DaemonSet list, and kept only for the
+DaemonSet and pods that list names (one API round trip instead of two).
 
 The file is a cache (`$XDG_CACHE_HOME/talos-gpu/nodes.json`, else `~/.cache/talos-gpu/nodes.json`):
-safe to delete, never required, holding only API server URLs, node addresses and node names (no
-credential). Any problem reading or writing it is ignored.
+safe to delete, never required, holding only API server URLs, node addresses, and the names of
+Nodes, DaemonSets and pods (no credential). Any problem reading or writing it is ignored.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 MAX_ENTRIES = 64
 
@@ -32,30 +35,60 @@ def _key(server: str | None, address: str) -> str:
     return f"{server or '-'} {address}"
 
 
-def _load(path: Path) -> dict[str, str]:
+PluginNames = tuple[str, str, tuple[str, ...]]  # namespace, DaemonSet, pods (checks/probes.py)
+
+
+def _load(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {str(k): v for k, v in data.items() if isinstance(v, str)}
+    entries: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if isinstance(value, str):  # the first format: the Node name alone
+            value = {"node": value}
+        if isinstance(value, dict) and isinstance(value.get("node"), str):
+            entries[str(key)] = value
+    return entries
+
+
+def _plugin(entry: dict[str, Any]) -> PluginNames | None:
+    value = entry.get("plugin")
+    if (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) and isinstance(value[1], str)
+            and isinstance(value[2], list) and all(isinstance(pod, str) for pod in value[2])):
+        return value[0], value[1], tuple(value[2])
+    return None
+
+
+def recall(server: str | None, address: str, path: Path | None = None) -> tuple[str | None, PluginNames | None]:
+    """The Node name and the device plugin's names last seen for this Talos node on this API server."""
+    entry = _load(path or cache_path()).get(_key(server, address))
+    if entry is None:
+        return None, None
+    return entry["node"], _plugin(entry)
 
 
 def remembered(server: str | None, address: str, path: Path | None = None) -> str | None:
     """The Node name last seen for this Talos node on this API server, if any."""
-    return _load(path or cache_path()).get(_key(server, address))
+    return recall(server, address, path)[0]
 
 
-def remember(server: str | None, address: str, node_name: str, path: Path | None = None) -> None:
-    """Record the Node name (atomically; the newest MAX_ENTRIES entries are kept)."""
+def remember(server: str | None, address: str, node_name: str, path: Path | None = None, *,
+             plugin: PluginNames | None = None) -> None:
+    """Record the Node name and the device plugin's names (atomically; the newest MAX_ENTRIES entries
+    are kept)."""
     target = path or cache_path()
     entries = _load(target)
     key = _key(server, address)
-    if entries.get(key) == node_name:
+    entry: dict[str, Any] = {"node": node_name}
+    if plugin is not None:
+        entry["plugin"] = [plugin[0], plugin[1], list(plugin[2])]
+    if entries.get(key) == entry:
         return
     entries.pop(key, None)
-    entries[key] = node_name
+    entries[key] = entry
     kept = dict(list(entries.items())[-MAX_ENTRIES:])
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,9 @@ class ProbeContext:
     pod_test: bool = False
     kube_request_timeout: float = 5.0
     remembered_node: str | None = None  # the Node name the last run found (checks/node_cache.py)
+    remembered_plugin: PluginNames | None = None  # the device plugin's names the last run read (idem)
+    # probes answered elsewhere (checks/kube_process.py): name -> how to get that answer
+    elsewhere: dict[str, Callable[[str], Awaitable[ProbeResult]]] = field(default_factory=dict)
     _tasks: dict[str, anyio.Event] = field(default_factory=dict)
     _results: dict[str, ProbeResult] = field(default_factory=dict)
     _reader: KubeReader | None = None
@@ -58,16 +61,17 @@ class ProbeContext:
         self._tasks[name] = done
         started = time.monotonic()
         probe = PROBES[name]
+        answer = self.elsewhere.get(name)
         try:
-            result = await probe.run(self)
+            result = await (answer(name) if answer is not None else probe.run(self))
         except KubeError as exc:
             result = ProbeResult(name, probe.source, error=exc.message, missing=exc.is_not_found)
         except Exception as exc:  # noqa: BLE001 - a probe bug must not crash the sweep
             result = ProbeResult(name, probe.source, error=f"internal error in probe {name}: {one_line(exc)}")
-        result = ProbeResult(
-            result.name, result.source, result.value, result.error, result.missing,
-            int((time.monotonic() - started) * 1000),
-        )
+        # an answer from elsewhere keeps the duration measured where it ran
+        duration = result.duration_ms if answer is not None and result.duration_ms else \
+            int((time.monotonic() - started) * 1000)
+        result = ProbeResult(result.name, result.source, result.value, result.error, result.missing, duration)
         self._results[name] = result
         done.set()
         return result
@@ -376,14 +380,51 @@ def _optional(fn: Callable[[KubeReader], Any]) -> Callable[[KubeReader], Any]:
     return call
 
 
+PluginNames = tuple[str, str, tuple[str, ...]]  # namespace, DaemonSet, the pods whose details were read
+
+
+def plugin_names(fact: ProbeResult | None) -> PluginNames | None:
+    """What a device-plugin fact read: remembered (checks/node_cache.py) to read it sooner next time."""
+    if fact is None or not fact.ok or not isinstance(fact.value, DevicePluginFacts) or fact.value.daemonset is None:
+        return None
+    meta = fact.value.daemonset["metadata"]
+    return meta["namespace"], meta["name"], tuple(pod["metadata"]["name"] for pod in fact.value.pods[:DETAILED_PODS])
+
+
+Detail = tuple[str, str]  # ("ds_events", ""), ("events", pod), ("log", pod)
+
+
+def _detail_call(namespace: str, name: str, detail: Detail) -> Callable[[KubeReader], Any]:
+    kind, pod_name = detail
+    if kind == "ds_events":
+        return lambda r: r.list_events(namespace, name)
+    if kind == "events":
+        return lambda r: r.list_events(namespace, pod_name)
+
+    def log(r: KubeReader) -> str | KubeError:  # a log that cannot be read is a fact about the pod
+        try:
+            return r.pod_log(namespace, pod_name, tail_lines=POD_LOG_TAIL)
+        except KubeError as exc:
+            return exc
+    return log
+
+
 @_register("device_plugin", "Kubernetes DaemonSet nvidia-device-plugin")
 async def probe_device_plugin(ctx: ProbeContext) -> ProbeResult:
     # Round trip 1: the DaemonSets and, speculatively, the pods carrying the chart's label (with the
-    # chart's selector they are the DaemonSet's pods). Round trip 2: its events, and per pod (the
-    # first few) events and log. Three round trips only when the speculation does not fit.
-    found, labelled = await ctx.call_kube_all(
+    # chart's selector they are the DaemonSet's pods), and the details (events, logs) of the DaemonSet
+    # and pods the last run read (ctx.remembered_plugin). Round trip 2, only for the details that the
+    # remembered names did not cover: the DaemonSet's events, and per pod (the first few) events and
+    # log. Three round trips only when the speculation on the label does not fit.
+    early: dict[Detail, Any] = {}
+    guesses: list[Detail] = []
+    if ctx.remembered_plugin is not None:
+        was_ns, was_ds, was_pods = ctx.remembered_plugin
+        guesses = [("ds_events", "")] + [(kind, pod) for pod in was_pods for kind in ("events", "log")]
+    found, labelled, *answers = await ctx.call_kube_all(
         lambda r: r.list_daemonsets(DEVICE_PLUGIN_LABEL),
         _optional(lambda r: r.list_pods(None, label_selector=DEVICE_PLUGIN_LABEL)),
+        *(_optional(_detail_call(was_ns, was_ds, guess)) for guess in guesses),
     )  # call_kube_all raises the first failure (the DaemonSet list's) itself
     if not found:
         found = await ctx.call_kube(lambda r: r.list_daemonsets(STATIC_MANIFEST_LABEL))
@@ -393,39 +434,48 @@ async def probe_device_plugin(ctx: ProbeContext) -> ProbeResult:
     if ds is None:
         return ProbeResult("device_plugin", source, value=facts, missing=True)
     namespace, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
+    if guesses and namespace == was_ns:  # pod names are unique within a namespace
+        early = {guess: answer for guess, answer in zip(guesses, answers, strict=True)
+                 if answer is not None and (guess[0] != "ds_events" or name == was_ds)}
     match_labels = ((ds.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     key, _, value = DEVICE_PLUGIN_LABEL.partition("=")
     selector = _selector(ds)
     if labelled is not None and match_labels.get(key) == value:
         facts.pods = [pod for pod in labelled if _matches(pod, namespace, match_labels)]
-        (facts.ds_events,) = await ctx.call_kube_all(lambda r: r.list_events(namespace, name))
+        await _details(ctx, facts, namespace, name, early, ds_events=True)  # the DaemonSet's events come along
     else:
         facts.ds_events, facts.pods = await ctx.call_kube_all(
-            lambda r: r.list_events(namespace, name),
+            _detail_call(namespace, name, ("ds_events", "")),
             lambda r: r.list_pods(namespace, label_selector=selector) if selector else [],
         )
-    await _pod_details(ctx, facts, namespace)
+        await _details(ctx, facts, namespace, name, early, ds_events=False)
     return ProbeResult("device_plugin", f"DaemonSet {namespace}/{name}", value=facts)
 
 
-async def _pod_details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str) -> None:
-    """Events of the first few pods, and the log of those whose container has started, all at once."""
-    calls: list[Callable[[KubeReader], Any]] = []
-    keys: list[tuple[str, str]] = []
-    for pod in facts.pods[:5]:
+DETAILED_PODS = 5  # the pods whose events and log are read
+
+
+async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, name: str,
+                   early: dict[Detail, Any], *, ds_events: bool) -> None:
+    """Events of the first few pods, and the log of those whose container has started, all at once;
+    with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again."""
+    wanted: list[Detail] = [("ds_events", "")] if ds_events else []
+    for pod in facts.pods[:DETAILED_PODS]:
         pod_name = pod["metadata"]["name"]
-        calls.append(lambda r, n=pod_name: r.list_events(namespace, n))
-        keys.append(("events", pod_name))
+        wanted.append(("events", pod_name))
         if _pod_started(pod):
-            def log(r: KubeReader, n: str = pod_name) -> str | KubeError:
-                try:
-                    return r.pod_log(namespace, n, tail_lines=POD_LOG_TAIL)
-                except KubeError as exc:
-                    return exc
-            calls.append(log)
-            keys.append(("log", pod_name))
-    for (kind, pod_name), answer in zip(keys, await ctx.call_kube_all(*calls), strict=True):
-        if kind == "events":
+            wanted.append(("log", pod_name))
+    missing = [detail for detail in wanted if detail not in early]
+    answers = dict(early)
+    if missing:
+        answers.update(zip(missing, await ctx.call_kube_all(*(_detail_call(namespace, name, d) for d in missing)),
+                           strict=True))
+    for detail in wanted:
+        kind, pod_name = detail
+        answer = answers[detail]
+        if kind == "ds_events":
+            facts.ds_events = answer
+        elif kind == "events":
             facts.pod_events[pod_name] = answer
         elif isinstance(answer, KubeError):
             facts.log_errors[pod_name] = answer.message

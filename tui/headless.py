@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from checks.engine import Target, run_sweep
+from checks.engine import Target, run_sweep, start_kube_process
 from checks.model import Report, Status
 from checks.redact import redact
 
@@ -60,7 +60,13 @@ def render_report(report: Report, console: Console) -> None:
 
 
 def run_check(args: argparse.Namespace, target: Target) -> int:
-    report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test))
+    # the Kubernetes reads in a child process on another core, while this one runs talosctl
+    kube = start_kube_process(target, timeout=args.timeout, pod_test=args.pod_test)
+    try:
+        report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
+    finally:
+        if kube is not None:
+            kube.stop()
     if args.json:
         sys.stdout.write(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)) + "\n")
     else:

@@ -1,0 +1,297 @@
+"""The Kubernetes reads of a one-shot sweep (`talos-gpu check`), in a forked child process.
+
+In a fresh process the official client's import (~0.2-0.3 s of one core) is the floor of a check
+(issue 7). Imported in a thread, it shares the GIL with the spawning of the talosctl calls and the
+parsing of their answers, so the two hardly overlap. A child forked just before the sweep has the
+configs, the profile and the app's modules already; it imports the client on another core and runs
+the very same Kubernetes probes (`checks/probes.py`) while the parent runs the talosctl and helm ones.
+
+Two pipes join them:
+- parent → child: the `nodename` fact, as soon as talosctl has answered (the Node's name may depend on
+  it), length-prefixed. The parent keeps its end open while it wants the answers: end of file tells
+  the child that the parent is gone or has given up (timeout, Ctrl-C), and the child stops at once.
+- child → parent: one pickle, `{probe name: ProbeResult}` or a one-line error, then end of file.
+
+Forking is used only where it is safe and pays: `os.fork` exists, this process runs one thread, and
+the client is not imported yet. Anywhere else (the TUI, `enable`, in-process callers) the sweep reads
+in threads as before. The child prints nothing; its results are the probes' own values and
+(redacted) messages; its exit handlers remove the kubeconfig loader's temporary files, also when it
+is stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any, NoReturn
+
+import anyio
+
+from checks.model import ProbeResult
+from checks.node_cache import PluginNames
+from checks.target import Target
+
+KUBE_PROBES = ("kube_node", "runtime_class", "device_plugin", "gpu_allocations")
+STOP_GRACE_S = 1.0
+_HEADER = struct.Struct(">I")
+
+
+class KubeProcess:
+    """The parent's handle on the child that answers the Kubernetes probes."""
+
+    def __init__(self, pid: int, results_fd: int, nodename_fd: int, remembered_node: str | None,
+                 remembered_plugin: PluginNames | None) -> None:
+        self.pid = pid
+        self.remembered_node = remembered_node
+        self.remembered_plugin = remembered_plugin
+        self._results_fd = results_fd
+        self._nodename_fd: int | None = nodename_fd
+        self._guard = threading.Lock()
+        self._reader_started = False
+        self._reaped = False
+        self._answers: dict[str, ProbeResult] = {}
+        self._failure: str | None = None  # why there are no answers, once known
+        self._arrived: anyio.Event | None = None
+
+    @classmethod
+    def start(cls, target: Target, *, timeout: float, remembered_node: str | None,
+              remembered_plugin: PluginNames | None) -> KubeProcess | None:
+        """Fork the child; None where forking is not possible or not safe (the caller reads in-process)."""
+        if not hasattr(os, "fork") or threading.active_count() != 1 or "kubernetes.client" in sys.modules \
+                or os.environ.get("TALOS_GPU_KUBE_IN_PROCESS"):
+            return None
+        started = time.monotonic()
+        results_r, results_w = os.pipe()
+        nodename_r, nodename_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (results_r, results_w, nodename_r, nodename_w):
+                os.close(fd)
+            return None
+        if pid == 0:  # the child: never returns
+            os.close(results_r)
+            os.close(nodename_w)
+            _child(target, started + timeout, (remembered_node, remembered_plugin), nodename_r, results_w, started)
+        os.close(results_w)
+        os.close(nodename_r)
+        return cls(pid, results_r, nodename_w, remembered_node, remembered_plugin)
+
+    # ---- parent side, inside the sweep ----------------------------------------------------------
+
+    def send_nodename(self, result: ProbeResult) -> None:
+        """Hand the child the `nodename` fact (a small write: it never blocks)."""
+        fd = self._nodename_fd
+        if fd is None:
+            return
+        data = pickle.dumps(result)
+        try:
+            os.write(fd, _HEADER.pack(len(data)) + data)
+        except OSError:  # the child has ended: its answers (or their absence) say why
+            pass
+
+    async def answer(self, name: str) -> ProbeResult:
+        """The child's result for the probe `name` (waits for the child's one answer)."""
+        from checks.probes import PROBES
+
+        if self._arrived is None:
+            self._arrived = anyio.Event()
+            try:
+                self._answers, self._failure = await anyio.to_thread.run_sync(self._receive, abandon_on_cancel=True)
+            finally:
+                self._arrived.set()
+        else:
+            await self._arrived.wait()
+        result = self._answers.get(name)
+        if result is None:
+            reason = self._failure or "no answer"
+            return ProbeResult(name, PROBES[name].source, error=f"the Kubernetes reads did not finish: {reason}")
+        return result
+
+    def _receive(self) -> tuple[dict[str, ProbeResult], str | None]:
+        """(worker thread) Read the child's answer to its end, then reap the child."""
+        with self._guard:
+            if self._reader_started:
+                return {}, "read twice"
+            self._reader_started = True
+        chunks: list[bytes] = []
+        try:
+            while chunk := os.read(self._results_fd, 1 << 16):
+                chunks.append(chunk)
+        finally:
+            os.close(self._results_fd)
+        status = self._reap(block=True)
+        data = b"".join(chunks)
+        if not data:
+            return {}, f"the reading process ended without an answer ({_describe(status)})"
+        try:
+            payload = pickle.loads(data)  # noqa: S301 - our own child, over a private pipe
+        except Exception:  # noqa: BLE001
+            return {}, "the reading process's answer was cut short"
+        if isinstance(payload, str):
+            return {}, payload
+        if not isinstance(payload, dict):
+            return {}, "the reading process's answer was not understood"
+        return payload, None
+
+    # ---- parent side, after the sweep ---------------------------------------------------------
+
+    def stop(self) -> None:
+        """Let the child go (closing our end of its pipe stops it), and reap it: SIGKILL if it lingers."""
+        if self._nodename_fd is not None:
+            os.close(self._nodename_fd)
+            self._nodename_fd = None
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self._reap(block=False) is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if not self._reaped:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._reap(block=True)
+        with self._guard:
+            if not self._reader_started:  # no thread reads it: ours to close
+                self._reader_started = True
+                os.close(self._results_fd)
+
+    def _reap(self, *, block: bool) -> int | None:
+        with self._guard:
+            if self._reaped:
+                return 0
+            try:
+                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                self._reaped = True
+                return 0
+            if pid == 0:
+                return None
+            self._reaped = True
+            return status
+
+
+def _describe(status: int | None) -> str:
+    if status is None:
+        return "still running"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else "ended"
+
+
+# ---- the child ------------------------------------------------------------------------------------
+
+
+class _Parent:
+    """(child) The pipe from the parent: the nodename fact, then end of file when the parent is done."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._nodename: ProbeResult | None = None
+        self._ready = threading.Event()
+        self.finished = False
+        threading.Thread(target=self._watch, name="parent-pipe", daemon=True).start()
+
+    def _watch(self) -> None:
+        try:
+            header = _read_exactly(self._fd, _HEADER.size)
+            if header is not None:
+                body = _read_exactly(self._fd, _HEADER.unpack(header)[0])
+                if body is not None:
+                    value = pickle.loads(body)  # noqa: S301 - our own parent, over a private pipe
+                    if isinstance(value, ProbeResult):
+                        self._nodename = value
+                self._ready.set()
+                while os.read(self._fd, 4096):  # nothing more is sent: wait for the end of file
+                    pass
+        except Exception:  # noqa: BLE001 - a broken pipe means the same as its end
+            pass
+        self._ready.set()
+        if not self.finished:  # the parent is gone or gave up: stop like SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    async def nodename(self, name: str) -> ProbeResult:
+        await anyio.to_thread.run_sync(self._ready.wait, abandon_on_cancel=True)
+        if self._nodename is None:
+            from checks.probes import PROBES
+
+            return ProbeResult(name, PROBES[name].source, error="talosctl did not answer")
+        return self._nodename
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _child(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None], nodename_fd: int,
+           results_fd: int, started: float) -> NoReturn:
+    import atexit
+
+    code = 0
+    try:
+        clear = getattr(atexit, "_clear", None)
+        if clear is not None:
+            clear()  # the parent's exit handlers are the parent's
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+        parent = _Parent(nodename_fd)
+        payload: Any
+        try:
+            payload = _read_kubernetes(target, deadline, remembered, parent, started)
+        except KeyboardInterrupt:
+            payload, code = None, 130
+        except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+            from checks.errors import one_line
+
+            payload, code = f"internal error: {one_line(exc)}", 1
+        parent.finished = True
+        if payload is not None:
+            try:
+                data = pickle.dumps(payload)
+            except Exception as exc:  # noqa: BLE001
+                data, code = pickle.dumps(f"answer could not be sent: {type(exc).__name__}"), 1
+            view = memoryview(data)
+            while view:
+                view = view[os.write(results_fd, view):]
+    except BaseException:  # noqa: BLE001 - whatever happens, the child ends here, silently
+        code = code or 1
+    finally:
+        try:
+            run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+            if run_exit_handlers is not None:
+                run_exit_handlers()  # the kubeconfig loader's temporary files
+        finally:
+            os._exit(code)
+
+
+def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None],
+                     parent: _Parent, started: float) -> dict[str, ProbeResult]:
+    from checks.adapters.kube_import import kubernetes_client
+    from checks.engine import gather, make_context
+
+    try:
+        kubernetes_client()  # first, on this core: every read waits for it
+    except Exception:  # noqa: BLE001 - the probes' own reader reports an unusable client
+        pass
+    timeout = max(0.1, deadline - time.monotonic())
+    ctx = make_context(target, timeout=timeout, remembered_node=remembered[0], remembered_plugin=remembered[1])
+    ctx.elsewhere["nodename"] = parent.nodename
+    began = time.monotonic()
+    facts = anyio.run(lambda: gather(ctx, KUBE_PROBES, timeout, warm=False))
+    offset = int((began - started) * 1000)  # a probe's time counts from the sweep's start, as in-process
+    return {name: replace(facts[name], duration_ms=facts[name].duration_ms + offset) for name in KUBE_PROBES}

@@ -1,0 +1,199 @@
+"""`talos-gpu check` reads Kubernetes in a forked child (checks/kube_process.py); the device plugin's
+events and logs are read with the DaemonSet list when the last run's names are remembered.
+
+The child is observed from outside: the report it helps make, the processes left afterwards, the
+requests the lab's API server received. Nothing of the app is patched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from checks import node_cache
+from checks.engine import run_sweep
+from lab import state as lab_state
+from tests.paths import REPO
+from tests.procs import live_command_lines
+from tests.test_actions_support import make_target
+from tests.test_check_e2e import run_check
+
+KUBE_STAGES = ("runtimeclass", "device-plugin", "gpu-resources")
+
+
+def without_durations(report: dict[str, Any]) -> dict[str, Any]:
+    return {**report, "stages": [{k: v for k, v in s.items() if k != "duration_ms"} for s in report["stages"]]}
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "nfd-affinity", "runtimeclass-missing", "plugin-missing",
+                                      "node-notready"])
+def test_the_forked_reads_answer_exactly_as_the_reads_in_process(lab: Any, scenario: str) -> None:
+    handle = lab(scenario)
+    forked = run_check(handle.env, "--json")
+    in_process = run_check({**handle.env, "TALOS_GPU_KUBE_IN_PROCESS": "1"}, "--json")
+    assert forked.returncode == in_process.returncode, (forked.stderr, in_process.stderr)
+    assert without_durations(json.loads(forked.stdout)) == without_durations(json.loads(in_process.stdout))
+    assert all(s["duration_ms"] > 0 for s in json.loads(forked.stdout)["stages"] if s["id"] in KUBE_STAGES)
+
+
+def test_check_never_imports_the_kubernetes_client_itself(lab: Any) -> None:
+    """The proof that the reads happened elsewhere: after `check`, this process has not imported the
+    client (in-process, it must have)."""
+    handle = lab("healthy")
+    code = ("import sys; from tui.cli import main; code = main(['check', '--json']); "
+            "sys.stderr.write('IMPORTED=%s\\n' % ('kubernetes.client.rest' in sys.modules)); sys.exit(code)")
+    for extra, imported in (({}, "False"), ({"TALOS_GPU_KUBE_IN_PROCESS": "1"}, "True")):
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, **handle.env, **extra},
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["overall"] == "pass"
+        assert f"IMPORTED={imported}" in result.stderr
+
+
+def marked_check(env: dict[str, str], marker: str, tmp: Path, **popen: Any) -> subprocess.Popen[str]:
+    """`check --json` with a timeout that marks its command line (its forked child shares it)."""
+    return subprocess.Popen([sys.executable, "-m", "tui.cli", "check", "--json", "--timeout", marker], cwd=REPO,
+                            env={**os.environ, **env, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, **popen)
+
+
+def wait_until_gone(marker: str, seconds: float = 5.0) -> dict[int, str]:
+    deadline = time.monotonic() + seconds
+    while (left := live_command_lines("tui.cli", "--timeout", marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def wait_for_two(marker: str, seconds: float = 20.0) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while len(found := sorted(live_command_lines("tui.cli", "--timeout", marker))) < 2:
+        assert time.monotonic() < deadline, "the check did not fork its reader"
+        time.sleep(0.02)
+    return found
+
+
+def test_an_api_that_never_answers_ends_both_processes_within_the_timeout(lab: Any, tmp_path: Path) -> None:
+    handle = lab("healthy", faults={"api_hang_s": 60})
+    started = time.monotonic()
+    process = marked_check(handle.env, "3.0417", tmp_path)
+    out, err = process.communicate(timeout=30)
+    assert time.monotonic() - started < 3.0417 + 5
+    assert process.returncode == 1 and "Traceback" not in err, err
+    stages = {s["id"]: s for s in json.loads(out)["stages"]}
+    assert stages["cluster"]["status"] == "unknown" and "time limit" in stages["cluster"]["summary"]
+    assert stages["extensions"]["status"] == "pass"  # talosctl answered meanwhile
+    assert wait_until_gone("3.0417") == {}
+    assert list(tmp_path.iterdir()) == []  # the child's exit handlers removed the kubeconfig's temporary files
+
+
+def test_ctrl_c_ends_the_check_and_its_reader_quietly(lab: Any, tmp_path: Path) -> None:
+    handle = lab("healthy", faults={"api_hang_s": 60})
+    process = marked_check(handle.env, "40.0723", tmp_path, start_new_session=True)
+    wait_for_two("40.0723")
+    time.sleep(0.5)  # both are waiting: the parent on talosctl and the child, the child on the API
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=15)
+    assert process.returncode == 130 and err.strip() == "talos-gpu: interrupted", err
+    assert wait_until_gone("40.0723") == {}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_check_killed_outright_takes_its_reader_along(lab: Any, tmp_path: Path) -> None:
+    handle = lab("healthy", faults={"api_hang_s": 60})
+    process = marked_check(handle.env, "40.0931", tmp_path)
+    wait_for_two("40.0931")
+    os.kill(process.pid, signal.SIGKILL)  # no handler runs in the parent: the child sees its pipe close
+    process.communicate(timeout=15)
+    assert wait_until_gone("40.0931") == {}, "the reader outlived its check"
+    assert list(tmp_path.iterdir()) == []  # and it still removed its temporary files
+
+
+def test_a_reader_that_dies_is_a_reason_in_the_report_not_a_crash(lab: Any, tmp_path: Path) -> None:
+    handle = lab("healthy", faults={"api_hang_s": 60})
+    process = marked_check(handle.env, "40.0555", tmp_path)
+    child = next(pid for pid in wait_for_two("40.0555") if pid != process.pid)
+    time.sleep(0.3)
+    os.kill(child, signal.SIGKILL)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1 and "Traceback" not in err, err
+    stages = {s["id"]: s for s in json.loads(out)["stages"]}
+    assert stages["cluster"]["status"] == "unknown"
+    assert "the Kubernetes reads did not finish" in stages["cluster"]["summary"]
+    assert "killed by signal 9" in stages["cluster"]["summary"]
+    assert stages["extensions"]["status"] == "pass"
+
+
+# ---- the device plugin's remembered names ---------------------------------------------------------
+
+
+def plugin_log_requests(state_dir: str) -> list[str]:
+    lines = (Path(state_dir) / "requests.log").read_text().splitlines()
+    return [json.loads(line)["path"] for line in lines if "/log" in line and "nvidia-device-plugin" in line]
+
+
+def test_remembered_pods_are_read_without_waiting_for_the_daemonset_list(lab: Any, tmp_path: Path) -> None:
+    handle = lab("healthy")
+    target = make_target(handle, tmp_path)
+    first = anyio.run(lambda: run_sweep(target, timeout=30))
+    pod = first.facts["device_plugin"].value.pods[0]["metadata"]["name"]
+    assert node_cache.recall(target.kube.server, target.talos.node)[1] == ("kube-system", "nvidia-device-plugin", (pod,))
+
+    hang = {"api_hang_s": {"seconds": 30, "path_regex": "/daemonsets"}}
+    for remembered, expect_log in ((True, True), (False, False)):
+        handle.reset("healthy", faults=hang)
+        if not remembered:  # the node alone, as the first format of the cache held it
+            node_cache.remember(target.kube.server, target.talos.node, "gpu-node-1")
+        (Path(handle.state_dir) / "requests.log").write_text("")
+        report = anyio.run(lambda: run_sweep(target, timeout=3))
+        assert report.stage("device-plugin").status.value in ("unknown", "blocked")
+        # the DaemonSet list never answered, yet the remembered pod's log was asked for at once
+        assert bool(plugin_log_requests(handle.state_dir)) is expect_log, remembered
+
+
+def test_stale_remembered_names_cost_requests_never_a_wrong_answer(lab: Any, tmp_path: Path) -> None:
+    handle = lab("healthy")
+    target = make_target(handle, tmp_path)
+    first = anyio.run(lambda: run_sweep(target, timeout=30))
+    old_pod = first.facts["device_plugin"].value.pods[0]["metadata"]["name"]
+    with lab_state.mutate(handle.state_dir) as state:  # the DaemonSet makes a new pod (a new name)
+        state.setdefault("kubeapi", {}).setdefault("recreated", {})["kube-system/nvidia-device-plugin"] = time.time()
+    second = anyio.run(lambda: run_sweep(target, timeout=30))
+    facts = second.facts["device_plugin"].value
+    new_pod = facts.pods[0]["metadata"]["name"]
+    assert new_pod != old_pod
+    assert set(facts.pod_events) == {new_pod} and set(facts.logs) | set(facts.log_errors) <= {new_pod}
+    assert node_cache.recall(target.kube.server, target.talos.node)[1] == ("kube-system", "nvidia-device-plugin",
+                                                                          (new_pod,))
+    # names from another namespace: the pod of the same name there is not this DaemonSet's
+    node_cache.remember(target.kube.server, target.talos.node, "gpu-node-1",
+                        plugin=("elsewhere", "nvidia-device-plugin", (new_pod,)))
+    third = anyio.run(lambda: run_sweep(target, timeout=30))
+    node_cache.remember(target.kube.server, target.talos.node, "gpu-node-1")
+    fresh = anyio.run(lambda: run_sweep(target, timeout=30))
+    for report in (second, third):
+        assert report.stage("device-plugin").status == fresh.stage("device-plugin").status
+        assert report.stage("device-plugin").summary == fresh.stage("device-plugin").summary
+        assert report.facts["device_plugin"].value.logs.keys() == fresh.facts["device_plugin"].value.logs.keys()
+
+
+def test_the_cache_reads_its_first_format_and_ignores_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "nodes.json"
+    path.write_text(json.dumps({"https://x 10.0.0.1": "node-a",
+                                "https://x 10.0.0.2": {"node": "node-b", "plugin": ["ns", "ds", ["p1", "p2"]]},
+                                "https://x 10.0.0.3": {"node": "node-c", "plugin": ["ns", 7, ["p1"]]},
+                                "https://x 10.0.0.4": {"plugin": ["ns", "ds", []]}}))
+    assert node_cache.recall("https://x", "10.0.0.1", path) == ("node-a", None)
+    assert node_cache.recall("https://x", "10.0.0.2", path) == ("node-b", ("ns", "ds", ("p1", "p2")))
+    assert node_cache.recall("https://x", "10.0.0.3", path) == ("node-c", None)
+    assert node_cache.recall("https://x", "10.0.0.4", path) == (None, None)
+    node_cache.remember("https://x", "10.0.0.1", "node-a", path, plugin=("kube-system", "nvidia-device-plugin", ("p",)))
+    assert node_cache.recall("https://x", "10.0.0.1", path) == ("node-a", ("kube-system", "nvidia-device-plugin", ("p",)))
+    assert node_cache.remembered("https://x", "10.0.0.2", path) == "node-b"
