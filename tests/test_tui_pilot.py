@@ -456,3 +456,36 @@ async def test_the_periodic_refresh_is_light_but_a_change_brings_a_full_sweep(la
         # ... and a full sweep follows at once, re-reading the Talos facts too
         await wait_until(pilot, lambda: main.report is not changed and not main.sweeping, what="the full sweep")
         assert main.report.facts["extensions"] is not first.facts["extensions"]
+
+
+async def test_a_lean_first_frame_shows_the_checklist_then_all_of_the_screen(lab_run: Any, tmp_path: Path) -> None:
+    """`talos-gpu` and the demo draw the context bar and the checklist first; the panes, details, log and
+    footer follow at once, with what was logged meanwhile, and keys pressed meanwhile still work."""
+    run = lab_run("nfd-affinity")
+    at_first_frame: set[str] = set()
+
+    def first_frame() -> None:
+        at_first_frame.update(w.id for w in lean.main_screen.query("*") if w.id)
+
+    lean = make_app(run, tmp_path, read_only=True, lean_first_frame=True, after_first_frame=first_frame)
+    async with lean.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(lean)
+        assert "read-only: actions are hidden and refused" in log_text(main)  # logged before the log existed
+        assert "root cause: device-plugin" in log_text(main)
+        assert main.details.plain.startswith("✘ FAIL  device-plugin")
+        lean_ids = {w.id for w in main.query("*") if w.id}
+    assert {"context-bar", "checklist"} <= at_first_frame
+    assert not at_first_frame & {"panes", "details", "log", "bottom"}
+
+    early = make_app(run, tmp_path / "early", lean_first_frame=True)
+    async with early.run_test(size=SIZE) as pilot:
+        await pilot.press("2")  # perhaps before the panes are mounted: the key waits for them
+        await wait_for_sweeps(pilot, 1)
+        assert main_of(early).query_one("#panes", TabbedContent).active == "extensions"
+
+    full = make_app(run, tmp_path / "full", read_only=True)
+    async with full.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        full_ids = {w.id for w in main_of(full).query("*") if w.id}
+    assert lean_ids == full_ids  # the same screen in the end

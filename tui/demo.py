@@ -79,7 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
             app = TalosGpuApp(None, target_loader=starter.target, refresh=args.refresh,
                               read_only=bool(getattr(args, "read_only", False)),
-                              factory=getattr(args, "factory", None), after_first_frame=resume_collector)
+                              factory=getattr(args, "factory", None), after_first_frame=resume_collector, lean_first_frame=True)
             app.run()
         print_exit_line(app)
         return int(app.return_code or 0)

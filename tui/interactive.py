@@ -49,7 +49,7 @@ def run_tui(args: argparse.Namespace, target_loader: Callable[[], Target]) -> in
 
         app = TalosGpuApp(None, target_loader=target_loader, refresh=args.refresh,
                           read_only=bool(getattr(args, "read_only", False)), factory=getattr(args, "factory", None),
-                          after_first_frame=resume_collector)
+                          after_first_frame=resume_collector, lean_first_frame=True)
         app.run()
     print_exit_line(app)
     return int(app.return_code or 0)

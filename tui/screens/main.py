@@ -26,7 +26,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import MountError
-from textual.widgets import Footer, Input, Label, TabbedContent, TabPane
+from textual.widgets import Input, Label
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from checks.errors import UsageError, one_line
@@ -42,24 +42,18 @@ from tui.messages import (
     TargetFailed,
     TargetReady,
 )
-from widgets.action_log import ActionLog
 from widgets.checklist import StageChecklist
 from widgets.context_bar import ContextBar, ContextInfo
-from widgets.details import StageDetails
-from widgets.panes import (
-    ExtensionsPane,
-    FactsPane,
-    GpuPane,
-    ModulesPane,
-    NodePane,
-    PaneContext,
-    test_pod_summary,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when mounted (after the first frame)
+    from textual.widgets import Footer, TabbedContent
+
     from checks.model import ProbeResult, Report, Status
     from checks.profile import Profile
     from checks.target import Target
+    from widgets.action_log import ActionLog
+    from widgets.details import StageDetails
+    from widgets.panes import FactsPane, PaneContext
 
 PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensions"), ("modules", "Modules"),
                                       ("gpu", "GPU resources"))
@@ -99,6 +93,9 @@ class Settings:
     audit_path: Path | None = None  # None: checks.audit's default
     stages: tuple[StageSpec, ...] = field(default=SEED_STAGES)
     after_first_frame: Callable[[], None] | None = None  # called once the first frame is on the screen
+    # the first frame shows the context bar and the checklist only; the panes, the details, the log and
+    # the footer are mounted right after it (a terminal shows something useful sooner; issue 7)
+    lean_first_frame: bool = False
 
     @property
     def profile(self) -> Profile:
@@ -179,27 +176,75 @@ class MainScreen(Screen):
         self.unknown_stages: set[str] = set()
         self.last_good_facts: dict[str, ProbeResult] | None = None  # from the last report taken before a reboot
         self.root_cause: str | None = "not checked yet"  # the last root cause written to the log
+        self._rest_mounted = not settings.lean_first_frame  # the panes, details, log and footer (see compose)
+        self._rest_mounting: asyncio.Event | None = None
+        self._pending_log: list[tuple[str, str]] = []  # lines logged before the log was mounted
 
     # ---- layout -----------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        lean = self.settings.lean_first_frame
         yield ContextBar(self._context_info(), self.settings.clock, id="context-bar")
         with Horizontal(id="top"):
             with Vertical(id="checklist-box"):
                 yield Label("Checklist", classes="box-title")
                 yield StageChecklist(self.settings.stages, status_text, stable=self.settings.stable_output,
                                      id="checklist")
-            with TabbedContent(id="panes", initial="node"):
-                for number, (pane_id, title) in enumerate(PANES, 1):
-                    with TabPane(f"{number} {title}", id=pane_id):
-                        if number == 1:  # the hidden panes mount after the first frame: it appears sooner
-                            yield self._pane(pane_id)
-        with Horizontal(id="bottom"):
-            yield StageDetails(status_text, id="details")
-            with Vertical(id="log-box"):
-                yield Label("Action log", classes="box-title")
-                yield ActionLog(id="log")
-        yield Footer()  # the filter field (hidden until /) is mounted after the first frame, before the footer
+            if not lean:
+                yield self._panes()
+        if not lean:
+            yield from self._below()
+
+    def _panes(self) -> TabbedContent:
+        from textual.widgets import TabbedContent, TabPane
+
+        panes = TabbedContent(id="panes", initial="node")
+        for number, (pane_id, title) in enumerate(PANES, 1):
+            # the hidden panes mount after the first frame: it appears sooner
+            content = (self._pane(pane_id),) if number == 1 else ()
+            panes.compose_add_child(TabPane(f"{number} {title}", *content, id=pane_id))
+        return panes
+
+    def _below(self) -> tuple[Horizontal, Footer]:
+        from textual.widgets import Footer
+
+        from widgets.action_log import ActionLog
+        from widgets.details import StageDetails
+
+        bottom = Horizontal(StageDetails(status_text, id="details"),
+                            Vertical(Label("Action log", classes="box-title"), ActionLog(id="log"), id="log-box"),
+                            id="bottom")
+        return bottom, Footer()  # the filter field (hidden until /) is mounted after the first frame, before the footer
+
+    async def _mount_rest(self) -> None:
+        """(lean first frame) Mount the panes, the details, the log and the footer; idempotent. What was
+        logged meanwhile is written to the log, and the current stage and report are shown."""
+        if self._rest_mounted:
+            return
+        if self._rest_mounting is not None:
+            await self._rest_mounting.wait()
+            return
+        self._rest_mounting = asyncio.Event()
+        try:
+            with contextlib.suppress(MountError):  # the app is already leaving
+                await self.query_one("#top", Horizontal).mount(self._panes())
+                await self.mount(*self._below())
+                self._rest_mounted = True
+        finally:
+            self._rest_mounting.set()
+        if self._rest_mounted:
+            for text, kind in self._pending_log:
+                self.action_log.add(text, kind)
+            self._pending_log.clear()
+            self._show_details()
+            self._show_panes()
+
+    def log_line(self, text: str, kind: str) -> None:
+        """A line for the action log (kept until the log is mounted, with a lean first frame)."""
+        if self._rest_mounted:
+            self.action_log.add(text, kind)
+        else:
+            self._pending_log.append((text, kind))
 
     def _context_info(self) -> ContextInfo:
         target = self.settings.target
@@ -210,6 +255,8 @@ class MainScreen(Screen):
 
     @staticmethod
     def _pane(pane_id: str) -> FactsPane:
+        from widgets.panes import ExtensionsPane, GpuPane, ModulesPane, NodePane
+
         kinds: dict[str, type[FactsPane]] = {"node": NodePane, "extensions": ExtensionsPane,
                                              "modules": ModulesPane, "gpu": GpuPane}
         return kinds[pane_id](id=f"pane-{pane_id}")
@@ -220,10 +267,14 @@ class MainScreen(Screen):
 
     @property
     def details(self) -> StageDetails:
+        from widgets.details import StageDetails
+
         return self.query_one("#details", StageDetails)
 
     @property
     def action_log(self) -> ActionLog:
+        from widgets.action_log import ActionLog
+
         return self.query_one("#log", ActionLog)
 
     @property
@@ -231,6 +282,11 @@ class MainScreen(Screen):
         return self.query_one("#context-bar", ContextBar)
 
     async def _mount_hidden_panes(self) -> None:
+        await self._mount_rest()
+        from textual.widgets import TabPane
+
+        from widgets.panes import FactsPane
+
         for pane_id, _title in PANES[1:]:
             tab = self.query_one(f"#{pane_id}", TabPane)
             if not tab.is_mounted or tab.query(FactsPane):
@@ -248,12 +304,13 @@ class MainScreen(Screen):
 
     async def _mount_filter_field(self) -> Input:
         """The filter field: hidden until `/`, so it is mounted after the first frame (or by `/`, if sooner)."""
+        await self._mount_rest()
         found = self.query("#filter").results(Input)
         field = next(found, None)
         if field is None:
             field = self._filter_field()
             with contextlib.suppress(MountError):  # the app is already leaving
-                await self.mount(field, before=self.query_one(Footer))
+                await self.mount(field, before=self.query_one("Footer"))
         return field
 
     def on_mount(self) -> None:
@@ -261,7 +318,7 @@ class MainScreen(Screen):
         self.checklist.focus()
         self._show_details()
         if self.settings.read_only:
-            self.action_log.add("read-only: actions are hidden and refused", "note")
+            self.log_line("read-only: actions are hidden and refused", "note")
         if self.settings.initial_report is not None:
             self.apply_report(self.settings.initial_report)
             self._schedule_next_sweep()
@@ -275,6 +332,7 @@ class MainScreen(Screen):
                 self.start_sweep()
             elif self.settings.target_loader is not None:
                 self.run_worker(self._load_target, name="load target", thread=True, exit_on_error=False)
+        await self._mount_rest()
         await self._mount_hidden_panes()
         await self._mount_filter_field()
 
@@ -404,7 +462,7 @@ class MainScreen(Screen):
         self.context_bar.sweeping = False
         self.context_bar.redraw()
         self.notify(f"The check itself failed: {message.reason}", title="check failed", severity="error")
-        self.action_log.add(f"check failed: {message.reason}", "error")
+        self.log_line(f"check failed: {message.reason}", "error")
         self._schedule_next_sweep()
 
     def apply_report(self, report: Report) -> None:
@@ -437,14 +495,14 @@ class MainScreen(Screen):
         unknown = {s.id: s.summary for s in report.stages if s.status is Status.UNKNOWN}
         for stage_id in sorted(set(unknown) - self.unknown_stages):
             self.notify(unknown[stage_id], title=f"{stage_id}: could not check", severity="warning", timeout=8)
-            self.action_log.add(f"{stage_id}: could not check: {unknown[stage_id]}", "stderr")
+            self.log_line(f"{stage_id}: could not check: {unknown[stage_id]}", "stderr")
         self.unknown_stages = set(unknown)
         root = report.root_cause.stage if report.root_cause else None
         if root != self.root_cause:
             if root is None:
-                self.action_log.add("every stage passes", "ok")
+                self.log_line("every stage passes", "ok")
             else:
-                self.action_log.add(f"root cause: {root}: {report.root_cause.summary}", "phase")
+                self.log_line(f"root cause: {root}: {report.root_cause.summary}", "phase")
             self.root_cause = root
 
     def rebooting_reason(self) -> str | None:
@@ -465,6 +523,8 @@ class MainScreen(Screen):
             return
         ctx = self._pane_context()
         report = self._report_for_panes(self.report, ctx)
+        from widgets.panes import FactsPane
+
         for pane in self.query(FactsPane):
             pane.show(report, ctx)
 
@@ -480,10 +540,14 @@ class MainScreen(Screen):
         return dataclasses.replace(report, facts=facts)
 
     def _pane_context(self) -> PaneContext:
+        from widgets.panes import PaneContext
+
         return PaneContext(self.settings.profile, self.settings.clock(), self.settings.stable_output,
                            self.rebooting_reason(), self.last_test_pod)
 
     def _show_details(self) -> None:
+        if not self._rest_mounted:
+            return  # shown once the details are mounted
         stage_id = self.checklist.selected_stage or self.settings.stages[0].id
         spec = stage_spec(stage_id, self.settings.stages)
         result = None
@@ -504,8 +568,7 @@ class MainScreen(Screen):
         reboot = " (reboots the node)" if spec.reboots else ""
         return f"a or enter plans its action{reboot}"
 
-    @on(FactsPane.Mounted)
-    def _pane_mounted(self, message: FactsPane.Mounted) -> None:
+    def on_facts_pane_mounted(self, message: FactsPane.Mounted) -> None:  # widgets.panes is imported later
         if self.report is not None:
             ctx = self._pane_context()
             message.pane.show(self._report_for_panes(self.report, ctx), ctx)
@@ -564,7 +627,7 @@ class MainScreen(Screen):
         if self.planning is not None or self.settings.target is None:
             return
         self.planning = stage_id
-        self.action_log.add(f"planning the {stage_id} action…", "note")
+        self.log_line(f"planning the {stage_id} action…", "note")
         self.run_worker(self._plan(stage_id), name=f"plan {stage_id}", group="plan", exit_on_error=False)
 
     async def _plan(self, stage_id: str) -> None:
@@ -582,7 +645,7 @@ class MainScreen(Screen):
     def _plan_failed(self, message: PlanFailed) -> None:
         self.planning = None
         self.notify(message.reason, title=f"cannot plan {message.stage}", severity="error")
-        self.action_log.add(f"cannot plan the {message.stage} action: {message.reason}", "error")
+        self.log_line(f"cannot plan the {message.stage} action: {message.reason}", "error")
 
     @on(PlanReady)
     def _plan_ready(self, message: PlanReady) -> None:
@@ -597,7 +660,7 @@ class MainScreen(Screen):
             if confirmed:
                 self.start_action(plan)
             else:
-                self.action_log.add(f"{plan.stage}: cancelled at the confirmation; nothing was run", "note")
+                self.log_line(f"{plan.stage}: cancelled at the confirmation; nothing was run", "note")
 
         self.app.push_screen(ConfirmActionScreen(plan, blink=not self.settings.stable_output), answered)
 
@@ -608,7 +671,7 @@ class MainScreen(Screen):
         self.action_reboots = bool(plan.reboots)
         self.context_bar.action = plan.stage
         self.context_bar.redraw()
-        self.action_log.add(f"▶ {plan.stage}: {plan.title}", "step")
+        self.log_line(f"▶ {plan.stage}: {plan.title}", "step")
         self.action_output.clear()
         self.cancelled_by_user = False
         self.action_worker = self.run_worker(self._run_action(plan), name=f"action {plan.stage}", group="action",
@@ -651,7 +714,7 @@ class MainScreen(Screen):
     @on(ActionOutput)
     def _action_output(self, message: ActionOutput) -> None:
         kind = (message.stream or "stdout") if message.kind == "line" else message.kind
-        self.action_log.add(f"▸ {message.text}" if message.kind == "step" else message.text, kind)
+        self.log_line(f"▸ {message.text}" if message.kind == "step" else message.text, kind)
         if message.kind == "line":
             self.action_output.append(message.text)
         if message.kind == "phase" and self.report is not None:
@@ -663,10 +726,12 @@ class MainScreen(Screen):
         text = f"■ {message.stage}: {message.status}: {message.reason}"
         if message.node_state:
             text += f" ({message.node_state})"
-        self.action_log.add(text, "ok" if ok else "error")
+        self.log_line(text, "ok" if ok else "error")
         self.notify(message.reason, title=f"{message.stage} action {message.status}",
                     severity="information" if ok else "error")
         if message.stage == "gpu-workload":
+            from widgets.panes import test_pod_summary
+
             self.last_test_pod = test_pod_summary(list(self.action_output), message.reason)
         self.action_stage = None
         self.action_reboots = False
@@ -675,14 +740,14 @@ class MainScreen(Screen):
         self.refresh_bindings()
         if message.status == "cancelled" and not self.cancelled_by_user:
             return  # cancelled because the app is closing (q, SIGTERM): start nothing new
-        self.action_log.add("re-checking…", "note")
+        self.log_line("re-checking…", "note")
         if ok:
             self.settling = (message.stage, time.monotonic() + SETTLE_FOR_S)
         self.start_sweep()
 
     def action_cancel_action(self) -> None:
         if self.action_worker is not None and self.action_running:
-            self.action_log.add(f"cancelling the {self.action_stage} action…", "stderr")
+            self.log_line(f"cancelling the {self.action_stage} action…", "stderr")
             self.cancelled_by_user = True
             self.action_worker.cancel()
         else:
@@ -718,7 +783,10 @@ class MainScreen(Screen):
             self.notify("Refresh resumed")
             self.start_sweep()
 
-    def action_show_pane(self, pane_id: str) -> None:
+    async def action_show_pane(self, pane_id: str) -> None:
+        await self._mount_rest()
+        from textual.widgets import TabbedContent
+
         self.query_one("#panes", TabbedContent).active = pane_id
 
     def action_cursor_down(self) -> None:
@@ -734,7 +802,8 @@ class MainScreen(Screen):
         elif focused is not None and hasattr(focused, "scroll_relative"):
             focused.scroll_relative(y=step, animate=False)
 
-    def action_copy_fix(self) -> None:
+    async def action_copy_fix(self) -> None:
+        await self._mount_rest()
         fix = self.details.remediation
         if not fix:
             self.notify("This stage has no command to copy")
@@ -744,7 +813,8 @@ class MainScreen(Screen):
         self.app.copy_to_clipboard(redact(fix))
         self.notify(redact(fix), title="Copied to the clipboard")
 
-    def action_save_log(self) -> None:
+    async def action_save_log(self) -> None:
+        await self._mount_rest()
         directory = self.settings.state_dir or default_state_dir()
         stamp = datetime.fromtimestamp(self.settings.clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
         path = directory / f"talos-gpu-log-{stamp}.txt"
@@ -783,6 +853,8 @@ class MainScreen(Screen):
         self.checklist.focus()
 
     def _apply_filter(self, text: str) -> None:
+        if not self._rest_mounted:
+            return
         self.details.set_filter(text)
         self.action_log.set_filter(text)
 
