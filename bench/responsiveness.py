@@ -28,6 +28,7 @@ async def measure(presses: int) -> tuple[list[float], int, int]:
     from lab.faults import set_fault
     from tui.app import TalosGpuApp
     from tui.cli import build_parser, build_target
+    from tui.interactive import collector_paused_until_first_frame, freeze_long_lived
 
     with lab("modules-not-loaded") as handle:
         os.environ.update(handle.env)
@@ -37,36 +38,40 @@ async def measure(presses: int) -> tuple[list[float], int, int]:
         profile.write_text("infra_repo: .\n")
         target = build_target(build_parser().parse_args(["--profile", str(profile)]))
         state = Path(handle.state_dir)
-        app = TalosGpuApp(target, refresh=0.5, audit_path=state / "audit.log", state_dir=state / "ui")
-        async with app.run_test(size=(120, 40)) as pilot:
-            main = app.main_screen
-            while main.sweeps_done < 1:
-                await pilot.pause(0.05)
-            plan = await plan_action("kernel-modules", target, main.report)
-            set_fault(state, "talosctl_huge_mb", {"mb": LINES * LINE_BYTES / 1024 / 1024, "only": "patch"})
-            sweeps_before = main.sweeps_done
-            main.start_action(plan)
-            main.checklist.focus()
-            latencies: list[float] = []
-            key = "j"
-            while len(latencies) < presses:
-                before = main.checklist.cursor_row
-                started = time.perf_counter()
-                # not awaited: the pilot waits for the whole app to go idle, which is not what a person
-                # waits for; the clock stops when the key's effect (the cursor moving) is there
-                press = asyncio.ensure_future(pilot.press(key))
-                while main.checklist.cursor_row == before and time.perf_counter() - started < 5:
-                    await asyncio.sleep(0.001)
-                latencies.append((time.perf_counter() - started) * 1000)
-                await press
-                row = main.checklist.cursor_row
-                key = "k" if row >= main.checklist.row_count - 1 else "j" if row <= 0 else key
-                await asyncio.sleep(0.02)
-            while main.action_running:
-                await pilot.pause(0.1)
-            main.action_log.flush()
-            streamed = sum(1 for line in main.action_log.plain_text().splitlines() if line.startswith("junk"))
-            return latencies, streamed, main.sweeps_done - sweeps_before
+        # the collector set up as `talos-gpu` sets it up (tui/interactive.py): paused until the first
+        # frame, then what start-up built frozen; frozen again once the first sweep is on the screen
+        with collector_paused_until_first_frame() as resume:
+            app = TalosGpuApp(target, refresh=0.5, audit_path=state / "audit.log", state_dir=state / "ui",
+                              after_first_frame=resume, after_first_sweep=freeze_long_lived)
+            async with app.run_test(size=(120, 40)) as pilot:
+                main = app.main_screen
+                while main.sweeps_done < 1:
+                    await pilot.pause(0.05)
+                plan = await plan_action("kernel-modules", target, main.report)
+                set_fault(state, "talosctl_huge_mb", {"mb": LINES * LINE_BYTES / 1024 / 1024, "only": "patch"})
+                sweeps_before = main.sweeps_done
+                main.start_action(plan)
+                main.checklist.focus()
+                latencies: list[float] = []
+                key = "j"
+                while len(latencies) < presses:
+                    before = main.checklist.cursor_row
+                    started = time.perf_counter()
+                    # not awaited: the pilot waits for the whole app to go idle, which is not what a person
+                    # waits for; the clock stops when the key's effect (the cursor moving) is there
+                    press = asyncio.ensure_future(pilot.press(key))
+                    while main.checklist.cursor_row == before and time.perf_counter() - started < 5:
+                        await asyncio.sleep(0.001)
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    await press
+                    row = main.checklist.cursor_row
+                    key = "k" if row >= main.checklist.row_count - 1 else "j" if row <= 0 else key
+                    await asyncio.sleep(0.02)
+                while main.action_running:
+                    await pilot.pause(0.1)
+                main.action_log.flush()
+                streamed = sum(1 for line in main.action_log.plain_text().splitlines() if line.startswith("junk"))
+                return latencies, streamed, main.sweeps_done - sweeps_before
 
 
 def main(presses: int = 60) -> list[Figure]:

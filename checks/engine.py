@@ -77,6 +77,7 @@ async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float, *, w
                 group.start_soon(ctx.get, name)
             if kube is not None:
                 group.start_soon(hand_over_nodename, kube)
+                group.start_soon(kube.receive)
     results = ctx.results()
     for name in names:
         if name not in results:
@@ -156,17 +157,23 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
             if name not in only and name in wanted and fact.error is None and name != "gpu_workload":
                 ctx.seed(fact)
     facts = await gather(ctx, names, timeout, kube=kube)
-    from checks.diagnosis import propagate, root_cause
 
-    judgements, durations = judge_all(stages, facts, target, pod_test)
-    results = propagate(stages, judgements, durations)
-    node = facts.get("kube_node")
-    kube_node = node.value["metadata"]["name"] if node is not None and node.ok else None
-    plugin = plugin_names(facts.get("device_plugin"))
-    if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin):
-        node_cache.remember(target.kube.server, target.talos.node, kube_node, plugin=plugin)
-    return Report(target.talos.node, kube_node, results, root_cause(results), facts,
-                  int((time.monotonic() - started) * 1000))
+    def conclude() -> Report:
+        """Judge, propagate, diagnose, remember the names: in a worker thread, so that an event loop
+        (the TUI's) keeps answering keys meanwhile (the judges match signatures over logs and events)."""
+        from checks.diagnosis import propagate, root_cause
+
+        judgements, durations = judge_all(stages, facts, target, pod_test)
+        results = propagate(stages, judgements, durations)
+        node = facts.get("kube_node")
+        kube_node = node.value["metadata"]["name"] if node is not None and node.ok else None
+        plugin = plugin_names(facts.get("device_plugin"))
+        if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin):
+            node_cache.remember(target.kube.server, target.talos.node, kube_node, plugin=plugin)
+        return Report(target.talos.node, kube_node, results, root_cause(results), facts,
+                      int((time.monotonic() - started) * 1000))
+
+    return await anyio.to_thread.run_sync(conclude)
 
 
 def start_kube_process(target: Target, *, timeout: float, pod_test: bool = False) -> KubeProcess | None:

@@ -10,7 +10,9 @@ Two pipes join them:
 - parent → child: the `nodename` fact, as soon as talosctl has answered (the Node's name may depend on
   it), length-prefixed. The parent keeps its end open while it wants the answers: end of file tells
   the child that the parent is gone or has given up (timeout, Ctrl-C), and the child stops at once.
-- child → parent: one pickle, `{probe name: ProbeResult}` or a one-line error, then end of file.
+- child → parent: each probe's ProbeResult as soon as it is known (length-prefixed pickles; a str
+  instead says why the child could not go on), then end of file. What arrived before the sweep's
+  time limit counts, however long the rest take.
 
 Forking is used only where it is safe and pays: `os.fork` exists, this process runs one thread, and
 the client is not imported yet. Anywhere else (the TUI, `enable`, in-process callers) the sweep reads
@@ -28,8 +30,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import anyio
 
@@ -56,8 +59,8 @@ class KubeProcess:
         self._reader_started = False
         self._reaped = False
         self._answers: dict[str, ProbeResult] = {}
-        self._failure: str | None = None  # why there are no answers, once known
-        self._arrived: anyio.Event | None = None
+        self._failure: str | None = None  # why the rest will not come, once known
+        self._events: dict[str, anyio.Event] = {}  # created in the event loop, on first use
 
     @classmethod
     def start(cls, target: Target, *, timeout: float, remembered_node: str | None,
@@ -96,49 +99,66 @@ class KubeProcess:
         except OSError:  # the child has ended: its answers (or their absence) say why
             pass
 
+    def _event(self, name: str) -> anyio.Event:
+        if name not in self._events:
+            self._events[name] = anyio.Event()
+        return self._events[name]
+
     async def answer(self, name: str) -> ProbeResult:
-        """The child's result for the probe `name` (waits for the child's one answer)."""
+        """The child's result for the probe `name`, once it has come (`receive` must run alongside)."""
         from checks.probes import PROBES
 
-        if self._arrived is None:
-            self._arrived = anyio.Event()
-            try:
-                self._answers, self._failure = await anyio.to_thread.run_sync(self._receive, abandon_on_cancel=True)
-            finally:
-                self._arrived.set()
-        else:
-            await self._arrived.wait()
+        await self._event(name).wait()
         result = self._answers.get(name)
         if result is None:
             reason = self._failure or "no answer"
             return ProbeResult(name, PROBES[name].source, error=f"the Kubernetes reads did not finish: {reason}")
         return result
 
-    def _receive(self) -> tuple[dict[str, ProbeResult], str | None]:
-        """(worker thread) Read the child's answer to its end, then reap the child."""
+    async def receive(self) -> None:
+        """Take the child's results as they come, until it ends (a task of the sweep's task group)."""
+        for name in KUBE_PROBES:
+            self._event(name)
+        try:
+            self._failure = await anyio.to_thread.run_sync(self._receive, abandon_on_cancel=True)
+        finally:
+            for event in self._events.values():
+                event.set()
+
+    def _arrived(self, result: ProbeResult) -> None:
+        self._answers[result.name] = result
+        self._event(result.name).set()
+
+    def _receive(self) -> str:
+        """(worker thread) Read the child's messages to the end, hand each result to the event loop, reap the
+        child; return why no more will come."""
         with self._guard:
             if self._reader_started:
-                return {}, "read twice"
+                return "read twice"
             self._reader_started = True
-        chunks: list[bytes] = []
+        reason: str | None = None
         try:
-            while chunk := os.read(self._results_fd, 1 << 16):
-                chunks.append(chunk)
+            while (header := _read_exactly(self._results_fd, _HEADER.size)) is not None:
+                body = _read_exactly(self._results_fd, _HEADER.unpack(header)[0])
+                if body is None:
+                    reason = "the reading process's answer was cut short"
+                    break
+                try:
+                    message = pickle.loads(body)  # noqa: S301 - our own child, over a private pipe
+                except Exception:  # noqa: BLE001
+                    reason = "the reading process's answer was not understood"
+                    break
+                if isinstance(message, str):
+                    reason = message
+                elif isinstance(message, ProbeResult):
+                    try:
+                        anyio.from_thread.run_sync(self._arrived, message)
+                    except Exception:  # noqa: BLE001 - the sweep is over: nobody waits any more
+                        break
         finally:
             os.close(self._results_fd)
         status = self._reap(block=True)
-        data = b"".join(chunks)
-        if not data:
-            return {}, f"the reading process ended without an answer ({_describe(status)})"
-        try:
-            payload = pickle.loads(data)  # noqa: S301 - our own child, over a private pipe
-        except Exception:  # noqa: BLE001
-            return {}, "the reading process's answer was cut short"
-        if isinstance(payload, str):
-            return {}, payload
-        if not isinstance(payload, dict):
-            return {}, "the reading process's answer was not understood"
-        return payload, None
+        return reason or f"the reading process ended ({_describe(status)})"
 
     # ---- parent side, after the sweep ---------------------------------------------------------
 
@@ -162,18 +182,19 @@ class KubeProcess:
                 os.close(self._results_fd)
 
     def _reap(self, *, block: bool) -> int | None:
-        with self._guard:
-            if self._reaped:
-                return 0
-            try:
-                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                self._reaped = True
-                return 0
-            if pid == 0:
-                return None
+        """The child's wait status once it has ended (0 if the other thread reaped it), else None. Not under
+        the lock: a blocking wait must not hold up `stop()`."""
+        if self._reaped:
+            return 0
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:  # reaped already, by the other thread
             self._reaped = True
-            return status
+            return 0
+        if pid == 0:
+            return None
+        self._reaped = True
+        return status
 
 
 def _describe(status: int | None) -> str:
@@ -250,9 +271,9 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
         parent = _Parent(nodename_fd)
-        payload: Any
+        payload: str | None = None
         try:
-            payload = _read_kubernetes(target, deadline, remembered, parent, started)
+            _read_kubernetes(target, deadline, remembered, parent, started, lambda r: _send(results_fd, r))
         except KeyboardInterrupt:
             payload, code = None, 130
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
@@ -261,13 +282,7 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
             payload, code = f"internal error: {one_line(exc)}", 1
         parent.finished = True
         if payload is not None:
-            try:
-                data = pickle.dumps(payload)
-            except Exception as exc:  # noqa: BLE001
-                data, code = pickle.dumps(f"answer could not be sent: {type(exc).__name__}"), 1
-            view = memoryview(data)
-            while view:
-                view = view[os.write(results_fd, view):]
+            _send(results_fd, payload)
     except BaseException:  # noqa: BLE001 - whatever happens, the child ends here, silently
         code = code or 1
     finally:
@@ -279,10 +294,23 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
             os._exit(code)
 
 
+def _send(fd: int, message: ProbeResult | str) -> None:
+    """(child) One length-prefixed pickle to the parent."""
+    try:
+        data = pickle.dumps(message)
+    except Exception as exc:  # noqa: BLE001 - a value that cannot be sent is a reason, not a crash
+        name = message.name if isinstance(message, ProbeResult) else "answer"
+        data = pickle.dumps(f"the {name} result could not be sent ({type(exc).__name__})")
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None],
-                     parent: _Parent, started: float) -> dict[str, ProbeResult]:
+                     parent: _Parent, started: float, send: Callable[[ProbeResult], None]) -> None:
+    """(child) Import the client, then run the Kubernetes probes, sending each result as it is known."""
     from checks.adapters.kube_import import kubernetes_client
-    from checks.engine import gather, make_context
+    from checks.engine import make_context
 
     try:
         kubernetes_client()  # first, on this core: every read waits for it
@@ -291,7 +319,21 @@ def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | No
     timeout = max(0.1, deadline - time.monotonic())
     ctx = make_context(target, timeout=timeout, remembered_node=remembered[0], remembered_plugin=remembered[1])
     ctx.elsewhere["nodename"] = parent.nodename
-    began = time.monotonic()
-    facts = anyio.run(lambda: gather(ctx, KUBE_PROBES, timeout, warm=False))
-    offset = int((began - started) * 1000)  # a probe's time counts from the sweep's start, as in-process
-    return {name: replace(facts[name], duration_ms=facts[name].duration_ms + offset) for name in KUBE_PROBES}
+    offset = int((time.monotonic() - started) * 1000)  # a probe's time counts from the sweep's start, as in-process
+    sent: set[str] = set()
+
+    async def probe(name: str) -> None:
+        result = await ctx.get(name)
+        send(replace(result, duration_ms=result.duration_ms + offset))
+        sent.add(name)
+
+    async def run() -> None:
+        with anyio.move_on_after(timeout):
+            async with anyio.create_task_group() as group:
+                for name in KUBE_PROBES:
+                    group.start_soon(probe, name)
+
+    anyio.run(run)
+    for name in KUBE_PROBES:
+        if name not in sent:
+            send(ctx.timed_out(name))

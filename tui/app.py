@@ -37,16 +37,18 @@ class TalosGpuApp(App[int]):
                  initial_report: Report | None = None, screenshot_dir: Path | None = None,
                  state_dir: Path | None = None, audit_path: Path | None = None, sweep_timeout: float = 30.0,
                  target_loader: Callable[[], Target] | None = None,
-                 after_first_frame: Callable[[], None] | None = None, lean_first_frame: bool = False) -> None:
+                 after_first_frame: Callable[[], None] | None = None, lean_first_frame: bool = False,
+                 after_first_sweep: Callable[[], None] | None = None) -> None:
         """`target` None with a `target_loader`: the loader runs in a thread after the first frame.
         `after_first_frame` is called once the first frame is on the screen. `lean_first_frame`: that frame
-        shows the context bar and the checklist; the rest is mounted right after it."""
+        shows the context bar and the checklist; the rest is mounted right after it. `after_first_sweep` is
+        called once the first sweep's report is on the screen."""
         super().__init__()
         self.settings = Settings(target=target, target_loader=target_loader, refresh=refresh, read_only=read_only,
                                  factory=factory, clock=clock, stable_output=stable_output,
                                  initial_report=initial_report, sweep_timeout=sweep_timeout, state_dir=state_dir,
                                  audit_path=audit_path, after_first_frame=after_first_frame,
-                                 lean_first_frame=lean_first_frame)
+                                 lean_first_frame=lean_first_frame, after_first_sweep=after_first_sweep)
         self.screenshot_dir = screenshot_dir
         self.exit_line: str | None = None  # why the app could not start: printed (one line) after it exits
         self.theme = THEME

@@ -61,6 +61,7 @@ REBOOTING_STAGES = ("rebooting", "upgrading", "booting", "shutting down", "insta
 COMPACT_BELOW_ROWS = 32
 COMPACT_BELOW_COLUMNS = 110
 ACTION_OUTPUT_KEPT = 400
+OUTPUT_EVENTS_PER_TURN = 200  # a running action's output events handled per turn of the event loop
 
 
 SETTLE_FOR_S = 45.0  # after an action, re-check its stage until it passes, at most this long
@@ -96,6 +97,7 @@ class Settings:
     # the first frame shows the context bar and the checklist only; the panes, the details, the log and
     # the footer are mounted right after it (a terminal shows something useful sooner; issue 7)
     lean_first_frame: bool = False
+    after_first_sweep: Callable[[], None] | None = None  # called once the first sweep is on the screen
 
     @property
     def profile(self) -> Profile:
@@ -179,6 +181,7 @@ class MainScreen(Screen):
         self._rest_mounted = not settings.lean_first_frame  # the panes, details, log and footer (see compose)
         self._rest_mounting: asyncio.Event | None = None
         self._pending_log: list[tuple[str, str]] = []  # lines logged before the log was mounted
+        self._log_widget: ActionLog | None = None
 
     # ---- layout -----------------------------------------------------------------------------------
 
@@ -273,9 +276,11 @@ class MainScreen(Screen):
 
     @property
     def action_log(self) -> ActionLog:
-        from widgets.action_log import ActionLog
+        if self._log_widget is None:  # looked up once: a chatty action writes thousands of lines
+            from widgets.action_log import ActionLog
 
-        return self.query_one("#log", ActionLog)
+            self._log_widget = self.query_one("#log", ActionLog)
+        return self._log_widget
 
     @property
     def context_bar(self) -> ContextBar:
@@ -436,6 +441,8 @@ class MainScreen(Screen):
         self.sweeps_done += 1
         self.context_bar.sweeping = False
         self.apply_report(message.report)
+        if self.sweeps_done == 1 and self.settings.after_first_sweep is not None:
+            self.settings.after_first_sweep()
         if self._still_settling(message.report):
             self.next_sweep = self.set_timer(SETTLE_RECHECK_S, self.start_sweep, name="settle re-check")
             return
@@ -706,8 +713,17 @@ class MainScreen(Screen):
 
     @on(ActionOutputReady)
     def _action_output_ready(self) -> None:
-        self.output_posted = False
-        buffered, self.output_buffer = self.output_buffer, []
+        """Up to OUTPUT_EVENTS_PER_TURN buffered events; the rest on the next turn, so that keys are
+        answered in between even while a command floods its output."""
+        self._drain_output(OUTPUT_EVENTS_PER_TURN)
+        if self.output_buffer:
+            self.post_message(ActionOutputReady())
+        else:
+            self.output_posted = False
+
+    def _drain_output(self, most: int | None = None) -> None:
+        buffered = self.output_buffer[:most] if most is not None else self.output_buffer
+        self.output_buffer = self.output_buffer[len(buffered):]
         for event in buffered:
             self._action_output(event)
 
@@ -722,6 +738,7 @@ class MainScreen(Screen):
 
     @on(ActionFinished)
     def _action_finished(self, message: ActionFinished) -> None:
+        self._drain_output()  # what the action printed comes before its end
         ok = message.status == "ok"
         text = f"■ {message.stage}: {message.status}: {message.reason}"
         if message.node_state:
