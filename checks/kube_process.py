@@ -116,14 +116,23 @@ class KubeProcess:
         return result
 
     async def receive(self) -> None:
-        """Take the child's results as they come, until it ends (a task of the sweep's task group)."""
-        for name in KUBE_PROBES:
-            self._event(name)
-        try:
-            self._failure = await anyio.to_thread.run_sync(self._receive, abandon_on_cancel=True)
-        finally:
-            for event in self._events.values():
-                event.set()
+        """Take the child's results as they come (a task of the sweep's task group). It returns once every
+        result is in, or the child has ended; the reading thread then reads the end on its own."""
+        events = [self._event(name) for name in KUBE_PROBES]
+
+        async def read(scope: anyio.CancelScope) -> None:
+            try:
+                self._failure = await anyio.to_thread.run_sync(self._receive, abandon_on_cancel=True)
+            finally:
+                for event in events:
+                    event.set()
+                scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read, group.cancel_scope)
+            for event in events:
+                await event.wait()
+            group.cancel_scope.cancel()
 
     def _arrived(self, result: ProbeResult) -> None:
         self._answers[result.name] = result
@@ -169,7 +178,7 @@ class KubeProcess:
             self._nodename_fd = None
         deadline = time.monotonic() + STOP_GRACE_S
         while self._reap(block=False) is None and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.001)
         if not self._reaped:
             try:
                 os.kill(self.pid, signal.SIGKILL)

@@ -64,15 +64,16 @@ def run_check(args: argparse.Namespace, target: Target) -> int:
     kube = start_kube_process(target, timeout=args.timeout, pod_test=args.pod_test)
     try:
         report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
+        if args.json:
+            sys.stdout.write(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)) + "\n")
+            sys.stdout.flush()  # the report is out before the child is waited for
+        else:
+            from rich.console import Console
+
+            render_report(report, Console(highlight=False))
     finally:
         if kube is not None:
             kube.stop()
-    if args.json:
-        sys.stdout.write(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)) + "\n")
-    else:
-        from rich.console import Console
-
-        render_report(report, Console(highlight=False))
     return report.exit_code
 
 
