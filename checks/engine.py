@@ -57,7 +57,7 @@ async def _warm_imports(kube: bool) -> None:
     await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
 
 
-async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float, *, warm: bool = True,
+async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float, *,
                  kube: KubeProcess | None = None) -> dict[str, ProbeResult]:
     """Run the named probes concurrently; any still running at `timeout` becomes an error result.
     With `kube`, the Kubernetes probes are answered by that child process, which is handed the
@@ -71,8 +71,7 @@ async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float, *, w
 
     with anyio.move_on_after(timeout):
         async with anyio.create_task_group() as group:
-            if warm:  # its thread imports while this one starts the talosctl calls
-                group.start_soon(_warm_imports, kube is None)
+            group.start_soon(_warm_imports, kube is None)  # its thread imports while this one starts talosctl
             for name in names:
                 group.start_soon(ctx.get, name)
             if kube is not None:

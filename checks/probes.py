@@ -20,6 +20,7 @@ from checks.adapters.tools import Helm, Talosctl
 from checks.config import KubeTarget, TalosTarget
 from checks.errors import one_line
 from checks.model import ProbeResult
+from checks.node_cache import PluginNames  # namespace, DaemonSet, the pods whose details were read
 from checks.profile import Profile
 from checks.runner import CommandResult
 
@@ -378,9 +379,6 @@ def _optional(fn: Callable[[KubeReader], Any]) -> Callable[[KubeReader], Any]:
         except KubeError:
             return None
     return call
-
-
-PluginNames = tuple[str, str, tuple[str, ...]]  # namespace, DaemonSet, the pods whose details were read
 
 
 def plugin_names(fact: ProbeResult | None) -> PluginNames | None:
