@@ -90,12 +90,10 @@ class KubeProcess:
 
     def send_nodename(self, result: ProbeResult) -> None:
         """Hand the child the `nodename` fact (a small write: it never blocks)."""
-        fd = self._nodename_fd
-        if fd is None:
+        if self._nodename_fd is None:
             return
-        data = pickle.dumps(result)
         try:
-            os.write(fd, _HEADER.pack(len(data)) + data)
+            _send(self._nodename_fd, result)
         except OSError:  # the child has ended: its answers (or their absence) say why
             pass
 
@@ -147,10 +145,13 @@ class KubeProcess:
             self._reader_started = True
         reason: str | None = None
         try:
-            while (header := _read_exactly(self._results_fd, _HEADER.size)) is not None:
-                body = _read_exactly(self._results_fd, _HEADER.unpack(header)[0])
-                if body is None:
+            while True:
+                try:
+                    body = _read_message(self._results_fd)
+                except EOFError:
                     reason = "the reading process's answer was cut short"
+                    break
+                if body is None:
                     break
                 try:
                     message = pickle.loads(body)  # noqa: S301 - our own child, over a private pipe
@@ -229,13 +230,11 @@ class _Parent:
 
     def _watch(self) -> None:
         try:
-            header = _read_exactly(self._fd, _HEADER.size)
-            if header is not None:
-                body = _read_exactly(self._fd, _HEADER.unpack(header)[0])
-                if body is not None:
-                    value = pickle.loads(body)  # noqa: S301 - our own parent, over a private pipe
-                    if isinstance(value, ProbeResult):
-                        self._nodename = value
+            body = _read_message(self._fd)  # EOFError (cut short) means the same as the end of file
+            if body is not None:
+                value = pickle.loads(body)  # noqa: S301 - our own parent, over a private pipe
+                if isinstance(value, ProbeResult):
+                    self._nodename = value
                 self._ready.set()
                 while os.read(self._fd, 4096):  # nothing more is sent: wait for the end of file
                     pass
@@ -252,6 +251,18 @@ class _Parent:
 
             return ProbeResult(name, PROBES[name].source, error="talosctl did not answer")
         return self._nodename
+
+
+def _read_message(fd: int) -> bytes | None:
+    """One length-prefixed message (`_send`): its body, or None at end of file. EOFError: the pipe
+    ended inside a message."""
+    header = _read_exactly(fd, _HEADER.size)
+    if header is None:
+        return None
+    body = _read_exactly(fd, _HEADER.unpack(header)[0])
+    if body is None:
+        raise EOFError("cut short")
+    return body
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:
@@ -304,7 +315,7 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
 
 
 def _send(fd: int, message: ProbeResult | str) -> None:
-    """(child) One length-prefixed pickle to the parent."""
+    """One length-prefixed pickle down a pipe (both ways; `_read_message` reads it)."""
     try:
         data = pickle.dumps(message)
     except Exception as exc:  # noqa: BLE001 - a value that cannot be sent is a reason, not a crash

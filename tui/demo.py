@@ -72,18 +72,9 @@ def run_demo(args: argparse.Namespace) -> int:
     starter = LabStarter(args.scenario)
     atexit.register(starter.stop)
     try:
-        from tui.interactive import collector_paused_until_first_frame, freeze_long_lived, print_exit_line
+        from tui.interactive import run_tui
 
-        with collector_paused_until_first_frame() as resume_collector:
-            from tui.app import TalosGpuApp
-
-            app = TalosGpuApp(None, target_loader=starter.target, refresh=args.refresh,
-                              read_only=bool(getattr(args, "read_only", False)),
-                              factory=getattr(args, "factory", None), after_first_frame=resume_collector,
-                              lean_first_frame=True, after_first_sweep=freeze_long_lived)
-            app.run()
-        print_exit_line(app)
-        return int(app.return_code or 0)
+        return run_tui(args, starter.target)
     finally:
         starter.stop()
         atexit.unregister(starter.stop)
