@@ -3,7 +3,7 @@
 Run as ``python -m lab.talosctl ...`` (``lab/bin/talosctl`` and the wrappers ``lab/runtime.py`` writes
 do exactly that). The state directory is the directory of the talosconfig (``--talosconfig``, else
 ``$TALOSCONFIG``, else ``~/.talos/config``). Output formats follow the real tool (see the samples in
-``shared/reference/samples/talos``): tables aligned like Go's tabwriter with 3-space gaps, ``-o yaml``
+``tests/fixtures/samples/talos``): tables aligned like Go's tabwriter with 3-space gaps, ``-o yaml``
 documents that start with ``node:``, ``-o json`` as a stream of indented objects with sorted keys,
 ``health`` and ``patch`` reporting on stderr. Secrets are never printed: ``get machineconfig`` is
 refused.

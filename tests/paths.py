@@ -1,9 +1,11 @@
-"""Where the test suite finds the repository and the shared reference samples."""
+"""Where the test suite finds the repository and the real-output samples (tests/fixtures/samples)."""
 
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "reference" / "samples"
+# Copies of the public real outputs, each with its origin (see fixtures/samples/ORIGIN.src); the suite
+# never reads outside the repository, so a fresh clone with nothing beside it passes.
+SAMPLES = REPO / "tests" / "fixtures" / "samples"
 TALOS_SAMPLES = SAMPLES / "talos"
 K8S_SAMPLES = SAMPLES / "k8s"
 

@@ -1,4 +1,4 @@
-"""The talosctl parsers against the real outputs in ../shared/reference/samples/talos."""
+"""The talosctl parsers against the real outputs in tests/fixtures/samples/talos (copied from the shared reference)."""
 
 from __future__ import annotations
 
