@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["startup.py", "sweep.py", "seed_vs_check.py", "scale.py", "idle.py", "responsiveness.py"]
+SCRIPTS = ["first_contact.py", "startup.py", "sweep.py", "seed_vs_check.py", "scale.py", "idle.py", "responsiveness.py"]
 
 
 def main() -> int:
