@@ -29,8 +29,7 @@ def anyio_backend() -> str:
 
 def make_app(run: LabRun, tmp_path: Path, **options: Any) -> TalosGpuApp:
     options.setdefault("refresh", 0)
-    return TalosGpuApp(run.target, audit_path=tmp_path / "audit.log", state_dir=tmp_path / "state",
-                       screenshot_dir=tmp_path / "shots", **options)
+    return TalosGpuApp(run.target, audit_path=tmp_path / "audit.log", state_dir=tmp_path / "state", **options)
 
 
 def main_of(app: TalosGpuApp) -> MainScreen:
@@ -330,7 +329,7 @@ async def test_copy_the_fix_save_the_log_and_a_screenshot(lab_run, tmp_path) -> 
         saved = list((tmp_path / "state").glob("talos-gpu-log-*.txt"))
         assert len(saved) == 1 and "root cause: runtimeclass" in saved[0].read_text()
         await pilot.press("f8")
-        shots = list((tmp_path / "shots").glob("screenshots-*.svg"))
+        shots = list((tmp_path / "state").glob("talos-gpu-screenshot-*.svg"))  # with the log: one place
         assert len(shots) == 1 and "Checklist" in shots[0].read_text().replace("&#160;", " ")
 
 

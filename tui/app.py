@@ -94,11 +94,14 @@ class TalosGpuApp(App[int]):
         self.push_screen(HelpScreen(groups, read_only=self.settings.read_only))
 
     def action_save_svg(self) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        directory = self.screenshot_dir or Path.cwd()
+        """F8: an SVG of the screen, in the state directory with the saved logs and the audit log."""
+        from tui.screens.main import default_state_dir
+
+        stamp = datetime.fromtimestamp(self.settings.clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
+        directory = self.screenshot_dir or self.settings.state_dir or default_state_dir()
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            path = self.save_screenshot(filename=f"screenshots-{stamp}.svg", path=str(directory))
+            path = self.save_screenshot(filename=f"talos-gpu-screenshot-{stamp}.svg", path=str(directory))
         except OSError as exc:
             self.notify(str(exc), title="could not save the screenshot", severity="error")
             return

@@ -178,6 +178,7 @@ class MainScreen(Screen):
         self.unknown_stages: set[str] = set()
         self.last_good_facts: dict[str, ProbeResult] | None = None  # from the last report taken before a reboot
         self.root_cause: str | None = "not checked yet"  # the last root cause written to the log
+        self.audit_announced = False
         self._rest_mounted = not settings.lean_first_frame  # the panes, details, log and footer (see compose)
         self._rest_mounting: asyncio.Event | None = None
         self._pending_log: list[tuple[str, str]] = []  # lines logged before the log was mounted
@@ -679,11 +680,20 @@ class MainScreen(Screen):
         self.context_bar.action = plan.stage
         self.context_bar.redraw()
         self.log_line(f"▶ {plan.stage}: {plan.title}", "step")
+        if not self.audit_announced:  # said once: every action is recorded there
+            self.audit_announced = True
+            self.log_line(f"recorded in the audit log {self.audit_path}", "note")
         self.action_output.clear()
         self.cancelled_by_user = False
         self.action_worker = self.run_worker(self._run_action(plan), name=f"action {plan.stage}", group="action",
                                              exit_on_error=False)
         self.refresh_bindings()
+
+    @property
+    def audit_path(self) -> Path:
+        from checks.audit import default_audit_path
+
+        return self.settings.audit_path or default_audit_path()
 
     async def _run_action(self, plan: Any) -> None:
         from checks.actions import run_action
