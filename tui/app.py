@@ -28,6 +28,9 @@ class TalosGpuApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="help", tooltip="this help: every key"),
         Binding("q", "quit_safely", "Quit", id="quit", tooltip="quit (asks first while an action runs)"),
+        # ctrl+c quits as in k9s and `talosctl dashboard` (Textual's own binding only says "press ctrl+q")
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True, id="quit.interrupt",
+                tooltip="quit (asks first while an action runs), from anywhere"),
         Binding("f8", "save_svg", "Screenshot", show=False, id="screenshot",
                 tooltip="save an SVG screenshot of the screen"),
     ]
@@ -106,6 +109,13 @@ class TalosGpuApp(App[int]):
             self.notify(str(exc), title="could not save the screenshot", severity="error")
             return
         self.notify(path, title="Screenshot saved")
+
+    def action_interrupt(self) -> None:
+        """ctrl+c: as q, from anywhere (a dialog too); while the quit question is up, it stays up."""
+        confirm = sys.modules.get("tui.screens.confirm")
+        if confirm is not None and isinstance(self.screen, confirm.AskScreen):
+            return
+        self.action_quit_safely()
 
     def action_quit_safely(self) -> None:
         main = self.main_screen
