@@ -76,8 +76,9 @@ class ConfirmActionScreen(ModalScreen[bool]):
                 yield Static(plan_renderable(self.plan), id="confirm-plan")
             if self.plan.confirm_word:
                 word = redact(self.plan.confirm_word)
-                yield Label(Text.assemble("This reboots the node. Type its name ", (word, "bold"),
-                                          " and press enter to confirm (esc cancels):"), id="confirm-word-label")
+                yield Label(Text.assemble("Type the node's name ", (word, "bold"),
+                                          " and press enter to confirm the reboot (esc cancels):"),
+                            id="confirm-word-label")
                 yield Input(placeholder=f"type {word} here", id="confirm-word", select_on_focus=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
