@@ -281,6 +281,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from lab.runtime import run_foreground
 
         return int(run_foreground(args.scenario) or 0)
+    from tui.keymap import load_keymap
+
+    args.keymap = load_keymap()  # a bad keymap file is one line, before the lab or the screen starts
     if command == "demo":
         from tui.demo import run_demo
 
