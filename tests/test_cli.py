@@ -122,3 +122,19 @@ def test_infra_repo_that_is_a_file_is_one_line(lab: Any, tmp_path: Path) -> None
     result = run_cli(handle.env, "check", "--infra-repo", str(not_a_dir), timeout=30)
     assert result.returncode == 2
     assert result.stderr == f"talos-gpu: --infra-repo {not_a_dir}: is not a directory\n"
+
+
+def test_web_without_textual_serve_is_one_line() -> None:
+    code = ("import sys; sys.modules['textual_serve'] = None; from tui.cli import main; "
+            "sys.exit(main(['demo', '--web', '--port', '8799']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=30,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert result.stderr == "talos-gpu: --web needs textual-serve: pip install 'talos-gpu[web]'\n"
+
+
+@pytest.mark.parametrize(("argv", "words"), [(["demo", "--port", "8000"], "--port is for --web"),
+                                             (["demo", "--web", "--port", "70000"], "from 1 to 65535")])
+def test_bad_web_options_are_one_line(argv: list[str], words: str) -> None:
+    result = run_cli({}, *argv, timeout=20)
+    assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1

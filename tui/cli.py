@@ -75,6 +75,16 @@ class _VersionAction(argparse.Action):
         raise SystemExit(0)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {port}")
+    return port
+
+
 def _scenario(text: str) -> str:
     if text not in SCENARIO_NAMES:
         raise argparse.ArgumentTypeError(f"unknown scenario {text!r}; known: {', '.join(SCENARIO_NAMES)}")
@@ -133,6 +143,9 @@ def build_parser() -> OneLineParser:
                            help="how often the panes re-read the lab (default 3)")
             p.add_argument("--read-only", "--readonly", dest="read_only", action="store_true",
                            help="no mutating action can be started")
+            p.add_argument("--web", action="store_true",
+                           help="serve the demo to a browser on 127.0.0.1 (needs the extra: pip install 'talos-gpu[web]')")
+            p.add_argument("--port", metavar="N", type=_port, default=None, help="--web: the port (default 8000)")
     return parser
 
 
@@ -233,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json and args.output not in (None, "json"):
             parser.error(f"--json and -o {args.output} ask for two formats; give one")
         args.output = "json" if args.json else (args.output or "table")
+    if args.command == "demo" and args.port is not None and not args.web:
+        parser.error("--port is for --web")
     try:
         code = _dispatch(args)
     except KeyboardInterrupt:
@@ -284,6 +299,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     from tui.keymap import load_keymap
 
     args.keymap = load_keymap()  # a bad keymap file is one line, before the lab or the screen starts
+    if command == "demo" and args.web:
+        from tui.web import DEFAULT_PORT, run_web
+
+        args.port = args.port or DEFAULT_PORT
+        return run_web(args)
     if command == "demo":
         from tui.demo import run_demo
 
