@@ -72,7 +72,7 @@ def modules_patch(profile: Profile) -> str:
 def no_cgroups_patch(profile: Profile) -> str:  # noqa: ARG001 - same signature as the other renderers
     content = "".join(f"        {line}\n" for line in CONTAINER_RUNTIME_TOML.splitlines())
     return (
-        "# Tell nvidia-container-cli not to manage cgroups itself (the seed's setup).\n"
+        "# Tell nvidia-container-cli not to manage cgroups itself.\n"
         "# A machine.files change reboots the node when applied with --mode auto. Apply with:\n"
         f"#   talosctl patch mc --nodes <node> --patch @{NO_CGROUPS_PATCH}\n"
         "machine:\n"

@@ -138,3 +138,9 @@ def test_web_without_textual_serve_is_one_line() -> None:
 def test_bad_web_options_are_one_line(argv: list[str], words: str) -> None:
     result = run_cli({}, *argv, timeout=20)
     assert result.returncode == 2 and words in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_the_docs_name_every_scenario_and_output_format() -> None:
+    text = (REPO / "docs" / "interface.md").read_text()
+    assert [name for name in SCENARIO_NAMES if f"`{name}`" not in text] == []
+    assert all(f"`{fmt}`" in text for fmt in ("table", "json", "yaml", "markdown"))

@@ -83,3 +83,9 @@ async def test_a_remapped_key_works_and_shows(lab_run, tmp_path: Path) -> None:
         await pilot.pause()
         rows = [row for _title, group in app.screen.groups for row in group]  # type: ignore[attr-defined]
         assert ("f5", "re-read the cluster now") in rows
+
+
+def test_the_docs_name_every_binding_id() -> None:
+    text = (REPO / "docs" / "interface.md").read_text()
+    section = text.split("## Keys and the keymap", 1)[1]
+    assert [i for i in binding_ids() if f"`{i}`" not in section] == []
