@@ -194,7 +194,7 @@ def check_target_files(args: argparse.Namespace, env: dict[str, str] | None = No
     talosctl_path(environ)
 
 
-def _infra_repo(value: str):  # noqa: ANN202 - Path, imported lazily
+def _infra_repo(value: str) -> Path:
     """`--infra-repo DIR`, relative to the current directory; a path that exists and is not a directory is
     refused (a missing one is fine: the actions create it when they write their first file)."""
     from checks.errors import UsageError
