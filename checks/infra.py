@@ -72,7 +72,7 @@ def modules_patch(profile: Profile) -> str:
 def no_cgroups_patch(profile: Profile) -> str:  # noqa: ARG001 - same signature as the other renderers
     content = "".join(f"        {line}\n" for line in CONTAINER_RUNTIME_TOML.splitlines())
     return (
-        "# Tell nvidia-container-cli not to manage cgroups itself (the seed's setup).\n"
+        "# Tell nvidia-container-cli not to manage cgroups itself.\n"
         "# A machine.files change reboots the node when applied with --mode auto. Apply with:\n"
         f"#   talosctl patch mc --nodes <node> --patch @{NO_CGROUPS_PATCH}\n"
         "machine:\n"
@@ -173,7 +173,7 @@ def _lint_modules_patch(rel: str, docs: list[Any], profile: Profile) -> list[str
     if sysctl is None:
         drift.append(f"infra repo: {rel} sets no machine.sysctls {BPF_SYSCTL}")
     elif str(sysctl).strip() != "1":
-        drift.append(f"infra repo: {rel} sets {BPF_SYSCTL} to {sysctl}, the seed needs 1")
+        drift.append(f"infra repo: {rel} sets {BPF_SYSCTL} to {sysctl}; it must be 1")
     return drift
 
 
@@ -219,7 +219,7 @@ def _lint_values(rel: str, docs: list[Any], profile: Profile) -> list[str]:
     if "affinity" not in values:
         drift.append(f"infra repo: {rel} does not set affinity: null (the chart's default needs NFD/GFD labels)")
     elif values["affinity"] is not None:
-        drift.append(f"infra repo: {rel} sets an affinity; the seed sets affinity: null")
+        drift.append(f"infra repo: {rel} sets an affinity; the device plugin needs affinity: null")
     return drift
 
 

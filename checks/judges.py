@@ -247,7 +247,7 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
     if sysctl.ok:
         evidence.append(f"talosctl read /proc/sys/net/core/bpf_jit_harden: {sysctl.value}")
         if sysctl.value != "1":
-            problems.append((f"sysctl net.core.bpf_jit_harden is {sysctl.value}, the seed needs 1", remediation))
+            problems.append((f"sysctl net.core.bpf_jit_harden is {sysctl.value}, it must be 1", remediation))
     elif sysctl.error:
         evidence.append(f"talosctl read /proc/sys/net/core/bpf_jit_harden: {sysctl.error}")
     if problems:

@@ -249,7 +249,7 @@ SIGNATURES: tuple[Signature, ...] = (
         ),
         meaning="nvidia-container-cli cannot rebuild the container's eBPF device filter because Talos hardens "
         "the BPF JIT (net.core.bpf_jit_harden=2 blinds programs), so every GPU container fails to start.",
-        remediation="Set sysctl net.core.bpf_jit_harden: 1 with the seed's modules patch: "
+        remediation="Set sysctl net.core.bpf_jit_harden: 1 with the modules patch: "
         f"`{_MODULES_PATCH}`; then `talosctl --nodes <node> read /proc/sys/net/core/bpf_jit_harden` shows 1.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
@@ -376,7 +376,7 @@ SIGNATURES: tuple[Signature, ...] = (
         pattern=re.compile(r"didn't match (?:Pod's node affinity/selector|node selector)"),
         meaning="The pod's nodeSelector or node affinity matches no node; a GPU pod pinned to NFD/GFD labels "
         "that nothing sets on Talos never schedules.",
-        remediation="Remove the nodeSelector/affinity from the pod (the seed sets affinity: null for the "
+        remediation="Remove the nodeSelector/affinity from the pod (set affinity: null in the values of the "
         "device plugin) or label the node: kubectl label node <node> nvidia.com/gpu.present=true.",
         sources=frozenset({EVENT}),
     ),

@@ -222,11 +222,17 @@ class LabHandle:
     _stopped: bool = field(default=False, repr=False)
 
     def export_lines(self) -> str:
-        """Shell lines pointing kubectl, talosctl, helm and talos-gpu at this lab."""
+        """Shell lines pointing kubectl, talosctl, helm and talos-gpu at this lab. PATH also gets the
+        directory of the `talos-gpu` that runs the lab (a virtualenv's bin), so that `talos-gpu check`
+        works in the shell the lines are pasted into."""
+        path = [str(self.bin_dir)]
+        own = talos_gpu_dir()
+        if own is not None and own != self.bin_dir:
+            path.append(str(own))
         return "\n".join([
             f"export KUBECONFIG={shlex.quote(str(self.kubeconfig))}",
             f"export TALOSCONFIG={shlex.quote(str(self.talosconfig))}",
-            f'export PATH={shlex.quote(str(self.bin_dir))}:"$PATH"',
+            f'export PATH={":".join(shlex.quote(p) for p in path)}:"$PATH"',
         ])
 
     @property
@@ -367,6 +373,19 @@ def _wait_for_socket(path: Path, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S / 4
     while not path.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def talos_gpu_dir() -> Path | None:
+    """The directory of the `talos-gpu` executable of this installation: the running script's when it is
+    `talos-gpu`, else the one next to this Python (a virtualenv's bin); None when there is none."""
+    candidates = []
+    if Path(sys.argv[0]).name == "talos-gpu":
+        candidates.append(Path(os.path.abspath(sys.argv[0])).parent)
+    candidates.append(Path(os.path.abspath(sys.executable)).parent)  # abspath: a venv's python is a symlink
+    for directory in candidates:
+        if os.access(directory / "talos-gpu", os.X_OK):
+            return directory
+    return None
 
 
 HOW_TO = """\

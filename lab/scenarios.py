@@ -26,8 +26,8 @@ NVDP_REPO = {"name": "nvdp", "url": "https://nvidia.github.io/k8s-device-plugin"
 
 SCENARIOS: dict[str, str] = {
     "fresh": "Talos v1.11.5 vanilla: no NVIDIA extension, patch, RuntimeClass or device plugin (the default)",
-    "healthy": "the seed's end state: production extensions 570.172.08, both patches, RuntimeClass, device plugin 0.17.3",
-    "extensions-missing": "vanilla image (no NVIDIA extensions) but everything else of the seed configured",
+    "healthy": "every stage passes: production extensions 570.172.08, both patches, RuntimeClass, device plugin 0.17.3",
+    "extensions-missing": "vanilla image (no NVIDIA extensions) but everything else configured",
     "mixed-tracks": "kernel modules from the production track (570.172.08), container toolkit from lts (535.247.01)",
     "driver-mismatch": "both production, but kernel modules 570.172.08 and container toolkit 570.158.01",
     "modules-not-loaded": "extensions installed but the modules patch (modules + bpf sysctl) was never applied",

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from textual.pilot import Pilot
-from textual.widgets import Button
+from textual.widgets import Button, Input
 
 from tui.screens.confirm import ConfirmActionScreen
 
@@ -21,14 +21,16 @@ async def wait_until(pilot: Pilot, condition: Callable[[], bool], timeout: float
 
 
 def confirm_modal_ready(pilot: Pilot) -> bool:
-    """The confirm modal is on top *and* mounted: its buttons exist and Cancel has the focus.
+    """The confirm modal is on top *and* mounted: its first focus is set (Cancel, or the name box when the
+    node's name must be typed).
 
     `isinstance(app.screen, ConfirmActionScreen)` alone turns true when the screen is pushed, before its
     children are mounted; querying `#confirm` then fails on a loaded machine.
     """
     screen = pilot.app.screen
     focused = screen.focused if isinstance(screen, ConfirmActionScreen) else None
-    return isinstance(focused, Button) and focused.id == "cancel"
+    return (isinstance(focused, Button) and focused.id == "cancel") or \
+        (isinstance(focused, Input) and focused.id == "confirm-word")
 
 
 async def wait_for_confirm_modal(pilot: Pilot, what: str = "the confirm modal") -> ConfirmActionScreen:

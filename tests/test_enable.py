@@ -105,7 +105,7 @@ def test_dry_run_changes_nothing_and_prints_every_plan(lab: LabHandle, tmp_path:
     assert "Dry run summary:" in out  # the patch mc --dry-run preview
     assert "repo add nvdp https://nvidia.github.io/k8s-device-plugin" in out
     assert f"upgrade --install nvidia-device-plugin nvdp/nvidia-device-plugin -n kube-system -f {infra}" in out
-    assert "exists and differs from the seed; left as it is" in out and "-handler: nvidia-legacy" in out
+    assert "exists and differs from what the action would write; left as it is" in out and "-handler: nvidia-legacy" in out
     assert "machine.files change reboots the node" in out and "ArgoCD" in out
     assert "gpu-workload — Run the GPU test pod" in out
     assert "[y/N]" not in out

@@ -100,7 +100,7 @@ def test_drift_is_reported_per_stage(tmp_path: Path) -> None:
         ],
         "kernel-modules": [
             f"infra repo: {MODULES_PATCH} does not load nvidia_drm, nvidia_modeset (machine.kernel.modules)",
-            f"infra repo: {MODULES_PATCH} sets net.core.bpf_jit_harden to 2, the seed needs 1",
+            f"infra repo: {MODULES_PATCH} sets net.core.bpf_jit_harden to 2; it must be 1",
         ],
         "container-runtime": [
             f"infra repo: {NO_CGROUPS_PATCH} does not set no-cgroups = true under [nvidia-container-cli]"],
@@ -115,7 +115,7 @@ def test_affinity_set_and_unparseable_files(tmp_path: Path) -> None:
     (root / VALUES).write_text("runtimeClassName: nvidia\naffinity:\n  nodeAffinity: {}\n")
     (root / MODULES_PATCH).write_text("machine: [unclosed\n")
     findings = lint_infra(profile)
-    assert findings["device-plugin"] == [f"infra repo: {VALUES} sets an affinity; the seed sets affinity: null"]
+    assert findings["device-plugin"] == [f"infra repo: {VALUES} sets an affinity; the device plugin needs affinity: null"]
     assert findings["kernel-modules"] == [f"infra repo: {MODULES_PATCH} is not valid YAML (line 2)"]
 
 

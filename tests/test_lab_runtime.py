@@ -198,3 +198,34 @@ def test_extra_nodes_are_served_but_not_in_state_json(tmp_path: Path) -> None:
         names = subprocess.run(["kubectl", "get", "nodes", "-o", "name"], env=env, capture_output=True,
                                text=True, timeout=30, check=True).stdout.split()
         assert len(names) == 21 and "node/worker-0020" in names
+
+
+def test_talos_gpu_works_in_the_shell_the_lab_export_lines_are_pasted_into(tmp_path: Path) -> None:
+    """`talos-gpu lab` (the installed script), its export lines pasted into a new shell whose PATH knows
+    nothing of the virtualenv: `talos-gpu check` runs there, against the lab (issue 16)."""
+    script = Path(sys.executable).parent / "talos-gpu"
+    assert os.access(script, os.X_OK), "the test environment installs the talos-gpu script"
+    lab_proc = subprocess.Popen([str(script), "lab", "--scenario", "healthy"], stdout=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        assert lab_proc.stdout is not None
+        exports = []
+        for line in lab_proc.stdout:
+            if line.startswith("export "):
+                exports.append(line.rstrip("\n"))
+            if len(exports) == 3:
+                break
+        assert len(exports) == 3
+        shell = "\n".join([*exports, "command -v talos-gpu", "talos-gpu check -o json"])
+        bare = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+        result = subprocess.run(["bash", "-c", shell], env=bare, capture_output=True, text=True, timeout=60,
+                                stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, result.stderr
+        found, report = result.stdout.split("\n", 1)
+        assert Path(found) == script
+        assert '"overall": "pass"' in report
+    finally:
+        lab_proc.terminate()
+        lab_proc.wait(timeout=30)
+        if lab_proc.stdout is not None:
+            lab_proc.stdout.close()

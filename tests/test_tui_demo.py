@@ -92,8 +92,9 @@ def test_the_demo_draws_quits_on_q_and_stops_its_lab(tmp_path) -> None:
 def test_a_demo_that_cannot_start_says_why_in_one_line(tmp_path) -> None:
     code, output = run_in_terminal(["demo", "--scenario", "no-such-scenario"], tmp_path, wait_for=None)
     assert code == 2
-    text = output.rsplit(LEAVE_ALT_SCREEN, 1)[-1].decode(errors="replace")
-    assert "cannot start" in text and "no-such-scenario" in text
-    assert len([line for line in text.splitlines() if "cannot start" in line or "known:" in line]) == 1
+    text = output.decode(errors="replace")
+    assert LEAVE_ALT_SCREEN not in output  # refused before the screen (and the lab) started
+    assert "unknown scenario 'no-such-scenario'" in text and "known: fresh, healthy" in text
+    assert len(text.strip().splitlines()) == 1
     assert "Traceback" not in output.decode(errors="replace")
     assert processes_mentioning(str(tmp_path)) == []

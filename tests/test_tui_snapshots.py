@@ -7,6 +7,7 @@ blink): the same picture on every run. Update with `pytest --snapshot-update` an
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -124,7 +125,9 @@ def test_confirm_modal_for_a_reboot(snap_compare, lab_run) -> None:
 
 def test_an_action_running(snap_compare, lab_run) -> None:
     run: LabRun = lab_run("modules-not-loaded", fixed_path=True)
-    app = snapshot_app(stable_report(run.sweep()), run.target)
+    # the audit log in the lab's fixed directory: its path is on the screen (and a test writes no real one)
+    audit = Path(run.target.talos.talosconfig).parent / "audit.log"
+    app = snapshot_app(stable_report(run.sweep()), run.target, audit_path=audit)
 
     async def start_action(pilot: Pilot) -> None:
         await settle(pilot)

@@ -28,6 +28,9 @@ class TalosGpuApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="help", tooltip="this help: every key"),
         Binding("q", "quit_safely", "Quit", id="quit", tooltip="quit (asks first while an action runs)"),
+        # ctrl+c quits as in k9s and `talosctl dashboard` (Textual's own binding only says "press ctrl+q")
+        Binding("ctrl+c", "interrupt", "Quit", show=False, priority=True, id="quit.interrupt",
+                tooltip="quit (asks first while an action runs), from anywhere"),
         Binding("f8", "save_svg", "Screenshot", show=False, id="screenshot",
                 tooltip="save an SVG screenshot of the screen"),
     ]
@@ -94,15 +97,25 @@ class TalosGpuApp(App[int]):
         self.push_screen(HelpScreen(groups, read_only=self.settings.read_only))
 
     def action_save_svg(self) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        directory = self.screenshot_dir or Path.cwd()
+        """F8: an SVG of the screen, in the state directory with the saved logs and the audit log."""
+        from tui.screens.main import default_state_dir
+
+        stamp = datetime.fromtimestamp(self.settings.clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
+        directory = self.screenshot_dir or self.settings.state_dir or default_state_dir()
         try:
             directory.mkdir(parents=True, exist_ok=True)
-            path = self.save_screenshot(filename=f"screenshots-{stamp}.svg", path=str(directory))
+            path = self.save_screenshot(filename=f"talos-gpu-screenshot-{stamp}.svg", path=str(directory))
         except OSError as exc:
             self.notify(str(exc), title="could not save the screenshot", severity="error")
             return
         self.notify(path, title="Screenshot saved")
+
+    def action_interrupt(self) -> None:
+        """ctrl+c: as q, from anywhere (a dialog too); while the quit question is up, it stays up."""
+        confirm = sys.modules.get("tui.screens.confirm")
+        if confirm is not None and isinstance(self.screen, confirm.AskScreen):
+            return
+        self.action_quit_safely()
 
     def action_quit_safely(self) -> None:
         main = self.main_screen

@@ -6,9 +6,12 @@ Imports are lazy: the parser and the first frame must not pay for the kubernetes
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -35,6 +38,59 @@ def _positive_float(text: str) -> float:
     return value
 
 
+OUTPUT_FORMATS = ("table", "json", "yaml", "markdown")
+
+# The lab's scenarios, known without importing the lab (the demo's first frame must not wait for it);
+# tests/test_cli.py checks this list against lab.scenarios.SCENARIOS.
+SCENARIO_NAMES = ("fresh", "healthy", "extensions-missing", "mixed-tracks", "driver-mismatch", "modules-not-loaded",
+                  "bpf-sysctl-missing", "no-cgroups-missing", "runtimeclass-missing", "nfd-affinity",
+                  "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready")
+
+# `check` when its reader goes away before the report is out (`check | head -1`): no traceback, no message,
+# and the exit code of the report itself (0 all pass, 1 a stage fails); before a report exists, 141
+# (128 + SIGPIPE, what a shell reports for a program the closed pipe stopped).
+BROKEN_PIPE_EXIT = 141
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("talos-gpu")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the installed package's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> NoReturn:
+        sys.stdout.write(f"{PROG} {version()}\n")
+        raise SystemExit(0)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {port}")
+    return port
+
+
+def _scenario(text: str) -> str:
+    if text not in SCENARIO_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown scenario {text!r}; known: {', '.join(SCENARIO_NAMES)}")
+    return text
+
+
 def _target_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-n", "--node", metavar="ADDR", help="the Talos node to check (default: first node of the talosconfig context)")
@@ -42,8 +98,13 @@ def _target_options() -> argparse.ArgumentParser:
     common.add_argument("--talos-context", metavar="NAME", help="context inside the talosconfig (default: its current context)")
     common.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
     common.add_argument("--context", metavar="NAME", help="kubeconfig context (default: its current context)")
-    common.add_argument("--profile", metavar="PATH", help="YAML file with the expected state (default: the seed's setup)")
-    common.add_argument("--read-only", action="store_true", help="no mutating action can be started")
+    common.add_argument("--profile", metavar="PATH", help="YAML file with the expected state (default: production track, the four "
+                        "NVIDIA modules, RuntimeClass nvidia, the device plugin in kube-system)")
+    common.add_argument("--read-only", "--readonly", dest="read_only", action="store_true",
+                        help="no mutating action can be started")
+    common.add_argument("--infra-repo", metavar="DIR",
+                        help="where the infra files are read and written (default: the profile's infra_repo, "
+                        "else the current directory)")
     common.add_argument("--factory", metavar="URL", help="Image Factory to register schematics with (default: compute the id offline)")
     common.add_argument("--refresh", metavar="SECONDS", type=_positive_float, default=5.0,
                         help="TUI: how often the panes re-read the cluster (0: only on r; default 5)")
@@ -54,10 +115,14 @@ def build_parser() -> OneLineParser:
     common = _target_options()
     parser = OneLineParser(prog=PROG, parents=[common],
                            description="Bring NVIDIA GPUs up on a Talos Linux Kubernetes node, and say why they are missing.")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
-    check = sub.add_parser("check", parents=[common], help="run the checks headless (Rich table or --json)")
-    check.add_argument("--json", action="store_true", help="print one JSON object (schema 1)")
+    check = sub.add_parser("check", parents=[common], help="run the checks headless (a table, JSON, YAML or Markdown)")
+    check.add_argument("-o", "--output", metavar="FORMAT", choices=OUTPUT_FORMATS, default=None,
+                       help="table (default), json (one object, schema 1), yaml (the same as YAML) or markdown "
+                       "(an incident note to paste into a ticket)")
+    check.add_argument("--json", action="store_true", help="the same as -o json")
     check.add_argument("--pod-test", action="store_true", help="also run the GPU test pod (creates and deletes one pod)")
     check.add_argument("--timeout", metavar="SECONDS", type=_positive_float, default=60.0,
                        help="upper bound for the whole sweep (default 60)")
@@ -71,11 +136,16 @@ def build_parser() -> OneLineParser:
     for name, text in (("demo", "the TUI against the built-in lab (no cluster needed)"),
                        ("lab", "run the lab alone and print the export lines for kubectl and talos-gpu")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--scenario", metavar="NAME", default="fresh", help="lab scenario (default: fresh)")
+        p.add_argument("--scenario", metavar="NAME", type=_scenario, default="fresh",
+                       help=f"lab scenario (default: fresh): {', '.join(SCENARIO_NAMES)}")
         if name == "demo":
             p.add_argument("--refresh", metavar="SECONDS", type=_positive_float, default=3.0,
                            help="how often the panes re-read the lab (default 3)")
-            p.add_argument("--read-only", action="store_true", help="no mutating action can be started")
+            p.add_argument("--read-only", "--readonly", dest="read_only", action="store_true",
+                           help="no mutating action can be started")
+            p.add_argument("--web", action="store_true",
+                           help="serve the demo to a browser on 127.0.0.1 (needs the extra: pip install 'talos-gpu[web]')")
+            p.add_argument("--port", metavar="N", type=_port, default=None, help="--web: the port (default 8000)")
     return parser
 
 
@@ -93,6 +163,9 @@ def build_target(args: argparse.Namespace, env: dict[str, str] | None = None) ->
     kube = resolve_kube(args.kubeconfig, args.context, env=environ)
     install_secrets_from(kube.kubeconfig, talos.talosconfig)
     profile = load_profile(_path(args.profile))
+    infra_repo = getattr(args, "infra_repo", None)
+    if infra_repo is not None:
+        profile = dataclasses.replace(profile, infra_repo=_infra_repo(infra_repo))
     return Target(talos, kube, profile, talosctl_path(environ), find_helm(environ), env)
 
 
@@ -119,6 +192,17 @@ def check_target_files(args: argparse.Namespace, env: dict[str, str] | None = No
     if profile is not None:
         check_config_file(profile, f"profile {profile}")
     talosctl_path(environ)
+
+
+def _infra_repo(value: str) -> Path:
+    """`--infra-repo DIR`, relative to the current directory; a path that exists and is not a directory is
+    refused (a missing one is fine: the actions create it when they write their first file)."""
+    from checks.errors import UsageError
+
+    path = _path(value).absolute()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--infra-repo {value}: is not a directory")
+    return Path(os.path.normpath(path))
 
 
 def _path(value: str | None):  # noqa: ANN202 - Path | None, imported lazily
@@ -158,6 +242,12 @@ def _stop_like_ctrl_c() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "check":
+        if args.json and args.output not in (None, "json"):
+            parser.error(f"--json and -o {args.output} ask for two formats; give one")
+        args.output = "json" if args.json else (args.output or "table")
+    if args.command == "demo" and args.port is not None and not args.web:
+        parser.error("--port is for --web")
     try:
         code = _dispatch(args)
     except KeyboardInterrupt:
@@ -165,8 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stopped_by_signal()
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
-    except BrokenPipeError:
-        return 1
+    except BrokenPipeError:  # the reader went away (`talos-gpu check | head -1`): not a failing stage
+        _silence_stdout()
+        return _QUICK_EXIT[0] if _QUICK_EXIT else BROKEN_PIPE_EXIT
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         from checks.errors import UsageError, one_line
 
@@ -205,6 +296,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from lab.runtime import run_foreground
 
         return int(run_foreground(args.scenario) or 0)
+    from tui.keymap import load_keymap
+
+    args.keymap = load_keymap()  # a bad keymap file is one line, before the lab or the screen starts
+    if command == "demo" and args.web:
+        from tui.web import DEFAULT_PORT, run_web
+
+        args.port = args.port or DEFAULT_PORT
+        return run_web(args)
     if command == "demo":
         from tui.demo import run_demo
 
@@ -218,6 +317,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 _QUICK_EXIT: list[int] = []  # set once `check` has written its report
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone, so that the final flush at exit cannot fail
+    again (Python would print "Exception ignored ... BrokenPipeError")."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def run() -> NoReturn:
@@ -235,8 +343,8 @@ def run() -> NoReturn:
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
-            except OSError:  # the reader went away (a pipe closed early)
-                os._exit(1)
+            except OSError:  # the reader went away (a pipe closed early): the report's code all the same
+                _silence_stdout()
             os._exit(code)
     sys.exit(code)
 

@@ -1,4 +1,4 @@
-"""Headless commands: `talos-gpu check` (Rich table or JSON) and `talos-gpu enable`."""
+"""Headless commands: `talos-gpu check` (a Rich table, JSON, YAML or a Markdown incident note) and `talos-gpu enable`."""
 
 from __future__ import annotations
 
@@ -64,17 +64,45 @@ def run_check(args: argparse.Namespace, target: Target) -> int:
     kube = start_kube_process(target, timeout=args.timeout, pod_test=args.pod_test)
     try:
         report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
-        if args.json:
-            sys.stdout.write(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)) + "\n")
-            sys.stdout.flush()  # the report is out before the child is waited for
-        else:
-            from rich.console import Console
+        try:
+            write_report(report, getattr(args, "output", None) or ("json" if args.json else "table"))
+        except BrokenPipeError:  # the reader went away (`check | head -1`): the check itself did not fail
+            from tui.cli import _silence_stdout
 
-            render_report(report, Console(highlight=False))
+            _silence_stdout()
     finally:
         if kube is not None:
             kube.stop()
     return report.exit_code
+
+
+def write_report(report: Report, output: str) -> None:
+    """The report on stdout in one of `check -o`'s formats; what came from the cluster is redacted."""
+    if output == "table":
+        from rich.console import Console
+
+        class TableConsole(Console):
+            def on_broken_pipe(self) -> None:  # Rich's own exits 1, which reads as a failing stage
+                raise BrokenPipeError
+
+        render_report(report, TableConsole(highlight=False))
+        return
+    if output == "json":
+        text = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
+    elif output == "yaml":
+        import yaml
+
+        text = yaml.safe_dump(report.to_json(), sort_keys=False, allow_unicode=True, width=100)
+    elif output == "markdown":
+        from datetime import UTC, datetime
+
+        from tui.incident import incident_note
+
+        text = incident_note(report, checked_at=datetime.now(UTC))
+    else:
+        raise ValueError(f"unknown output format {output!r}")
+    sys.stdout.write(redact(text))
+    sys.stdout.flush()  # the report is out before the child is waited for
 
 
 def run_enable(args: argparse.Namespace, target: Target) -> int:

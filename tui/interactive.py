@@ -60,6 +60,9 @@ def run_tui(args: argparse.Namespace, target_loader: Callable[[], Target]) -> in
                           read_only=bool(getattr(args, "read_only", False)), factory=getattr(args, "factory", None),
                           after_first_frame=resume_collector, lean_first_frame=True,
                           after_first_sweep=freeze_long_lived)
+        keymap = getattr(args, "keymap", None)
+        if keymap:
+            app.set_keymap(keymap)  # $XDG_CONFIG_HOME/talos-gpu/keymap.yaml (tui.keymap)
         app.run()
     print_exit_line(app)
     return int(app.return_code or 0)

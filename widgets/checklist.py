@@ -24,6 +24,7 @@ StatusRenderer = Callable[["Status"], Text]
 PENDING = Text("… checking", style="dim italic")
 ROOT_CAUSE = Text("◀ ROOT CAUSE", style="bold reverse red")
 COMPACT_ROOT_CAUSE = Text("◀ ROOT", style="bold reverse red")
+WAITING = Text("⟳ WAIT", style="bold cyan")  # a failure that is the running action's expected progress
 STATUS_WIDTH = 10
 STAGE_WIDTH = 40
 COMPACT_STAGE_WIDTH = 28
@@ -59,6 +60,7 @@ class StageChecklist(DataTable):
         self.stable = stable
         self.compact = False
         self.report: Report | None = None
+        self.expected: dict[str, str] = {}
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -76,8 +78,11 @@ class StageChecklist(DataTable):
         sync_table(self, [Row(spec.id, (self._status_cell(None), self._stage_cell(spec, None)), self._row_height)
                           for spec in self.stages])
 
-    def show_report(self, report: Report) -> None:
+    def show_report(self, report: Report, expected: dict[str, str] | None = None) -> None:
+        """`expected`: stage id -> why its failure is progress, not a fault (the node rebooting because of the
+        running action): shown as "⟳ WAIT" with that note, never as the root cause."""
         self.report = report
+        self.expected = dict(expected or {})
         root = report.root_cause.stage if report.root_cause else None
         rows = []
         for spec in self.stages:
@@ -85,7 +90,9 @@ class StageChecklist(DataTable):
                 result: StageResult | None = report.stage(spec.id)
             except KeyError:
                 result = None
-            rows.append(Row(spec.id, (self._status_cell(result), self._stage_cell(spec, result, is_root=spec.id == root)),
+            note = self.expected.get(spec.id)
+            rows.append(Row(spec.id, (self._status_cell(result, waiting=note is not None),
+                                      self._stage_cell(spec, result, is_root=spec.id == root, waiting=note)),
                             self._row_height))
         sync_table(self, rows)
 
@@ -98,7 +105,7 @@ class StageChecklist(DataTable):
         self.clear(columns=True)
         self._add_columns()
         if self.report is not None:
-            self.show_report(self.report)
+            self.show_report(self.report, self.expected)
         else:
             self.show_pending()
         if selected is not None:
@@ -108,18 +115,25 @@ class StageChecklist(DataTable):
     def _row_height(self) -> int:
         return 1 if self.compact else 2
 
-    def _status_cell(self, result: StageResult | None) -> Text:
+    def _status_cell(self, result: StageResult | None, *, waiting: bool = False) -> Text:
         """Icon and word; below it (two-line rows) how long the stage's checks took."""
-        status = PENDING.copy() if result is None else self.render_status(result.status)
+        if result is None:
+            status = PENDING.copy()
+        else:
+            status = WAITING.copy() if waiting else self.render_status(result.status)
         if not self.compact and result is not None:
             status.append("\n")
             status.append_text(duration_text(result.duration_ms, stable=self.stable))
         return status
 
-    def _stage_cell(self, spec: StageSpec, result: StageResult | None, *, is_root: bool = False) -> Text:
-        """`id  note` (root cause / blocked by …) and, below it, the stage's title."""
+    def _stage_cell(self, spec: StageSpec, result: StageResult | None, *, is_root: bool = False,
+                    waiting: str | None = None) -> Text:
+        """`id  note` (root cause / blocked by … / expected while an action runs) and, below it, the title."""
+        is_root = is_root and waiting is None
         cell = Text(spec.id, style="bold red" if is_root else "bold", no_wrap=True, overflow="ellipsis")
-        if is_root:
+        if waiting is not None:
+            cell.append(f"  ⟳ {redact(waiting)}", style="cyan")
+        elif is_root:
             cell.append("  ")
             cell.append_text(ROOT_CAUSE if not self.compact else COMPACT_ROOT_CAUSE)
         elif result is not None and result.blocked_by:

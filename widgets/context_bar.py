@@ -28,6 +28,27 @@ def ago(seconds: float) -> str:
     return f"{seconds // 3600}h ago"
 
 
+def elapsed(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@dataclass
+class ActionProgress:
+    """The running action, for the bar: its stage, the step it is at (n of m), since when, and the phase the
+    node is in when the action follows a reboot."""
+
+    stage: str
+    steps: int
+    started_at: float
+    step: int = 0
+    phase: str = ""
+
+
 def refresh_label(refresh_s: float) -> str:
     if refresh_s <= 0:
         return "refresh: on r"
@@ -35,7 +56,8 @@ def refresh_label(refresh_s: float) -> str:
 
 
 class ContextBar(Static):
-    """`kube ctx │ talos node │ READ-ONLY │ refresh 5s │ updated 3s ago │ checking…`"""
+    """`talos-gpu │ ▶ extensions 2/3 · node rebooting · 1m05s (x cancels) │ kube ctx │ talos node │ READ-ONLY │
+    refresh 5s │ updated 3s ago │ checking…` — the running action first, so that a narrow terminal shows it."""
 
     def __init__(self, info: ContextInfo, clock: Callable[[], float], *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -44,7 +66,7 @@ class ContextBar(Static):
         self.updated_at: float | None = None
         self.sweeping = False
         self.paused = False
-        self.action: str | None = None  # the running action's stage, if any
+        self.action: ActionProgress | None = None  # the running action, if any
 
         self._shown: str | None = None
 
@@ -64,8 +86,14 @@ class ContextBar(Static):
 
     def line_text(self) -> Text:
         sep = (" │ ", "dim")
-        parts: list[tuple[str, str] | str | Text] = [
-            ("talos-gpu", "bold"), sep,
+        parts: list[tuple[str, str] | str | Text] = [("talos-gpu", "bold"), sep]
+        action = self.action
+        if action is not None:
+            step = f" {action.step}/{action.steps}" if action.steps else ""
+            phase = f" · {redact(action.phase)}" if action.phase else ""
+            parts += [(f"▶ {action.stage}{step}{phase} · {elapsed(self.clock() - action.started_at)}", "bold yellow"),
+                      (" (x cancels)", "yellow"), sep]
+        parts += [
             ("kube ", "dim"), redact(self.info.kube_context), sep,
             ("talos ", "dim"), redact(self.info.talos_node), sep,
         ]
@@ -81,6 +109,4 @@ class ContextBar(Static):
             parts.append(f"updated {ago(self.clock() - self.updated_at)}")
         if self.sweeping:
             parts += [sep, ("⟳ checking…", "cyan")]
-        if self.action:
-            parts += [sep, (f"▶ action {self.action} running (x cancels)", "bold yellow")]
         return Text.assemble(*parts)

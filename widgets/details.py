@@ -64,7 +64,7 @@ class StageDetails(VerticalScroll, can_focus=True):
         if spec is None:
             return
         body = self.query_one("#details-body", Static)
-        title = Text.assemble((spec.title, "italic"), (f"  · seed §{spec.section}", "dim"))
+        title = Text(spec.title, style="italic")
         if result is None:
             self._show(body, [Text.assemble(("… checking  ", "dim italic"), (spec.id, "bold")), title])
             return

@@ -362,7 +362,7 @@ class ModulesPane(FactsPane):
         if sysctl is not None and sysctl.ok:
             good = sysctl.value == "1"
             footer.append(Text.assemble(("sysctl ", DIM), "net.core.bpf_jit_harden = ", (sysctl.value, "bold"),
-                                        ("  ✔ as the seed needs" if good else "  ✘ the seed needs 1",
+                                        ("  ✔ as the device plugin path needs" if good else "  ✘ must be 1",
                                          OK if good else BAD)))
         else:
             footer.append(Text.assemble(("sysctl ", DIM), "net.core.bpf_jit_harden ", unknown_text(sysctl)))

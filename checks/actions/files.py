@@ -26,7 +26,7 @@ def infra_path(profile: Profile, relative: str) -> Path:
 def unified_diff(existing: str, seed: str, relative: str) -> str:
     lines = difflib.unified_diff(
         existing.splitlines(keepends=True), seed.splitlines(keepends=True),
-        fromfile=f"{relative} (in the infra repo)", tofile=f"{relative} (the seed)",
+        fromfile=f"{relative} (in the infra repo)", tofile=f"{relative} (what talos-gpu writes)",
     )
     text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
     return text

@@ -34,8 +34,8 @@ class FileChange:
     def summary(self) -> str:
         return {
             "create": f"{self.relative}: missing, will be written",
-            "same": f"{self.relative}: exists, identical to the seed",
-            "differs": f"{self.relative}: exists and differs from the seed; left as it is and used as it is",
+            "same": f"{self.relative}: exists, identical to what the action writes",
+            "differs": f"{self.relative}: exists and differs from what the action would write; left as it is and used as it is",
         }.get(self.state, f"{self.relative}: {self.state}")
 
 

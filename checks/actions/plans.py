@@ -155,7 +155,7 @@ def _write_step(change: FileChange) -> Step:
 def _file_state_lines(change: FileChange) -> list[str]:
     lines = [f"# {change.summary}"]
     if change.state == "differs":
-        lines += ["# difference (infra repo → seed):", change.diff.rstrip("\n")]
+        lines += ["# difference (infra repo → what talos-gpu writes):", change.diff.rstrip("\n")]
     return lines
 
 
@@ -163,7 +163,7 @@ def _file_as_used(change: FileChange, warnings: list[str]) -> list[str]:
     """Preview lines for a file the action uses: its state and the content it will use — the
     existing file when it differs from the seed (never overwritten: `warnings` says so)."""
     if change.state == "differs":
-        warnings.append(f"{change.relative} differs from the seed: it is used as it is, not overwritten")
+        warnings.append(f"{change.relative} differs from what talos-gpu writes: it is used as it is, not overwritten")
         used = change.path.read_text(encoding="utf-8")
     else:
         used = change.content

@@ -2,7 +2,8 @@
 
 `ConfirmActionScreen` shows an action's whole plan — the exact commands, the files it writes, the
 preview and the warnings — and, for actions that reboot the node, enables Confirm only once the
-node's name has been typed. `AskScreen` is the plain yes/no question (quit while an action runs).
+node's name has been typed: there the focus starts in the name box (typing the name is the deliberate
+step; enter with the exact name confirms, anything else does not). `AskScreen` is the plain yes/no question (quit while an action runs).
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ class ConfirmActionScreen(ModalScreen[bool]):
             with VerticalScroll(id="confirm-body"):
                 yield Static(plan_renderable(self.plan), id="confirm-plan")
             if self.plan.confirm_word:
-                yield Label(Text.assemble("Type the node name ", (redact(self.plan.confirm_word), "bold"),
-                                          " to confirm the reboot:"), id="confirm-word-label")
-                yield Input(placeholder=redact(self.plan.confirm_word), id="confirm-word", select_on_focus=False)
+                word = redact(self.plan.confirm_word)
+                yield Label(Text.assemble("Type the node's name ", (word, "bold"),
+                                          " and press enter to confirm the reboot (esc cancels):"),
+                            id="confirm-word-label")
+                yield Input(placeholder=f"type {word} here", id="confirm-word", select_on_focus=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button("Cancel", id="cancel", variant="primary")
                 yield Button("Confirm", id="confirm", variant="error", disabled=bool(self.plan.confirm_word))
@@ -85,7 +88,10 @@ class ConfirmActionScreen(ModalScreen[bool]):
         if not self.blink:
             for field in self.query(Input):
                 field.cursor_blink = False
-        self.query_one("#cancel", Button).focus()
+        if self.plan.confirm_word:  # the name is what confirms: the focus is where it is typed
+            self.query_one("#confirm-word", Input).focus()
+        else:
+            self.query_one("#cancel", Button).focus()
 
     @on(Input.Changed, "#confirm-word")
     def _typed(self, event: Input.Changed) -> None:
@@ -94,7 +100,10 @@ class ConfirmActionScreen(ModalScreen[bool]):
     @on(Input.Submitted, "#confirm-word")
     def _submitted(self, event: Input.Submitted) -> None:
         if event.value.strip() == self.plan.confirm_word:
-            self.query_one("#confirm", Button).focus()
+            self.dismiss(True)
+        else:
+            self.notify(f"Type {redact(self.plan.confirm_word)} exactly to confirm, or esc to cancel",
+                        severity="warning", timeout=4)
 
     @on(Button.Pressed, "#confirm")
     def _confirm(self) -> None:

@@ -44,9 +44,10 @@ from tui.messages import (
 )
 from widgets.checklist import StageChecklist
 from widgets.context_bar import ContextBar, ContextInfo
+from widgets.key_hints import KeyHints
 
 if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when mounted (after the first frame)
-    from textual.widgets import Footer, TabbedContent
+    from textual.widgets import TabbedContent
 
     from checks.model import ProbeResult, Report, Status
     from checks.profile import Profile
@@ -60,6 +61,7 @@ PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensio
 REBOOTING_STAGES = ("rebooting", "upgrading", "booting", "shutting down", "installing", "resetting")
 COMPACT_BELOW_ROWS = 32
 COMPACT_BELOW_COLUMNS = 110
+KEY_HINTS_ROOMY_FROM = 120  # columns: below, the footer's hints lose their padding so that more of them fit
 ACTION_OUTPUT_KEPT = 400
 OUTPUT_EVENTS_PER_TURN = 200  # a running action's output events handled per turn of the event loop
 
@@ -132,7 +134,7 @@ class MainScreen(Screen):
     BINDINGS = [
         Binding("a", "run_action", "Run action", id="action.run",
                 tooltip="plan the selected stage's action, show it, and run it once confirmed"),
-        Binding("x", "cancel_action", "Cancel action", id="action.cancel",
+        Binding("x", "cancel_action", "Cancel", id="action.cancel",
                 tooltip="cancel the running action: its processes are stopped"),
         Binding("r", "refresh", "Refresh", id="refresh", tooltip="re-read the cluster now"),
         Binding("p", "toggle_pause", "Pause", id="pause", tooltip="pause or resume the periodic re-read"),
@@ -178,6 +180,11 @@ class MainScreen(Screen):
         self.unknown_stages: set[str] = set()
         self.last_good_facts: dict[str, ProbeResult] | None = None  # from the last report taken before a reboot
         self.root_cause: str | None = "not checked yet"  # the last root cause written to the log
+        self.audit_announced = False
+        self.reboot_expected: str | None = None  # the stage whose action reboots the node, until it is back
+        self.test_pod_result: Any = None  # StageResult of a passing test pod, kept until a re-check invalidates it
+        self.move_on_from: str | None = None  # after an action: select the next stage once this one passes
+        self.expected: dict[str, str] = {}  # stage id -> why its failure is expected progress (see _expected)
         self._rest_mounted = not settings.lean_first_frame  # the panes, details, log and footer (see compose)
         self._rest_mounting: asyncio.Event | None = None
         self._pending_log: list[tuple[str, str]] = []  # lines logged before the log was mounted
@@ -196,7 +203,8 @@ class MainScreen(Screen):
             if not lean:
                 yield self._panes()
         if not lean:
-            yield from self._below()
+            yield self._below()
+        yield KeyHints()  # from the first frame: what to press is the first thing a new user needs
 
     def _panes(self) -> TabbedContent:
         from textual.widgets import TabbedContent, TabPane
@@ -208,16 +216,14 @@ class MainScreen(Screen):
             panes.compose_add_child(TabPane(f"{number} {title}", *content, id=pane_id))
         return panes
 
-    def _below(self) -> tuple[Horizontal, Footer]:
-        from textual.widgets import Footer
-
+    def _below(self) -> Horizontal:
         from widgets.action_log import ActionLog
         from widgets.details import StageDetails
 
-        bottom = Horizontal(StageDetails(status_text, id="details"),
-                            Vertical(Label("Action log", classes="box-title"), ActionLog(id="log"), id="log-box"),
-                            id="bottom")
-        return bottom, Footer()  # the filter field (hidden until /) is mounted after the first frame, before the footer
+        # the filter field (hidden until /) is mounted after the first frame, before the footer
+        return Horizontal(StageDetails(status_text, id="details"),
+                          Vertical(Label("Action log", classes="box-title"), ActionLog(id="log"), id="log-box"),
+                          id="bottom")
 
     async def _mount_rest(self) -> None:
         """(lean first frame) Mount the panes, the details, the log and the footer; idempotent. What was
@@ -231,7 +237,7 @@ class MainScreen(Screen):
         try:
             with contextlib.suppress(MountError):  # the app is already leaving
                 await self.query_one("#top", Horizontal).mount(self._panes())
-                await self.mount(*self._below())
+                await self.mount(self._below(), before=self.query_one(KeyHints))
                 self._rest_mounted = True
         finally:
             self._rest_mounting.set()
@@ -315,7 +321,7 @@ class MainScreen(Screen):
         if field is None:
             field = self._filter_field()
             with contextlib.suppress(MountError):  # the app is already leaving
-                await self.mount(field, before=self.query_one("Footer"))
+                await self.mount(field, before=self.query_one(KeyHints))
         return field
 
     def on_mount(self) -> None:
@@ -371,6 +377,7 @@ class MainScreen(Screen):
         compact = self.size.height < COMPACT_BELOW_ROWS or self.size.width < COMPACT_BELOW_COLUMNS
         self.query_one("#checklist-box").set_class(compact, "-compact")
         self.checklist.set_compact(compact)
+        self.query_one(KeyHints).compact = self.size.width < KEY_HINTS_ROOMY_FROM
 
     # ---- sweeps -----------------------------------------------------------------------------------
 
@@ -479,7 +486,9 @@ class MainScreen(Screen):
         tables every few seconds is most of what an idle app would cost.
         """
         first = self.report is None
-        if not first and self.report is not None and same_content(self.report, report):
+        report = self._with_test_pod_result(report)
+        expected = self._expected(report)
+        if not first and self.report is not None and same_content(self.report, report) and expected == self.expected:
             self.report = report
             self.context_bar.updated_at = self.settings.clock()
             self.context_bar.redraw()
@@ -491,20 +500,94 @@ class MainScreen(Screen):
             self.checklist.select_stage(report.root_cause.stage)  # the on-call engineer lands on the cause
         self.context_bar.updated_at = self.settings.clock()
         self.context_bar.redraw()
-        self.checklist.show_report(report)
+        self.expected = expected
+        self.checklist.show_report(report, self.expected)
+        self._move_on_after_action(report)
         self._show_details()
         self._show_panes()
         self._notice_changes(report)
 
+    def _with_test_pod_result(self, report: Report) -> Report:
+        """A test pod that passed keeps `gpu-workload` passing on the checklist (sweeps do not run the pod)
+        until a re-check invalidates it: any other stage no longer passing."""
+        from checks.model import Status
+
+        kept = self.test_pod_result
+        if kept is None:
+            return report
+        if any(not s.status.ok for s in report.stages if s.id != kept.id):
+            self.test_pod_result = None
+            return report
+        stages = [kept if s.id == kept.id and s.status is Status.SKIPPED else s for s in report.stages]
+        return dataclasses.replace(report, stages=stages)
+
+    def _move_on_after_action(self, report: Report) -> None:
+        """Once the stage of the action just run passes, the selection moves to the stage to work on next
+        (the root cause, else the first that does not pass), unless the user moved it meanwhile."""
+        stage = self.move_on_from
+        if stage is None:
+            return
+        try:
+            passing = report.stage(stage).status.ok
+        except KeyError:
+            passing = True
+        if not passing:
+            if self.settling is None:  # its re-checks gave up: it stays where the user can see it
+                self.move_on_from = None
+            return
+        self.move_on_from = None
+        if self.checklist.selected_stage != stage:
+            return
+        failing = [s.id for s in report.stages if not s.status.ok]
+        target = report.root_cause.stage if report.root_cause is not None else (failing[0] if failing else None)
+        if target is not None:
+            self.checklist.select_stage(target)
+
+    def _expected(self, report: Report) -> dict[str, str]:
+        """While an action that reboots the node runs, and after it until the node is back (or its re-checks
+        give up), the failures the reboot causes are its progress: the cluster stage, the action's own stage,
+        and what cannot be checked meanwhile. Not a root cause."""
+        from checks.model import Status
+
+        stage = self.reboot_expected
+        if stage is None:
+            return {}
+        if not self.action_running:
+            try:
+                cluster_ok = report.stage("cluster").status.ok
+            except KeyError:
+                cluster_ok = True
+            if self.settling is None or (cluster_ok and self.rebooting_reason() is None):
+                self.reboot_expected = None
+                return {}
+        running = self.action_running
+        notes = {"cluster": f"node rebooting: the {stage} action" if running else f"node coming back after the {stage} action",
+                 stage: f"the {stage} action is running" if running else f"checking again after the {stage} action"}
+        expected = {}
+        for result in report.stages:
+            if result.status.ok or result.blocked_by:
+                continue
+            if result.id in notes:
+                expected[result.id] = notes[result.id]
+            elif result.status is Status.UNKNOWN:
+                expected[result.id] = "not answering while the node reboots"
+        return expected
+
     def _notice_changes(self, report: Report) -> None:
         from checks.model import Status
 
-        unknown = {s.id: s.summary for s in report.stages if s.status is Status.UNKNOWN}
+        unknown = {s.id: s.summary for s in report.stages if s.status is Status.UNKNOWN and s.id not in self.expected}
         for stage_id in sorted(set(unknown) - self.unknown_stages):
             self.notify(unknown[stage_id], title=f"{stage_id}: could not check", severity="warning", timeout=8)
             self.log_line(f"{stage_id}: could not check: {unknown[stage_id]}", "stderr")
         self.unknown_stages = set(unknown)
         root = report.root_cause.stage if report.root_cause else None
+        if root is not None and root in self.expected:
+            if self.root_cause != f"expected {root}":
+                self.log_line(f"{root}: {self.expected[root]} (expected; it is followed until the node is back)",
+                              "phase")
+            self.root_cause = f"expected {root}"
+            return
         if root != self.root_cause:
             if root is None:
                 self.log_line("every stage passes", "ok")
@@ -564,7 +647,7 @@ class MainScreen(Screen):
             except KeyError:
                 result = None
         is_root = self.report is not None and self.report.root_cause is not None \
-            and self.report.root_cause.stage == stage_id
+            and self.report.root_cause.stage == stage_id and stage_id not in self.expected
         self.details.show(spec, result, is_root=is_root, action_hint=self._action_hint(spec))
 
     def _action_hint(self, spec: StageSpec) -> str | None:
@@ -674,16 +757,28 @@ class MainScreen(Screen):
     def start_action(self, plan: Any) -> None:
         if self.settings.read_only or self.action_running:
             return
+        from widgets.context_bar import ActionProgress
+
         self.action_stage = plan.stage
         self.action_reboots = bool(plan.reboots)
-        self.context_bar.action = plan.stage
+        self.reboot_expected = plan.stage if plan.reboots else None
+        self.context_bar.action = ActionProgress(plan.stage, len(plan.steps), self.settings.clock())
         self.context_bar.redraw()
         self.log_line(f"▶ {plan.stage}: {plan.title}", "step")
+        if not self.audit_announced:  # said once: every action is recorded there
+            self.audit_announced = True
+            self.log_line(f"recorded in the audit log {self.audit_path}", "note")
         self.action_output.clear()
         self.cancelled_by_user = False
         self.action_worker = self.run_worker(self._run_action(plan), name=f"action {plan.stage}", group="action",
                                              exit_on_error=False)
         self.refresh_bindings()
+
+    @property
+    def audit_path(self) -> Path:
+        from checks.audit import default_audit_path
+
+        return self.settings.audit_path or default_audit_path()
 
     async def _run_action(self, plan: Any) -> None:
         from checks.actions import run_action
@@ -731,6 +826,13 @@ class MainScreen(Screen):
     def _action_output(self, message: ActionOutput) -> None:
         kind = (message.stream or "stdout") if message.kind == "line" else message.kind
         self.log_line(f"▸ {message.text}" if message.kind == "step" else message.text, kind)
+        progress = self.context_bar.action
+        if progress is not None and message.kind in ("step", "phase"):
+            if message.kind == "step":
+                progress.step, progress.phase = min(progress.step + 1, progress.steps or progress.step + 1), ""
+            else:
+                progress.phase = message.text if len(message.text) <= 32 else message.text[:31] + "…"
+            self.context_bar.redraw()
         if message.kind == "line":
             self.action_output.append(message.text)
         if message.kind == "phase" and self.report is not None:
@@ -750,6 +852,7 @@ class MainScreen(Screen):
             from widgets.panes import test_pod_summary
 
             self.last_test_pod = test_pod_summary(list(self.action_output), message.reason)
+            self.test_pod_result = self._test_pod_stage(self.last_test_pod, message.reason) if ok else None
         self.action_stage = None
         self.action_reboots = False
         self.context_bar.action = None
@@ -760,7 +863,17 @@ class MainScreen(Screen):
         self.log_line("re-checking…", "note")
         if ok:
             self.settling = (message.stage, time.monotonic() + SETTLE_FOR_S)
+            self.move_on_from = message.stage
         self.start_sweep()
+
+    def _test_pod_stage(self, summary: str, reason: str) -> Any:
+        from checks.model import StageResult, Status
+
+        spec = stage_spec("gpu-workload", self.settings.stages)
+        evidence = [f"test pod (run from the TUI): {reason}"]
+        if summary != reason:
+            evidence.append(f"nvidia-smi: {summary}")
+        return StageResult("gpu-workload", spec.title, Status.PASS, f"the test pod ran nvidia-smi: {summary}", evidence)
 
     def action_cancel_action(self) -> None:
         if self.action_worker is not None and self.action_running:
