@@ -33,6 +33,13 @@ MODULES_PATCH = "talos/patches/nvidia-oss-modules.yaml"
 NO_CGROUPS_PATCH = "talos/patches/nvidia-no-cgroups.yaml"  # the runbook's step 4.1: never written or applied
 PATCHES_DIR = "talos/patches"
 RUNTIMECLASS_MANIFEST = "k8s/manifests/runtimeclass-nvidia.yaml"
+# Why the runbook's step 4.1 is not followed (enable's plan, the TUI's details for container-runtime).
+RUNBOOK_STEP_NOTE = (
+    f"the runbook's step 4.1 ({NO_CGROUPS_PATCH}) is not followed: its machine.files entry creates "
+    "/etc/nvidia-container-runtime/config.toml, outside /var, which Talos refuses at boot (the node stops in "
+    "writeUserFiles and reboots in a loop); the runtime does not read that file anyway (the toolkit extension's "
+    "runtime uses /usr/local/etc/nvidia-container-runtime/config.toml), and NVIDIA documents no-cgroups for "
+    "rootless containers only")
 
 CONTAINER_RUNTIME_CONFIG = "/etc/nvidia-container-runtime/config.toml"
 BPF_SYSCTL = "net.core.bpf_jit_harden"

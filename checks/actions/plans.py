@@ -244,12 +244,7 @@ async def _plan_kernel_modules(target: Target, report: Report | None, _factory: 
     )
 
 
-RUNBOOK_STEP_NOTE = (
-    f"the runbook's step 4.1 ({infra.NO_CGROUPS_PATCH}) is not followed: its machine.files entry creates "
-    "/etc/nvidia-container-runtime/config.toml, outside /var, which Talos refuses at boot (the node stops in "
-    "writeUserFiles and reboots in a loop); the runtime does not read that file anyway (the toolkit extension's "
-    "runtime uses /usr/local/etc/nvidia-container-runtime/config.toml), and NVIDIA documents no-cgroups for "
-    "rootless containers only")
+RUNBOOK_STEP_NOTE = infra.RUNBOOK_STEP_NOTE
 
 
 async def _refused_entries(target: Target, report: Report | None) -> list[tuple[int, object]]:
