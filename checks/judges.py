@@ -373,6 +373,10 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
             summary += f" (and {len(problems) - 1} more problem)"
         return Judgement(Status.FAIL, summary, evidence, fix)
     if not files.ok:
+        if "permissiondenied" in (files.error or "").lower().replace(" ", ""):
+            # reading the machine config needs the os:admin role; the rest of the stage was checked
+            return Judgement(Status.WARN, "the nvidia runtime is registered and ext-nvidia-persistenced runs; the "
+                             "machine config's machine.files could not be read (it needs the os:admin role)", evidence)
         return Judgement(Status.UNKNOWN, f"could not read the machine config's machine.files: {files.error}",
                          evidence)
     if inp.profile.no_cgroups:

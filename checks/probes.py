@@ -258,12 +258,6 @@ async def probe_module_specs(ctx: ProbeContext) -> ProbeResult:
                               "parse_kernel_module_specs")
 
 
-@_register("runtime_config", "talosctl read /etc/nvidia-container-runtime/config.toml")
-async def probe_runtime_config(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "runtime_config", ("read", "/etc/nvidia-container-runtime/config.toml"),
-                              "parse_nvidia_container_runtime_config", missing_ok=True)
-
-
 @_register("machine_files", "talosctl get machineconfig (machine.files op and path)")
 async def probe_machine_files(ctx: ProbeContext) -> ProbeResult:
     """The op and path of each `machine.files` entry. The config holds the cluster's secrets: its text

@@ -916,7 +916,7 @@ def cmd_services(invocation: Invocation, session: Session, out: lab_faults.Outpu
     node = session.nodes[0]
     since = _ago(ctx.now - float(ctx.talos.get("boot_time") or ctx.now) - 12)
     services = _services(ctx)
-    if len(invocation.words) < 2 or (invocation.command == "services" and len(invocation.words) == 1):
+    if len(invocation.words) < 2:
         rows = [["NODE", "SERVICE", "STATE", "HEALTH", "LAST CHANGE", "LAST EVENT"]]
         rows += [[node, sid, state, health, f"{since} ago", event] for sid, state, health, event in services]
         out.out(tabwrite(rows))

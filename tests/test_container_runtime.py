@@ -177,3 +177,19 @@ def test_cluster_fails_a_stuck_boot_with_the_kernel_log_and_the_way_out() -> Non
     assert any(line.startswith("talosctl dmesg: [talos] writeUserFiles failed, rebooting in 35 minutes")
                for line in judged.evidence)
     assert "/machine/files/0" in judged.remediation and "/machine/files/1" not in judged.remediation
+
+
+def test_a_machine_config_the_role_may_not_read_is_a_warning_not_a_pass() -> None:
+    denied = ProbeResult("machine_files", "talosctl get machineconfig", error="talosctl get machineconfig: exit 1: "
+                         "rpc error: code = PermissionDenied desc = not authorized")
+    judged = _judge(machine_files=denied)
+    assert judged.status is Status.WARN and "os:admin" in judged.summary
+
+
+def test_output_cut_short_is_refused_not_judged() -> None:
+    """A dropped stream must not turn into "no nvidia runtime" or "no refused entry"."""
+    for parse, text in ((parsers.parse_ls_names, LS), (parsers.parse_services, SERVICES),
+                        (parsers.parse_machine_files, MC_YAML)):
+        cut = text[: len(text) // 2]
+        assert not cut.endswith("\n")
+        assert parsers.is_error(parse(cut)), parse

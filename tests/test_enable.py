@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pty
 import signal
@@ -112,6 +113,38 @@ def test_enable_yes_repairs_a_node_wedged_by_the_runbook_patch(lab: LabHandle, t
     results = [(r["stage"], r["text"].split(":")[0]) for r in records if r["kind"] == "result"]
     assert results[0] == ("cluster", "ok") and results[-1] == ("gpu-workload", "ok")
     assert "no-cgroups = true" not in out and "no-cgroups = true" not in _audit_path(tmp_path).read_text()
+
+
+def test_the_runbook_patch_applied_by_hand_is_diagnosed_and_repaired(lab: LabHandle, tmp_path: Path) -> None:
+    """Done when (issue 12): the runbook's patch applied with the lab's own `talosctl patch mc` wedges the
+    node; `check --json` names it with `outside of /var` in the evidence; `enable --yes` brings it back."""
+    from lab.scenarios import RUNBOOK_PATCH
+
+    use_scenario(lab, "healthy", knobs={"boot_fail_wait_s": 300.0})
+    argv, env, infra = _setup(lab, tmp_path)
+    patch = tmp_path / "nvidia-no-cgroups.yaml"
+    patch.write_text(RUNBOOK_PATCH)
+    applied = subprocess.run(["talosctl", "patch", "mc", "--patch", f"@{patch}"], env=env, capture_output=True,
+                             text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert applied.returncode == 0 and "with a reboot" in applied.stderr
+    check = [*argv[:3], "check", *argv[4:], "--json"]
+    deadline = time.monotonic() + 30
+    while True:  # the reboot takes a moment before the boot stops in writeUserFiles
+        checked = subprocess.run(check, env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+                                 stdin=subprocess.DEVNULL)
+        report = json.loads(checked.stdout)
+        stuck = [s for s in report["stages"] if s["id"] in ("cluster", "container-runtime")
+                 and any("outside of /var" in line for line in s["evidence"])]
+        if stuck or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert checked.returncode == 1 and stuck, checked.stdout[-2000:]
+    assert report["root_cause"]["stage"] in ("cluster", "container-runtime")
+    done = subprocess.run([*argv, "--yes"], env=env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    final = done.stdout[done.stdout.index("Final state:"):]
+    assert "FAIL" not in final and final.count("✔ PASS") == 8
 
 
 def test_dry_run_changes_nothing_and_prints_every_plan(lab: LabHandle, tmp_path: Path) -> None:

@@ -275,7 +275,9 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
         try:
             plan = await plan_action(stage_id, target, report, factory=factory)
         except PlanError as exc:
-            console.print(Text(f"━━ {stage_id}: cannot plan: {redact(str(exc))}", style="bold red"))
+            nothing = str(exc).startswith(f"stage {stage_id} has no action")
+            console.print(Text(f"━━ {stage_id}: {'no plan' if nothing else 'cannot plan'}: {redact(str(exc))}",
+                               style="dim" if nothing else "bold red"))
             continue
         console.print()
         render_plan(plan, console)

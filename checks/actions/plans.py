@@ -21,6 +21,7 @@ from checks.actions.files import file_change
 from checks.actions.model import FileChange, Plan, PlanError, Step
 from checks.engine import Target, make_context
 from checks.model import Report
+from checks.patch_guard import Violation
 from checks.redact import redact
 from checks.stages import SEED_STAGES
 
@@ -247,7 +248,7 @@ async def _plan_kernel_modules(target: Target, report: Report | None, _factory: 
 RUNBOOK_STEP_NOTE = infra.RUNBOOK_STEP_NOTE
 
 
-async def _refused_entries(target: Target, report: Report | None) -> list[tuple[int, object]]:
+async def _refused_entries(target: Target, report: Report | None) -> list[tuple[int, Violation]]:
     """The machine config's machine.files entries Talos refuses at boot (from the report, else read now)."""
     from checks.judges import refused_files
 
@@ -274,7 +275,7 @@ async def _plan_remove_refused_files(stage: str, target: Target, report: Report 
     patch = removal_patch(indexes)
     guard_patch(patch, "the removal patch")  # it only removes; checked like every other patch
     argv = target.talosctl().argv("patch", "mc", "--patch", patch)
-    listed = "; ".join(f"machine.files[{index}] ({v.op} {v.path})" for index, v in refused)  # type: ignore[attr-defined]
+    listed = "; ".join(f"machine.files[{index}] ({v.op} {v.path})" for index, v in refused)
     steps = (
         command_step(f"remove {listed} from the machine config (a machine.files change: reboots the node)", argv,
                      role="patch", patch=patch),
@@ -284,8 +285,7 @@ async def _plan_remove_refused_files(stage: str, target: Target, report: Report 
     )
     preview = ["JSON patch (talosctl patch mc --patch):", patch, "",
                "entries Talos refuses at boot (op and path from the machine config):"]
-    preview += [f"  machine.files[{index}]: op {v.op} path {v.path} — {v.talos_error}"  # type: ignore[attr-defined]
-                for index, v in refused]
+    preview += [f"  machine.files[{index}]: op {v.op} path {v.path} — {v.talos_error}" for index, v in refused]
     preview += ["", RUNBOOK_STEP_NOTE]
     return Plan(
         stage=stage,

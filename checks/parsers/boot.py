@@ -24,6 +24,14 @@ class MachineFile:
     path: str
 
 
+def _cut_short(text: str, expected: str) -> ParseError | None:
+    """talosctl ends every line it prints; output that does not end with one was cut off (a dropped
+    stream), and reading it would miss what came after: refuse it rather than judge a part."""
+    if text.strip() and not text.endswith("\n"):
+        return ParseError(expected, "the output ends in the middle of a line (cut short?)")
+    return None
+
+
 def _files_of(document: Any) -> list[MachineFile] | None:
     if not isinstance(document, dict):
         return None
@@ -54,7 +62,7 @@ def parse_machine_files(text: str) -> tuple[MachineFile, ...] | ParseError:
 
     from checks import yamlsafe
 
-    refused = too_large(text, MACHINE_FILES_EXPECTED)
+    refused = too_large(text, MACHINE_FILES_EXPECTED) or _cut_short(text, MACHINE_FILES_EXPECTED)
     if refused:
         return refused
     try:
@@ -88,7 +96,7 @@ def parse_machine_files(text: str) -> tuple[MachineFile, ...] | ParseError:
 @never_raises(LS_EXPECTED)
 def parse_ls_names(text: str) -> tuple[str, ...] | ParseError:
     """The names `talosctl ls DIR` lists (`.` dropped), from either of its formats."""
-    refused = too_large(text, LS_EXPECTED)
+    refused = too_large(text, LS_EXPECTED) or _cut_short(text, LS_EXPECTED)
     if refused:
         return refused
     names: list[str] = []
@@ -120,7 +128,7 @@ _SERVICE_STATES = ("Running", "Finished", "Failed", "Waiting", "Preparing", "Sta
 @never_raises(SERVICES_EXPECTED)
 def parse_services(text: str) -> dict[str, Service] | ParseError:
     """Service id → state, from `talosctl services` (with or without the NODE column)."""
-    refused = too_large(text, SERVICES_EXPECTED)
+    refused = too_large(text, SERVICES_EXPECTED) or _cut_short(text, SERVICES_EXPECTED)
     if refused:
         return refused
     lines = [line for line in clean_lines(text) if line.strip()]
