@@ -18,7 +18,8 @@ __all__ = ["LIGHT_PROBES", "Target", "gather", "judge_all", "make_context", "run
 # (and the pods on it) can only be read once it has answered.
 PROBE_ORDER = (
     "nodename", "talos_version", "extensions", "proc_modules", "driver_version", "dmesg", "bpf_sysctl",
-    "module_specs", "runtime_config", "pci_devices", "machine_status", "health", "helm_release",
+    "module_specs", "machine_files", "cri_conf", "services", "pci_devices", "machine_status", "boot_failure",
+    "health", "helm_release",
     "kube_node", "runtime_class", "device_plugin", "gpu_allocations", "gpu_workload",
 )
 

@@ -1,13 +1,18 @@
 """The infra repository's files: the seed's content (single source for the actions) and a drift lint.
 
-The seed keeps its GPU setup as four files in a Git repository (the profile's `infra_repo`):
+The seed keeps its GPU setup as files in a Git repository (the profile's `infra_repo`):
 
 | file | stage |
 |---|---|
 | `talos/patches/nvidia-oss-modules.yaml` | kernel-modules |
-| `talos/patches/nvidia-no-cgroups.yaml` | container-runtime |
 | `k8s/manifests/runtimeclass-nvidia.yaml` | runtimeclass |
 | `k8s/nvidia-device-plugin/values.yaml` (profile `device_plugin.values`) | device-plugin |
+
+The runbook's fourth file, `talos/patches/nvidia-no-cgroups.yaml` (step 4.1), is never written: its
+`machine.files` entry creates `/etc/nvidia-container-runtime/config.toml`, a create outside `/var` that
+Talos refuses at boot (the node stops in `writeUserFiles` and reboots in a loop), and the runtime never
+reads that file. Every machine-config patch in `talos/patches/` is checked with `checks.patch_guard`;
+one that Talos would refuse at boot is `container-runtime` evidence saying so.
 
 `seed_files(profile)` renders them; the actions write them when missing. `lint_infra(profile)` reads
 the ones that exist, never writes, and says where they no longer say what the seed needs.
@@ -15,7 +20,6 @@ the ones that exist, never writes, and says where they no longer say what the se
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +30,18 @@ from checks import yamlsafe
 from checks.profile import Profile
 
 MODULES_PATCH = "talos/patches/nvidia-oss-modules.yaml"
-NO_CGROUPS_PATCH = "talos/patches/nvidia-no-cgroups.yaml"
+NO_CGROUPS_PATCH = "talos/patches/nvidia-no-cgroups.yaml"  # the runbook's step 4.1: never written or applied
+PATCHES_DIR = "talos/patches"
 RUNTIMECLASS_MANIFEST = "k8s/manifests/runtimeclass-nvidia.yaml"
+# Why the runbook's step 4.1 is not followed (enable's plan, the TUI's details for container-runtime).
+RUNBOOK_STEP_NOTE = (
+    f"the runbook's step 4.1 ({NO_CGROUPS_PATCH}) is not followed: its machine.files entry creates "
+    "/etc/nvidia-container-runtime/config.toml, outside /var, which Talos refuses at boot (the node stops in "
+    "writeUserFiles and reboots in a loop); the runtime does not read that file anyway (the toolkit extension's "
+    "runtime uses /usr/local/etc/nvidia-container-runtime/config.toml), and NVIDIA documents no-cgroups for "
+    "rootless containers only")
 
 CONTAINER_RUNTIME_CONFIG = "/etc/nvidia-container-runtime/config.toml"
-CONTAINER_RUNTIME_TOML = "[nvidia-container-cli]\nno-cgroups = true\n"
 BPF_SYSCTL = "net.core.bpf_jit_harden"
 RUNTIME_HANDLER = "nvidia"  # the containerd handler the nvidia-container-toolkit extension registers
 
@@ -45,7 +56,6 @@ def stage_files(profile: Profile) -> dict[str, str]:
     """Stage id → the relative path of the infra file its action uses."""
     return {
         "kernel-modules": MODULES_PATCH,
-        "container-runtime": NO_CGROUPS_PATCH,
         "runtimeclass": RUNTIMECLASS_MANIFEST,
         "device-plugin": values_relative(profile),
     }
@@ -66,22 +76,6 @@ def modules_patch(profile: Profile) -> str:
         f"{modules}"
         "  sysctls:\n"
         f"    {BPF_SYSCTL}: 1\n"
-    )
-
-
-def no_cgroups_patch(profile: Profile) -> str:  # noqa: ARG001 - same signature as the other renderers
-    content = "".join(f"        {line}\n" for line in CONTAINER_RUNTIME_TOML.splitlines())
-    return (
-        "# Tell nvidia-container-cli not to manage cgroups itself.\n"
-        "# A machine.files change reboots the node when applied with --mode auto. Apply with:\n"
-        f"#   talosctl patch mc --nodes <node> --patch @{NO_CGROUPS_PATCH}\n"
-        "machine:\n"
-        "  files:\n"
-        "    - content: |\n"
-        f"{content}"
-        "      permissions: 0o644\n"
-        f"      path: {CONTAINER_RUNTIME_CONFIG}\n"
-        "      op: create\n"
     )
 
 
@@ -120,7 +114,6 @@ def seed_files(profile: Profile) -> dict[str, str]:
     """Relative path (inside `profile.infra_repo`) → the seed's content for it."""
     return {
         MODULES_PATCH: modules_patch(profile),
-        NO_CGROUPS_PATCH: no_cgroups_patch(profile),
         RUNTIMECLASS_MANIFEST: runtimeclass_manifest(profile),
         values_relative(profile): device_plugin_values(profile),
     }
@@ -177,24 +170,30 @@ def _lint_modules_patch(rel: str, docs: list[Any], profile: Profile) -> list[str
     return drift
 
 
-def _no_cgroups_value(content: str) -> bool | None:
-    try:
-        data = tomllib.loads(content)
-    except tomllib.TOMLDecodeError:
-        return None
-    value = _mapping(data.get("nvidia-container-cli")).get("no-cgroups")
-    return value if isinstance(value, bool) else None
+def lint_patches(profile: Profile) -> list[str]:
+    """Each machine-config patch in the infra repo's talos/patches/ that Talos would refuse at boot, with
+    the rule and the line (`checks.patch_guard`). Such a patch is never applied by this tool."""
+    from checks.patch_guard import check_patch
 
-
-def _lint_no_cgroups_patch(rel: str, docs: list[Any], _profile: Profile) -> list[str]:
-    entries = [entry for machine in _machine_sections(docs) for entry in machine.get("files") or []
-               if isinstance(entry, Mapping) and entry.get("path") == CONTAINER_RUNTIME_CONFIG]
-    if not entries:
-        return [f"infra repo: {rel} writes no {CONTAINER_RUNTIME_CONFIG} (machine.files)"]
-    content = entries[-1].get("content")
-    if not isinstance(content, str) or _no_cgroups_value(content) is not True:
-        return [f"infra repo: {rel} does not set no-cgroups = true under [nvidia-container-cli]"]
-    return []
+    directory = profile.infra_repo / PATCHES_DIR
+    if not directory.is_dir():
+        return []
+    lines: list[str] = []
+    for path in sorted(directory.iterdir()):
+        if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
+            continue
+        relative = f"{PATCHES_DIR}/{path.name}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            lines.append(f"infra repo: {relative} cannot be read as text")
+            continue
+        for violation in check_patch(text):
+            where = f"{relative} line {violation.line}" if violation.line else relative
+            runbook = " (the runbook's step 4.1: not followed)" if relative == NO_CGROUPS_PATCH else ""
+            lines.append(f"infra repo: {where} would stop the next boot: {violation.rule}; Talos's writeUserFiles "
+                         f"fails with {violation.talos_error}{runbook}; never apply it")
+    return lines
 
 
 def _lint_runtimeclass(rel: str, docs: list[Any], profile: Profile) -> list[str]:
@@ -225,7 +224,6 @@ def _lint_values(rel: str, docs: list[Any], profile: Profile) -> list[str]:
 
 _LINTERS = {
     "kernel-modules": _lint_modules_patch,
-    "container-runtime": _lint_no_cgroups_patch,
     "runtimeclass": _lint_runtimeclass,
     "device-plugin": _lint_values,
 }
@@ -235,8 +233,6 @@ def lint_infra(profile: Profile) -> dict[str, list[str]]:
     """Stage id → drift lines for the infra files that exist (missing files are not drift). Read-only."""
     findings: dict[str, list[str]] = {}
     for stage, rel in stage_files(profile).items():
-        if stage == "container-runtime" and not profile.no_cgroups:
-            continue
         path = profile.infra_repo / rel
         if not path.is_file():
             continue
@@ -248,4 +244,7 @@ def lint_infra(profile: Profile) -> dict[str, list[str]]:
         drift = _LINTERS[stage](rel, docs, profile)
         if drift:
             findings[stage] = drift
+    refused = lint_patches(profile)
+    if refused:
+        findings["container-runtime"] = refused
     return findings

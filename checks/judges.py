@@ -61,6 +61,28 @@ def _timed_out(reason: str) -> bool:
     return any(words in lowered for words in ("time limit", "timed out", "deadline exceeded", "reads did not finish"))
 
 
+def _stuck_boot(inp: JudgeInput, evidence: list[str]) -> Judgement | None:
+    """A boot that stopped in a phase (the kernel log says so): fail with those lines and the way out."""
+    fact = inp.fact("boot_failure")
+    if not fact.ok or fact.value is None:
+        return None
+    failure = fact.value
+    evidence.extend(f"talosctl dmesg: {quote(line, 260)[1:-1]}" for line in failure.lines[-6:])
+    refused = refused_files(inp.fact("machine_files"))
+    evidence.extend(refused_evidence(refused))
+    task = failure.task or "a boot task"
+    why = failure.error or "see the kernel log"
+    summary = (f"the node's boot stops in {task}: {why}; it waits, reboots and stops there again, so containerd, "
+               "etcd and the kubelet never start")
+    if refused:
+        remediation = (removal_command(inp.node, [index for index, _ in refused])
+                       + "  (removes the machine.files entries Talos refuses; the node reboots and boots through)")
+    else:
+        remediation = (f"fix what the kernel log names while the node waits: talosctl --nodes {inp.node} edit mc  "
+                       "(or apply-config); then follow the reboot")
+    return Judgement(Status.FAIL, summary, evidence, remediation)
+
+
 def judge_cluster(inp: JudgeInput) -> Judgement:
     version, health, machine, node = (inp.fact(n) for n in ("talos_version", "health", "machine_status", "kube_node"))
     evidence: list[str] = []
@@ -80,6 +102,9 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
     if machine.ok:
         ms = machine.value
         evidence.append(f"talosctl get machinestatus: stage {ms.stage}, ready {str(ms.ready).lower()}")
+        stuck = _stuck_boot(inp, evidence)
+        if stuck is not None:
+            return stuck
         if ms.stage != "running":
             return Judgement(Status.FAIL, f"the node is {ms.stage}, not running (machinestatus stage {ms.stage})",
                              evidence, f"wait for the node to finish {ms.stage}, then re-check")
@@ -268,27 +293,99 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
 
 
 CONFIG_TOML = "/etc/nvidia-container-runtime/config.toml"
+CRI_PART = "10-nvidia-container-runtime.part"
+PERSISTENCED = "ext-nvidia-persistenced"
+RUNBOOK_STEP = ("the runbook's step 4.1 (talos/patches/nvidia-no-cgroups.yaml) is not followed: Talos refuses a "
+                f"machine.files create of {CONFIG_TOML} at boot (outside /var), and the runtime never reads that "
+                "file (the toolkit extension's runtime uses its own /usr/local/etc/nvidia-container-runtime/"
+                "config.toml); NVIDIA documents no-cgroups for rootless containers only")
+
+
+def refused_files(fact: ProbeResult) -> list[tuple[int, Any]]:
+    """(index, violation) of the machine config's `machine.files` entries that Talos refuses at boot
+    (only what is certain: a create outside /var, an unknown op)."""
+    from checks.patch_guard import check_entries
+
+    if not fact.ok or not fact.value:
+        return []
+    return check_entries([(entry.op, entry.path) for entry in fact.value], exists=lambda _path: None,
+                         strict=False)
+
+
+def removal_command(node: str, indexes: list[int]) -> str:
+    """The pasteable command that removes these machine.files entries (it reboots the node)."""
+    import shlex
+
+    from checks.patch_guard import removal_patch
+
+    return f"talosctl --nodes {node} patch mc --patch {shlex.quote(removal_patch(indexes))}"
+
+
+def refused_evidence(refused: list[tuple[int, Any]]) -> list[str]:
+    return [f"talosctl get machineconfig: machine.files[{index}] op {v.op} path {v.path}: Talos refuses it at "
+            f"boot ({v.talos_error})" for index, v in refused]
 
 
 def judge_container_runtime(inp: JudgeInput) -> Judgement:
-    fact = inp.fact("runtime_config")
-    remediation = (f"talosctl patch mc --nodes {inp.node} --patch @talos/patches/nvidia-no-cgroups.yaml"
-                   "  (a machine.files change: reboots the node under --mode auto)")
-    if not inp.profile.no_cgroups:
-        return Judgement(Status.SKIPPED, "the profile does not ask for no-cgroups", [])
-    if fact.missing:
-        return Judgement(Status.FAIL, f"{CONFIG_TOML} does not exist on the node (the no-cgroups patch is not applied"
-                         " or the node has not rebooted since)", [f"talosctl read {CONFIG_TOML}: no such file"],
-                         remediation)
-    if not fact.ok:
-        return unknown(fact)
-    cfg = fact.value
-    if cfg.no_cgroups is True:
-        return Judgement(Status.PASS, f"{CONFIG_TOML} sets no-cgroups = true",
-                         [f"talosctl read {CONFIG_TOML}: [nvidia-container-cli] no-cgroups = true"])
-    shown = "missing" if cfg.no_cgroups is None else "false"
-    return Judgement(Status.FAIL, f"{CONFIG_TOML} exists but no-cgroups is {shown} under [nvidia-container-cli]",
-                     [f"talosctl read {CONFIG_TOML}: no-cgroups {shown}"], remediation)
+    files, cri, services = (inp.fact(n) for n in ("machine_files", "cri_conf", "services"))
+    evidence: list[str] = []
+    refused = refused_files(files)
+    if refused:
+        evidence += refused_evidence(refused)
+        first = refused[0][1]
+        return Judgement(Status.FAIL, f"the machine config holds {len(refused)} machine.files "
+                         f"entr{'y' if len(refused) == 1 else 'ies'} Talos refuses at boot ({first.talos_error}): "
+                         "the next boot stops in writeUserFiles and never starts Kubernetes",
+                         evidence, removal_command(inp.node, [index for index, _ in refused])
+                         + "  (removes them; a machine.files change reboots the node)")
+    if files.ok:
+        evidence.append(f"talosctl get machineconfig: {len(files.value)} machine.files entr"
+                        f"{'y' if len(files.value) == 1 else 'ies'}, none refused at boot")
+    else:
+        evidence.append(f"talosctl get machineconfig: {files.error}")
+    problems: list[tuple[str, str]] = []
+    if cri.ok and CRI_PART in cri.value:
+        evidence.append(f"talosctl ls /etc/cri/conf.d: {CRI_PART} (containerd runtime nvidia registered)")
+    elif cri.ok or cri.missing:
+        listed = ", ".join(cri.value) if cri.ok and cri.value else "nothing"
+        evidence.append(f"talosctl ls /etc/cri/conf.d: {listed}, no {CRI_PART}")
+        problems.append((f"containerd has no nvidia runtime: /etc/cri/conf.d/{CRI_PART} is missing (the "
+                         "nvidia-container-toolkit extension installs it)",
+                         "install the nvidia-container-toolkit extension (the extensions stage's action)"))
+    else:
+        return Judgement(Status.UNKNOWN, f"could not check: {cri.error}", evidence + [f"{cri.source}: {cri.error}"])
+    if services.ok:
+        service = services.value.get(PERSISTENCED)
+        if service is not None and service.state == "Running":
+            evidence.append(f"talosctl services: {PERSISTENCED} Running")
+        else:
+            state = service.state if service is not None else "not registered"
+            evidence.append(f"talosctl services: {PERSISTENCED} {state}")
+            problems.append((f"service {PERSISTENCED} is {state}, not Running",
+                             f"talosctl --nodes {inp.node} service {PERSISTENCED}  and  talosctl --nodes "
+                             f"{inp.node} logs {PERSISTENCED}"))
+    else:
+        return Judgement(Status.UNKNOWN, f"could not check: {services.error}",
+                         evidence + [f"{services.source}: {services.error}"])
+    if problems:
+        summary, fix = problems[0]
+        if len(problems) > 1:
+            summary += f" (and {len(problems) - 1} more problem)"
+        return Judgement(Status.FAIL, summary, evidence, fix)
+    if not files.ok:
+        if "permissiondenied" in (files.error or "").lower().replace(" ", ""):
+            # reading the machine config needs the os:admin role; the rest of the stage was checked
+            return Judgement(Status.WARN, "the nvidia runtime is registered and ext-nvidia-persistenced runs; the "
+                             "machine config's machine.files could not be read (it needs the os:admin role)", evidence)
+        return Judgement(Status.UNKNOWN, f"could not read the machine config's machine.files: {files.error}",
+                         evidence)
+    if inp.profile.no_cgroups:
+        evidence.append(f"profile: no_cgroups: true — {RUNBOOK_STEP}")
+        return Judgement(Status.WARN, "the nvidia runtime is registered and ext-nvidia-persistenced runs; the "
+                         f"profile asks for no-cgroups, which cannot be written on Talos ({CONFIG_TOML} is a create "
+                         "outside /var) and is not needed: set no_cgroups: false", evidence)
+    return Judgement(Status.PASS, f"containerd has the nvidia runtime ({CRI_PART}); {PERSISTENCED} Running; no "
+                     "machine.files entry Talos refuses at boot", evidence)
 
 
 # ---- RuntimeClass -----------------------------------------------------------------------------

@@ -258,10 +258,55 @@ async def probe_module_specs(ctx: ProbeContext) -> ProbeResult:
                               "parse_kernel_module_specs")
 
 
-@_register("runtime_config", "talosctl read /etc/nvidia-container-runtime/config.toml")
-async def probe_runtime_config(ctx: ProbeContext) -> ProbeResult:
-    return await _talos_parse(ctx, "runtime_config", ("read", "/etc/nvidia-container-runtime/config.toml"),
-                              "parse_nvidia_container_runtime_config", missing_ok=True)
+@_register("machine_files", "talosctl get machineconfig (machine.files op and path)")
+async def probe_machine_files(ctx: ProbeContext) -> ProbeResult:
+    """The op and path of each `machine.files` entry. The config holds the cluster's secrets: its text
+    goes straight to the parser, which keeps only those two fields, and no error quotes it."""
+    source = "talosctl get machineconfig"
+    result = await ctx.talosctl.run("get", "machineconfig", "-o", "yaml", timeout=ctx.remaining())
+    if not result.ok:
+        reason = result.failure_reason() if (result.error or result.timed_out) else \
+            f"exit {result.returncode}: {(result.stderr.strip().splitlines() or ['no output'])[-1][:200]}"
+        return ProbeResult("machine_files", source, error=f"{source}: {reason}")
+    parsed = await parse_off_loop(parser("parse_machine_files"), result.stdout)
+    if parsers().is_error(parsed):
+        return ProbeResult("machine_files", source, error=f"{source}: output not understood ({parsed.detail})")
+    return ProbeResult("machine_files", source, value=parsed)
+
+
+@_register("cri_conf", "talosctl ls /etc/cri/conf.d")
+async def probe_cri_conf(ctx: ProbeContext) -> ProbeResult:
+    source = "talosctl ls /etc/cri/conf.d"
+    result = await ctx.talosctl.run("ls", "/etc/cri/conf.d", timeout=ctx.remaining())
+    if result.ok and "no such file or directory" in result.stderr.lower():
+        return ProbeResult("cri_conf", source, missing=True)
+    if not result.ok:
+        return ProbeResult("cri_conf", source, error=f"{source}: {result.failure_reason()}")
+    parsed = parser("parse_ls_names")(result.stdout)
+    if parsers().is_error(parsed):
+        return ProbeResult("cri_conf", source, error=f"{source}: output not understood ({parsed})")
+    return ProbeResult("cri_conf", source, value=parsed)
+
+
+@_register("services", "talosctl services")
+async def probe_services(ctx: ProbeContext) -> ProbeResult:
+    return await _talos_parse(ctx, "services", ("services",), "parse_services")
+
+
+@_register("boot_failure", "talosctl dmesg (boot sequence)")
+async def probe_boot_failure(ctx: ProbeContext) -> ProbeResult:
+    """Why the boot stopped, from the kernel log; read only when the node is not running."""
+    source = "talosctl dmesg"
+    status = await ctx.get("machine_status")
+    if status.ok and getattr(status.value, "stage", "") == "running":
+        return ProbeResult("boot_failure", source, value=None)
+    result = await ctx.talosctl.run("dmesg", timeout=ctx.remaining())
+    if not result.ok:
+        return ProbeResult("boot_failure", source, error=f"{source}: {result.failure_reason()}")
+    parsed = await parse_off_loop(parser("parse_boot_failure"), result.stdout)
+    if parsers().is_error(parsed):
+        return ProbeResult("boot_failure", source, error=f"{source}: output not understood ({parsed})")
+    return ProbeResult("boot_failure", source, value=parsed)
 
 
 @_register("pci_devices", "talosctl get pcidevices")

@@ -57,7 +57,7 @@ class Profile:
     modules: tuple[str, ...] = DEFAULT_MODULES
     runtime_class: str = "nvidia"
     device_plugin: DevicePluginSpec = field(default_factory=DevicePluginSpec)
-    no_cgroups: bool = True
+    no_cgroups: bool = False  # true: warn that the runbook's no-cgroups file cannot be written on Talos
     infra_repo: Path = Path(".")  # from a file: relative to the file's directory, made absolute
     test_image: str = "nvcr.io/nvidia/cuda:12.5.0-base-ubuntu22.04"
 

@@ -30,7 +30,11 @@ LINE_LIMIT = 200
 
 # The seed's own commands, quoted in remediations.
 _MODULES_PATCH = "talosctl --nodes <node> patch mc --patch @talos/patches/nvidia-oss-modules.yaml"
-_NO_CGROUPS_PATCH = "talosctl --nodes <node> patch mc --patch @talos/patches/nvidia-no-cgroups.yaml"
+# Never the runbook's no-cgroups patch: a machine.files create outside /var stops Talos's boot (FACTS.md).
+_NOT_NO_CGROUPS = ("Do not apply the runbook's talos/patches/nvidia-no-cgroups.yaml: Talos refuses a machine.files "
+                   "create of /etc/nvidia-container-runtime/config.toml at boot (the node stops in writeUserFiles "
+                   "and reboots in a loop), and the extension's runtime reads /usr/local/etc/"
+                   "nvidia-container-runtime/config.toml instead")
 _HELM_UPGRADE = (
     "helm upgrade --install nvidia-device-plugin nvdp/nvidia-device-plugin -n kube-system "
     "-f k8s/nvidia-device-plugin/values.yaml"
@@ -263,10 +267,10 @@ SIGNATURES: tuple[Signature, ...] = (
             r"unable to find any existing device filters attached to the cgroup: "
             r"bpf_prog_query\(BPF_CGROUP_DEVICE\) failed: (?P<reason>[^:\n]*)"
         ),
-        meaning="nvidia-container-cli tries to manage the container's device cgroup itself and fails; on "
-        "Talos it must leave cgroups to runc (no-cgroups = true).",
-        remediation="Write /etc/nvidia-container-runtime/config.toml with [nvidia-container-cli] "
-        f"no-cgroups = true: `{_NO_CGROUPS_PATCH}` (a machine.files change: mode auto reboots the node).",
+        meaning="nvidia-container-cli cannot query the container's device cgroup filters (BPF): usually the "
+        "hardened BPF JIT or a toolkit older than cgroup v2 support (libnvidia-container 1.8).",
+        remediation="Set sysctl net.core.bpf_jit_harden: 1 with the seed's modules patch "
+        f"(`{_MODULES_PATCH}`) and keep both NVIDIA extensions on one track. {_NOT_NO_CGROUPS}.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
     Signature(
@@ -280,10 +284,9 @@ SIGNATURES: tuple[Signature, ...] = (
             r"(?!unable to generate new device filter program|unable to find any existing device filters)"
             r"(?P<reason>[^\n]*)"
         ),
-        meaning="nvidia-container-cli failed to add the GPU to the container's device cgroup; on Talos the "
-        "toolkit must run with no-cgroups = true.",
-        remediation=f"Apply the seed's no-cgroups file: `{_NO_CGROUPS_PATCH}` (mode auto reboots the node); "
-        "check net.core.bpf_jit_harden is 1 as well.",
+        meaning="nvidia-container-cli failed to add the GPU to the container's device cgroup.",
+        remediation="Check net.core.bpf_jit_harden is 1 (the seed's modules patch, "
+        f"`{_MODULES_PATCH}`) and that the toolkit extension matches the driver. {_NOT_NO_CGROUPS}.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
     Signature(
@@ -295,8 +298,8 @@ SIGNATURES: tuple[Signature, ...] = (
         pattern=re.compile(r"failed to get device cgroup (?P<what>mount|root) path(?::[ \t]*(?P<reason>[^\n]*))?"),
         meaning="nvidia-container-cli looks for a devices cgroup that does not exist on Talos (cgroup v2), "
         "so the GPU container fails to start.",
-        remediation=f"Write [nvidia-container-cli] no-cgroups = true: `{_NO_CGROUPS_PATCH}` (mode auto "
-        "reboots the node).",
+        remediation="Install a toolkit extension that supports cgroup v2 (nvidia-container-toolkit on the "
+        f"kernel modules' track; libnvidia-container ≥ 1.8). {_NOT_NO_CGROUPS}.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
     Signature(
@@ -308,8 +311,8 @@ SIGNATURES: tuple[Signature, ...] = (
         pattern=re.compile(r"cgroup subsystem devices not found"),
         meaning="nvidia-container-cli expects a cgroup v1 devices controller that Talos (cgroup v2) does not "
         "have.",
-        remediation=f"Write [nvidia-container-cli] no-cgroups = true: `{_NO_CGROUPS_PATCH}` (mode auto "
-        "reboots the node).",
+        remediation="Install a toolkit extension that supports cgroup v2 (nvidia-container-toolkit on the "
+        f"kernel modules' track; libnvidia-container ≥ 1.8). {_NOT_NO_CGROUPS}.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
     Signature(

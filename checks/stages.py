@@ -26,9 +26,10 @@ SEED_STAGES: tuple[StageSpec, ...] = (
         "Talos and Kubernetes reachable, node Ready",
         "1",
         (),
-        ("talos_version", "health", "machine_status", "kube_node"),
+        ("talos_version", "health", "machine_status", "boot_failure", "machine_files", "kube_node"),
         "judge_cluster",
-        None,
+        "cluster",  # only for a node stuck at boot on machine.files entries Talos refuses
+        reboots=True,
     ),
     StageSpec(
         "extensions",
@@ -51,10 +52,10 @@ SEED_STAGES: tuple[StageSpec, ...] = (
     ),
     StageSpec(
         "container-runtime",
-        "NVIDIA container runtime configured (no-cgroups)",
+        "NVIDIA container runtime registered (toolkit extension); no boot-breaking machine.files",
         "4.1",
-        ("cluster",),
-        ("runtime_config",),
+        ("extensions",),
+        ("cri_conf", "services", "machine_files"),
         "judge_container_runtime",
         "container-runtime",
         reboots=True,

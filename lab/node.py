@@ -96,6 +96,8 @@ class NodeView:
     no_cgroups: bool
     dmesg: list[str]
     container_runtime_ok: bool
+    boot_error: str | None = None  # writeUserFiles' error when this boot stops there (the node loops)
+    boot_stuck: bool = False       # the boot stopped in writeUserFiles: apid answers, nothing else started
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,12 @@ class KernelLogRecord:
     facility: str
     level: str
     message: str
+
+
+def boot_fail_wait_seconds(state: dict[str, Any]) -> float:
+    """How long a boot stopped in writeUserFiles waits before it reboots (5 or 35 min on a real node;
+    the message always says 35). Knob ``boot_fail_wait_s``, short by default."""
+    return float((state.get("knobs") or {}).get("boot_fail_wait_s", 20.0))
 
 
 def reboot_seconds(state: dict[str, Any]) -> float:
@@ -294,6 +302,135 @@ def config_file(talos: dict[str, Any], path: str) -> str | None:
     return content
 
 
+# --- machine.files at boot (Talos's writeUserFiles, FACTS.md "The runbook's no-cgroups patch") -------------
+
+# Files of the lab node's root filesystem that `overwrite`/`append` may target (Talos's squashfs has more).
+BASE_FILES = ("/etc/hosts", "/etc/resolv.conf", "/etc/os-release", "/etc/machine-id")
+TOOLKIT_CRI_PART = "/etc/cri/conf.d/10-nvidia-container-runtime.part"
+CRI_CONFIG = "/etc/cri/conf.d/cri.toml"
+TOOLKIT_RUNTIME_CONFIG = "/usr/local/etc/nvidia-container-runtime/config.toml"
+TOOLKIT_SERVICE = "ext-nvidia-persistenced"
+MANIFESTS_DIRECTORY = "/etc/kubernetes/manifests"
+CRI_CUSTOMIZATION_PART = "/etc/cri/conf.d/20-customization.part"
+
+# What the toolkit extension ships (siderolabs/extensions nvidia-container-toolkit, FACTS.md).
+TOOLKIT_CRI_PART_CONTENT = (
+    '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia]\n'
+    '  runtime_type = "io.containerd.runc.v2"\n'
+    '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia.options]\n'
+    '  BinaryName = "/usr/local/bin/nvidia-container-runtime"\n'
+)
+TOOLKIT_RUNTIME_CONFIG_CONTENT = (
+    "#accept-nvidia-visible-devices-as-volume-mounts = false\n"
+    "#accept-nvidia-visible-devices-envvar-when-unprivileged = true\n"
+    "disable-require = false\n"
+    "supported-driver-capabilities = \"compat32,compute,display,graphics,ngx,utility,video\"\n"
+    "#swarm-resource = \"DOCKER_RESOURCE_GPU\"\n"
+    "\n"
+    "[nvidia-container-cli]\n"
+    "#debug = \"/var/log/nvidia-container-toolkit.log\"\n"
+    "environment = []\n"
+    "#ldcache = \"/etc/ld.so.cache\"\n"
+    "ldcache = \"/usr/local/glibc/etc/ld.so.cache\"\n"
+    "ldconfig = \"@/usr/local/glibc/sbin/ldconfig\"\n"
+    "load-kmods = false\n"
+    "#no-cgroups = false\n"
+    "#path = \"/usr/bin/nvidia-container-cli\"\n"
+    "#root = \"/run/nvidia/driver\"\n"
+    "#user = \"root:video\"\n"
+    "\n"
+    "[nvidia-container-runtime]\n"
+    "#debug = \"/var/log/nvidia-container-runtime.log\"\n"
+    "log-level = \"info\"\n"
+    "mode = \"auto\"\n"
+    "runtimes = [\"runc\"]\n"
+)
+BASE_CRI_CONFIG = (
+    "version = 3\n\n"
+    '[plugins."io.containerd.cri.v1.images"]\n'
+    '  discard_unpacked_layers = true\n\n'
+    '[plugins."io.containerd.cri.v1.runtime"]\n'
+    '  [plugins."io.containerd.cri.v1.runtime".containerd]\n'
+    '    default_runtime_name = "runc"\n'
+    '    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]\n'
+    '      runtime_type = "io.containerd.runc.v2"\n'
+)
+
+
+def _outside_var(path: str) -> bool:
+    return path.lstrip("/").split("/", 1)[0] != "var"
+
+
+def rootfs_files(talos: dict[str, Any]) -> dict[str, str]:
+    """Files the image itself has (before machine.files): the base OS plus what the extensions install."""
+    files = {path: "" for path in BASE_FILES}
+    toolkit = _driver_of(talos.get("extensions") or [], TOOLKIT) is not None
+    cri = BASE_CRI_CONFIG
+    if toolkit:
+        files[TOOLKIT_CRI_PART] = TOOLKIT_CRI_PART_CONTENT
+        files[TOOLKIT_RUNTIME_CONFIG] = TOOLKIT_RUNTIME_CONFIG_CONTENT
+        cri += "\n" + TOOLKIT_CRI_PART_CONTENT
+    files[CRI_CONFIG] = cri
+    return files
+
+
+def write_user_files_error(talos: dict[str, Any]) -> str | None:
+    """What writeUserFiles returns for this config at boot, None when every entry is written.
+
+    Talos's order: an unknown op, or overwrite/append of a file that does not exist, is collected and the
+    task fails at its end; a create outside /var returns at once."""
+    existing = rootfs_files(talos)
+    collected: list[str] = []
+    for entry in (talos.get("config") or {}).get("files") or []:
+        op, path = str(entry.get("op", "")), str(entry.get("path", ""))
+        if op not in ("create", "overwrite", "append"):
+            collected.append(f'unknown operation for file "{path}": "{op}"')
+            continue
+        if op in ("overwrite", "append") and path not in existing:
+            collected.append(f'file must exist: "{path}"')
+            continue
+        if path.rsplit("/", 1)[0] == MANIFESTS_DIRECTORY or path == CRI_CUSTOMIZATION_PART:
+            continue
+        if _outside_var(path) and op == "create":
+            return f'create operation not allowed outside of /var: "{path}"'
+    if not collected:
+        return None
+    if len(collected) == 1:
+        return f"1 error occurred:\n\t* {collected[0]}\n\n"
+    return f"{len(collected)} errors occurred:\n" + "".join(f"\t* {line}\n" for line in collected) + "\n"
+
+
+def boot_failure_records(error: str, offset: float) -> list[KernelLogRecord]:
+    """The machined lines of a boot stopped in writeUserFiles (talosctl dmesg shows them, facility user)."""
+    flat = " ".join(error.split())
+    return [
+        KernelLogRecord(offset, "user", "warning", "[talos] phase userSetup (14/23): 1 tasks(s)"),
+        KernelLogRecord(offset + 0.001, "user", "warning", "[talos] task writeUserFiles (1/1): starting"),
+        KernelLogRecord(offset + 0.004, "user", "warning",
+                        "[talos] writeUserFiles failed, rebooting in 35 minutes. You can use talosctl apply-config "
+                        f"or talosctl edit mc to fix the issues, error: {flat}"),
+        KernelLogRecord(offset + 0.005, "user", "warning", f"[talos] task writeUserFiles (1/1): failed: {flat}"),
+        KernelLogRecord(offset + 0.006, "user", "warning", "[talos] phase userSetup (14/23): failed"),
+        KernelLogRecord(offset + 0.007, "user", "warning", "[talos] boot sequence: failed"),
+    ]
+
+
+BOOT_FAIL_OFFSET_S = 9.5  # seconds after kernel start at which userSetup runs in the lab
+
+
+def boot_loop(state: dict[str, Any], talos: dict[str, Any], now: float) -> tuple[bool, float]:
+    """For a config whose boot fails: (down now?, start of the current boot). The node boots, stops in
+    writeUserFiles, waits, reboots (down R/2) and boots into the same failure, from ``boot_time`` on."""
+    wait = boot_fail_wait_seconds(state)
+    cycle = wait + reboot_seconds(state) / 2
+    start = float(talos.get("boot_time") or now)
+    if now <= start or cycle <= 0:
+        return False, start
+    loops, into = divmod(now - start, cycle)
+    boot = start + loops * cycle
+    return into >= wait, boot
+
+
 def build_banner(driver: str) -> tuple[str, str]:
     return DRIVER_BUILD_DATES.get(driver, DEFAULT_BUILD_DATES)
 
@@ -429,6 +566,16 @@ def node_view(state: dict[str, Any], now: float) -> NodeView:
         line = timeline(reboot, reboot_seconds(state))
         phase = line.phase(now)
         in_reboot_window = now < line.kube_ready_at
+    boot_error = write_user_files_error(talos) if phase in ("booting", "running") else None
+    boot_stuck = False
+    if boot_error is not None:
+        down, boot_start = boot_loop(state, talos, now)
+        if down:
+            phase = "down"
+        else:
+            phase, boot_stuck = "booting", True
+            talos["boot_time"] = boot_start
+        in_reboot_window = True
     faults = state.get("faults") or {}
     kubelet_fault = bool(faults.get("kubelet_not_ready"))
     kube_ready = not in_reboot_window and not kubelet_fault and phase == "running"
@@ -448,6 +595,8 @@ def node_view(state: dict[str, Any], now: float) -> NodeView:
     no_cgroups = no_cgroups_configured(talos)
     handler = toolkit_driver is not None
     log = kernel_log(talos, nvidia_modules, toolkit_driver) if phase != "down" else []
+    if boot_stuck and boot_error is not None:
+        log = sorted(log + boot_failure_records(boot_error, BOOT_FAIL_OFFSET_S), key=lambda record: record.offset_s)
     return NodeView(
         phase=phase,
         api_up=phase != "down",
@@ -466,8 +615,33 @@ def node_view(state: dict[str, Any], now: float) -> NodeView:
         bpf_jit_harden=bpf,
         no_cgroups=no_cgroups,
         dmesg=[raw_dmesg_line(record) for record in log],
-        container_runtime_ok=handler and no_cgroups and bpf == "1",
+        # the runtime needs no no-cgroups file: the extension's own config is used (FACTS.md)
+        container_runtime_ok=handler and bpf == "1",
+        boot_error=boot_error,
+        boot_stuck=boot_stuck,
     )
+
+
+def kube_api_down(state: dict[str, Any], now: float) -> bool:
+    """The single node's Kubernetes API: down while its boot is stuck in writeUserFiles (or looping
+    through the reboot after it): the kubelet never starts, so neither do the API server's static pods.
+    A client sees the connection closed at once, as with nothing listening."""
+    view = node_view(state, now)
+    return view.boot_error is not None and view.phase in ("booting", "down")
+
+
+def kernel_records(state: dict[str, Any], now: float) -> tuple[float, list[KernelLogRecord]]:
+    """(the current boot's start, its kernel log) as ``talosctl dmesg`` shows them."""
+    view = node_view(state, now)
+    talos = effective_talos(state, now)
+    modules = [module for module in view.modules_loaded if module in NVIDIA_MODULE_INFO]
+    records = kernel_log(talos, modules, view.toolkit_ext_driver)
+    boot = float(talos["boot_time"])
+    if view.boot_stuck and view.boot_error is not None:
+        boot = boot_loop(state, talos, now)[1]
+        records = sorted(records + boot_failure_records(view.boot_error, BOOT_FAIL_OFFSET_S),
+                         key=lambda record: record.offset_s)
+    return boot, records
 
 
 def proc_modules(view: NodeView) -> str:

@@ -48,6 +48,7 @@ KNOB_VARIABLES = {
     "TALOS_GPU_LAB_TALOSCTL_LATENCY_MS": "talosctl_latency_ms",
     "TALOS_GPU_LAB_API_LATENCY_MS": "api_latency_ms",
     "TALOS_GPU_LAB_REBOOT_S": "reboot_s",
+    "TALOS_GPU_LAB_BOOT_FAIL_WAIT_S": "boot_fail_wait_s",
 }
 PLACEHOLDER_CERT = "-----BEGIN CERTIFICATE-----\nTEFCIFBMQUNFSE9MREVSOiBub3QgYSByZWFsIGNlcnRpZmljYXRl\n-----END CERTIFICATE-----\n"
 
@@ -205,6 +206,20 @@ def build_state(scenario: str, *, knobs: Mapping[str, Any] | None = None, faults
     return state
 
 
+INFRA_DIR = "infra"  # the demo's infra repo inside the state directory (tui/demo.py DEMO_INFRA_DIR)
+
+
+def write_infra_files(state_dir: Path, state: dict[str, Any]) -> None:
+    """A scenario's infra-repo files (``state["infra_files"]``: relative path -> content), written into
+    the state directory's ``infra/`` repo, emptied first (a new scenario starts from its own files); the
+    key is not kept in state.json."""
+    shutil.rmtree(Path(state_dir) / INFRA_DIR, ignore_errors=True)
+    for relative, content in (state.pop("infra_files", None) or {}).items():
+        path = Path(state_dir) / INFRA_DIR / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+
+
 @dataclass
 class LabHandle:
     """A running lab. Use as a context manager, or call `stop()`; nothing is left running after it."""
@@ -248,6 +263,7 @@ class LabHandle:
               faults: Mapping[str, Any] | None = None) -> None:
         """Re-initialise state.json to `scenario` (the server picks it up on its next request)."""
         state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=self.extra_nodes)
+        write_infra_files(self.state_dir, state)
         lab_state.init(self.state_dir, state)
         self.scenario = scenario
 
@@ -307,6 +323,7 @@ def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: 
             (directory / stale).unlink(missing_ok=True)
         certificate = PendingCertificate(directory)
         state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=extra_nodes)
+        write_infra_files(directory, state)
         lab_state.init(directory, state)
         token = f"lab-SECRET-token-{secrets.token_hex(16)}"
         _write_private(directory / TOKEN_FILE, token + "\n")

@@ -32,7 +32,10 @@ SCENARIOS: dict[str, str] = {
     "driver-mismatch": "both production, but kernel modules 570.172.08 and container toolkit 570.158.01",
     "modules-not-loaded": "extensions installed but the modules patch (modules + bpf sysctl) was never applied",
     "bpf-sysctl-missing": "modules loaded but net.core.bpf_jit_harden left at the Talos default 2",
-    "no-cgroups-missing": "the no-cgroups patch (/etc/nvidia-container-runtime/config.toml) was never applied",
+    "runbook-patch-applied": "the runbook's step 4.1 (a machine.files create of /etc/nvidia-container-runtime/"
+                             "config.toml) was applied: every boot stops in writeUserFiles and the node reboots in a loop",
+    "runbook-patch-in-repo": "the seed's end state, but the infra repo holds the runbook's no-cgroups patch "
+                             "(never applied: it would stop the next boot)",
     "runtimeclass-missing": "no RuntimeClass nvidia: the device plugin's pods are rejected",
     "nfd-affinity": "device plugin installed without affinity: null: the chart's NFD node affinity leaves DESIRED 0",
     "no-runtimeclassname": "device plugin values lack runtimeClassName: the plugin cannot find NVML",
@@ -53,6 +56,18 @@ SEED_VALUES: dict[str, Any] = {
 
 SEED_MODULES = ["nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset"]
 NO_CGROUPS_CONTENT = "[nvidia-container-cli]\nno-cgroups = true\n"
+RUNBOOK_PATCH_RELATIVE = "talos/patches/nvidia-no-cgroups.yaml"
+# The runbook's step 4.1 as its infra repo holds it (a create outside /var: Talos refuses it at boot).
+RUNBOOK_PATCH = (
+    "machine:\n"
+    "  files:\n"
+    "    - content: |\n"
+    "        [nvidia-container-cli]\n"
+    "        no-cgroups = true\n"
+    "      permissions: 0o644\n"
+    f"      path: {NO_CGROUPS_PATH}\n"
+    "      op: create\n"
+)
 
 PCI_DEVICES: list[dict[str, str]] = [
     {
@@ -250,7 +265,7 @@ def _extensions(kmod_track: str, toolkit_track: str) -> list[dict[str, str]]:
 
 
 def default_knobs() -> dict[str, Any]:
-    return {"talosctl_latency_ms": 0, "api_latency_ms": 0, "reboot_s": 6.0}
+    return {"talosctl_latency_ms": 0, "api_latency_ms": 0, "reboot_s": 6.0, "boot_fail_wait_s": 20.0}
 
 
 def _healthy(now: float) -> dict[str, Any]:
@@ -275,7 +290,7 @@ def _healthy(now: float) -> dict[str, Any]:
             "config": {
                 "kernel_modules": list(SEED_MODULES),
                 "sysctls": {BPF_SYSCTL: "1"},
-                "files": [{"path": NO_CGROUPS_PATH, "op": "create", "content": NO_CGROUPS_CONTENT, "permissions": 420}],
+                "files": [],
             },
             "staged_config": None,
             "pci_devices": copy.deepcopy(PCI_DEVICES),
@@ -356,8 +371,13 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         config.update(kernel_modules=[], sysctls={})
     elif name == "bpf-sysctl-missing":
         config["sysctls"] = {}
-    elif name == "no-cgroups-missing":
-        config["files"] = []
+    elif name == "runbook-patch-applied":
+        # applied a moment ago: the node rebooted for it and its boot has just stopped in writeUserFiles
+        config["files"] = [{"path": NO_CGROUPS_PATH, "op": "create", "content": NO_CGROUPS_CONTENT, "permissions": 420}]
+        talos["boot_time"] = now - 2.0
+        state["infra_files"] = {RUNBOOK_PATCH_RELATIVE: RUNBOOK_PATCH}
+    elif name == "runbook-patch-in-repo":
+        state["infra_files"] = {RUNBOOK_PATCH_RELATIVE: RUNBOOK_PATCH}
     elif name == "runtimeclass-missing":
         state["kube"]["runtimeclasses"] = []
     elif name == "nfd-affinity":

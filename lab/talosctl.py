@@ -85,6 +85,13 @@ COMMAND_FLAGS: dict[str, dict[str, Flag]] = {
     ),
     "get": _flags(Flag("output", True, "o"), Flag("insecure", False, "i"), Flag("namespace", True)),
     "read": _flags(),
+    "ls": _flags(Flag("long", False, "l"), Flag("recurse", False, "r"), Flag("humanize", False, "H"),
+                 Flag("depth", True, "d"), Flag("type", True, "t")),
+    "list": _flags(Flag("long", False, "l"), Flag("recurse", False, "r"), Flag("humanize", False, "H"),
+                   Flag("depth", True, "d"), Flag("type", True, "t")),
+    "services": _flags(),
+    "service": _flags(),
+    "logs": _flags(Flag("follow", False, "f"), Flag("tail", True), Flag("kubernetes", False, "k")),
     "dmesg": _flags(Flag("follow", False, "f"), Flag("tail", False)),
     "patch": _flags(
         Flag("patch", True, "p"),
@@ -190,9 +197,12 @@ Available Commands:
   dmesg       Retrieve kernel logs
   get         Get a specific resource or list of resources (use 'talosctl get rd' to see all available resource types).
   health      Check cluster health
+  list        Retrieve a directory listing
+  logs        Retrieve logs for a service
   patch       Update field(s) of a resource using a JSON patch.
   read        Read a file on the machine
   reboot      Reboot a node
+  service     Retrieve the state of a service (or all services), control service state
   upgrade     Upgrade Talos on the target node
   version     Prints the version
 
@@ -361,7 +371,7 @@ class Resource:
     id: str
     owner: str
     created: float
-    spec: dict[str, Any]
+    spec: Any  # a mapping; the machine config's is its raw YAML text, as Talos presents it
     columns: list[tuple[str, str]]
     version: int = 1
 
@@ -430,6 +440,8 @@ def _module_specs(ctx: NodeContext) -> list[Resource]:
 def _machine_status(ctx: NodeContext) -> list[Resource]:
     view = ctx.view
     unmet = []
+    if view.boot_stuck:
+        unmet.append({"name": "services", "reason": "some services are not running: cri, etcd, kubelet, trustd"})
     if not view.machine_ready:
         hostname = ctx.talos["hostname"]
         unmet.append({"name": "nodeReady", "reason": f'node "{hostname}" is not ready'})
@@ -495,7 +507,8 @@ RESOURCE_TYPES: dict[str, tuple[tuple[str, ...], ResourceBuilder | None]] = {
     "Nodenames.kubernetes.talos.dev": (("nodename", "nodenames"), _nodename),
     "Versions.runtime.talos.dev": (("version", "versions"), _version),
     "Members.cluster.talos.dev": (("member", "members"), _members),
-    "MachineConfigs.config.talos.dev": (("machineconfig", "machineconfigs", "mc"), None),
+    "MachineConfigs.config.talos.dev": (("machineconfig", "machineconfigs", "mc"),
+                                        lambda ctx: _machine_config(ctx)),
 }
 
 
@@ -682,9 +695,9 @@ def cmd_get(invocation: Invocation, session: Session, out: lab_faults.Output) ->
     if resolved is None:
         raise CommandError(f'rpc error: code = NotFound desc = resource "{invocation.words[1]}" is not registered')
     type_name, builder = resolved
-    if builder is None:
-        raise CommandError("machineconfig is not served by the lab: it holds the cluster's secrets")
     output = invocation.value("output", "table") or "table"
+    if builder is None:
+        raise CommandError(f'rpc error: code = NotFound desc = resource "{invocation.words[1]}" is not served')
     ctx = _reachable_context(session, out)
     resources = builder(ctx)
     namespace = invocation.value("namespace")
@@ -716,7 +729,11 @@ def node_file(ctx: NodeContext, path: str) -> str | None:
         return view.bpf_jit_harden + "\n"
     if normalized == "/proc/sys/kernel/osrelease":
         return schematics.KERNEL_VERSION + "\n"
-    return lab_node.config_file(ctx.talos, normalized)
+    if view.boot_error is None:
+        written = lab_node.config_file(ctx.talos, normalized)
+        if written is not None:
+            return written
+    return lab_node.rootfs_files(ctx.talos).get(normalized)
 
 
 def cmd_read(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
@@ -733,10 +750,7 @@ def cmd_read(invocation: Invocation, session: Session, out: lab_faults.Output) -
 
 def cmd_dmesg(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
     ctx = _reachable_context(session, out)
-    talos = ctx.talos
-    modules = [module for module in ctx.view.modules_loaded if module in lab_node.NVIDIA_MODULE_INFO]
-    records = lab_node.kernel_log(talos, modules, ctx.view.toolkit_ext_driver)
-    boot = float(talos["boot_time"])
+    boot, records = lab_node.kernel_records(ctx.state, ctx.now)
     node = session.nodes[0]
     lines = [
         f"{node}: {record.facility}: {record.level:>7}: [{lab_node.rfc3339_nano(boot + record.offset_s)}]: {record.message}\n"
@@ -746,6 +760,195 @@ def cmd_dmesg(invocation: Invocation, session: Session, out: lab_faults.Output) 
     if invocation.flag("follow"):
         out.close()
         lab_faults.hang_forever()
+    return 0
+
+
+# the machine config (its secrets are lab markers: whoever reads it must keep them off every screen) -----
+
+MACHINE_SECRETS = {
+    "token": "lab-SECRET-machine-token-5b7c9d",
+    "ca_key": "LS0tLS1CRUdJTiBFRDI1NTE5IFBSSVZBVEUgS0VZLS0tLS0Klab-SECRET-machine-ca-key",
+    "cluster_secret": "lab-SECRET-cluster-secret-a1b2c3d4e5f6",
+    "bootstrap_token": "lab-SECRET-bootstrap-token-q9w8e7",
+    "aescbc": "lab-SECRET-aescbc-encryption-secret-0011",
+}
+
+
+def full_config_text(ctx: NodeContext) -> str:
+    """The node's whole machine config as `get mc` shows it: the fields the lab models, plus the
+    cluster's keys and tokens (lab SECRET markers)."""
+    document = config_document(ctx.talos.get("config") or {})
+    machine = document["machine"]
+    full: dict[str, Any] = {
+        "version": "v1alpha1",
+        "debug": False,
+        "persist": True,
+        "machine": {
+            "type": "controlplane",
+            "token": MACHINE_SECRETS["token"],
+            "ca": {"crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", "key": MACHINE_SECRETS["ca_key"]},
+            "kubelet": {"image": "ghcr.io/siderolabs/kubelet:v1.34.1", "defaultRuntimeSeccompProfileEnabled": True},
+            "install": {"disk": "/dev/nvme0n1", "image": f"factory.talos.dev/installer/{ctx.talos.get('schematic')}:"
+                                                          f"{ctx.view.talos_version}", "wipe": False},
+            **machine,
+        },
+        "cluster": {
+            "id": "Tk7hVb1nE0o0c6Q2mXr0yP1z7a9cGvYk3qN5sLwU8fE=",
+            "secret": MACHINE_SECRETS["cluster_secret"],
+            "controlPlane": {"endpoint": f"https://{ctx.talos['node']}:6443"},
+            "clusterName": "lab",
+            "token": MACHINE_SECRETS["bootstrap_token"],
+            "secretboxEncryptionSecret": MACHINE_SECRETS["aescbc"],
+        },
+    }
+    for entry in full["machine"].get("files", []):
+        entry["permissions"] = Raw(f"0o{entry['permissions']:o}")
+    return dump_talos(full)
+
+
+def _machine_config(ctx: NodeContext) -> list[Resource]:
+    return [Resource("config", "MachineConfigs.config.talos.dev", "v1alpha1", "", ctx.talos["boot_time"],
+                     full_config_text(ctx), [], version=3)]
+
+
+# ls / services / logs ---------------------------------------------------------------------------------
+
+
+def node_tree(ctx: NodeContext) -> dict[str, tuple[str, int]]:
+    """Every file the lab node has (path -> (mode string, size)), directories included."""
+    files: dict[str, tuple[str, int]] = {}
+    for path, content in lab_node.rootfs_files(ctx.talos).items():
+        mode = "-rw-------" if path == lab_node.CRI_CONFIG else "-rw-r--r--"
+        files[path] = (mode, len(content.encode()))
+    if ctx.view.boot_error is None:
+        for entry in (ctx.talos.get("config") or {}).get("files") or []:
+            content = lab_node.config_file(ctx.talos, str(entry.get("path", ""))) or ""
+            files[str(entry.get("path", ""))] = ("-r--r--r--", len(content.encode()))
+    tree: dict[str, tuple[str, int]] = dict(files)
+    for path in files:
+        parent = path.rsplit("/", 1)[0]
+        while parent:
+            tree.setdefault(parent, ("drwxr-xr-x", 4096))
+            parent = parent.rsplit("/", 1)[0]
+    tree.setdefault("/", ("drwxr-xr-x", 4096))
+    return tree
+
+
+def _ls_time(epoch: float, now: float) -> str:
+    stamp = time.gmtime(epoch)
+    if now - epoch < 6 * 30 * 86400:
+        return time.strftime("%b ", stamp) + f"{stamp.tm_mday:>2} " + time.strftime("%H:%M:%S", stamp)
+    return time.strftime("%b ", stamp) + f"{stamp.tm_mday:>2} " + time.strftime("%Y %H:%M", stamp)
+
+
+def cmd_ls(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    if len(invocation.words) > 2:
+        raise CommandError(f"Error: accepts at most 1 arg(s), received {len(invocation.words) - 1}")
+    root = "/" + (invocation.words[1] if len(invocation.words) > 1 else "/").strip("/")
+    ctx = _reachable_context(session, out)
+    node = session.nodes[0]
+    tree = node_tree(ctx)
+    long = invocation.flag("long")
+    rows = [["NODE", "MODE", "UID", "GID", "SIZE(B)", "LASTMOD", "NAME"]] if long else [["NODE", "NAME"]]
+    if root not in tree:
+        out.out(tabwrite(rows))
+        out.err(f"{node}: error reading file {root}: lstat {root}: no such file or directory\n")
+        return 0
+    prefix = root.rstrip("/") + "/"
+    if tree[root][0].startswith("d"):
+        entries = [(".", root)] + sorted(
+            (path[len(prefix):], path) for path in tree
+            if path.startswith(prefix) and path != root and "/" not in path[len(prefix):])
+    else:
+        entries = [(root.rsplit("/", 1)[1], root)]
+    modified = float(ctx.talos.get("boot_time") or ctx.now)
+    for name, path in entries:
+        mode, size = tree[path]
+        if long:
+            rows.append([node, mode, "0", "0", str(size), _ls_time(modified, ctx.now), name])
+        else:
+            rows.append([node, name])
+    out.out(tabwrite(rows))
+    return 0
+
+
+def _services(ctx: NodeContext) -> list[tuple[str, str, str, str]]:
+    """(id, state, health, last event) of the node's services, as machined lists them."""
+    view = ctx.view
+    if view.boot_stuck:
+        return [
+            ("apid", "Running", "OK", "Health check successful"),
+            ("machined", "Running", "OK", "Health check successful"),
+            ("udevd", "Running", "OK", "Health check successful"),
+        ]
+    services = [
+        ("apid", "Running", "OK", "Health check successful"),
+        ("containerd", "Running", "OK", "Health check successful"),
+        ("cri", "Running", "OK", "Health check successful"),
+        ("etcd", "Running", "OK", "Health check successful"),
+    ]
+    if view.toolkit_ext_driver is not None:
+        services.append((lab_node.TOOLKIT_SERVICE, "Running", "?",
+                         f"Started task {lab_node.TOOLKIT_SERVICE} (PID 2877) for container {lab_node.TOOLKIT_SERVICE}"))
+    services += [
+        ("kubelet", "Running", "OK", "Health check successful"),
+        ("machined", "Running", "OK", "Health check successful"),
+        ("syslogd", "Running", "OK", "Health check successful"),
+        ("trustd", "Running", "OK", "Health check successful"),
+        ("udevd", "Running", "OK", "Health check successful"),
+    ]
+    return services
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def cmd_services(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    ctx = _reachable_context(session, out)
+    node = session.nodes[0]
+    since = _ago(ctx.now - float(ctx.talos.get("boot_time") or ctx.now) - 12)
+    services = _services(ctx)
+    if len(invocation.words) < 2:
+        rows = [["NODE", "SERVICE", "STATE", "HEALTH", "LAST CHANGE", "LAST EVENT"]]
+        rows += [[node, sid, state, health, f"{since} ago", event] for sid, state, health, event in services]
+        out.out(tabwrite(rows))
+        return 0
+    wanted = invocation.words[1]
+    found = next((service for service in services if service[0] == wanted), None)
+    if found is None:
+        raise CommandError(f'service "{wanted}" is not registered on any nodes')
+    sid, state, health, event = found
+    rows = [["NODE", node], ["ID", sid], ["STATE", state], ["HEALTH", health],
+            ["EVENTS", f"[{state}]: {event} ({since} ago)"],
+            ["", f"[Preparing]: Creating service runner ({since} ago)"]]
+    out.out(tabwrite(rows))
+    return 0
+
+
+def cmd_logs(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
+    if len(invocation.words) != 2:
+        raise CommandError(f"Error: accepts 1 arg(s), received {len(invocation.words) - 1}")
+    ctx = _reachable_context(session, out)
+    node = session.nodes[0]
+    wanted = invocation.words[1]
+    if not any(service[0] == wanted for service in _services(ctx)):
+        raise CommandError(f"error getting logs: 1 error occurred:\n\t* {node}: rpc error: code = Unknown desc = "
+                           f'service "{wanted}" is not registered\n')
+    if wanted == lab_node.TOOLKIT_SERVICE:
+        driver = ctx.view.toolkit_ext_driver
+        lines = [f"{node}: NVIDIA Persistence Daemon, version {driver}",
+                 f"{node}: Started (2877)"]
+    else:
+        lines = [f"{node}: {wanted} started"]
+    out.out("".join(line + "\n" for line in lines))
     return 0
 
 
@@ -774,7 +977,7 @@ def _check_apid(ctx: NodeContext, node: str) -> str | None:
 
 
 def _check_etcd(ctx: NodeContext, node: str) -> str | None:
-    if ctx.view.phase == "upgrading":
+    if ctx.view.phase == "upgrading" or ctx.view.boot_stuck:
         return f"1 error occurred:\n\t* {node}: service is not healthy: etcd\n\n"
     return None
 
@@ -1222,6 +1425,11 @@ def cmd_reboot(invocation: Invocation, session: Session, out: lab_faults.Output)
 
 COMMANDS: dict[str, Callable[[Invocation, Session, lab_faults.Output], int]] = {
     "get": cmd_get,
+    "ls": cmd_ls,
+    "list": cmd_ls,
+    "services": cmd_services,
+    "service": cmd_services,
+    "logs": cmd_logs,
     "read": cmd_read,
     "dmesg": cmd_dmesg,
     "health": cmd_health,
@@ -1233,7 +1441,7 @@ COMMANDS: dict[str, Callable[[Invocation, Session, lab_faults.Output], int]] = {
 
 def _fault_words(invocation: Invocation) -> list[str]:
     # `get R`, `patch mc`, `read PATH`: the second word tells the calls apart, so a fault can target one
-    words = list(invocation.words[:2]) if invocation.command in ("get", "patch", "read") else invocation.words[:1]
+    words = list(invocation.words[:2]) if invocation.command in ("get", "patch", "read", "ls", "service", "logs") else invocation.words[:1]
     return words
 
 

@@ -63,7 +63,7 @@ def _plan(stage: str, target: Target, report: object = None, **kwargs: object) -
 @pytest.mark.parametrize(("scenario", "stage"), [
     ("extensions-missing", "extensions"),
     ("modules-not-loaded", "kernel-modules"),
-    ("no-cgroups-missing", "container-runtime"),
+    ("runbook-patch-applied", "cluster"),
     ("runtimeclass-missing", "runtimeclass"),
     ("plugin-missing", "device-plugin"),
     ("nfd-affinity", "device-plugin"),
@@ -89,6 +89,72 @@ def test_each_action_makes_its_stage_pass(lab: LabHandle, tmp_path: Path, scenar
 
 
 # --------------------------------------------------------------------------- plans
+
+
+def test_every_plan_on_every_scenario_passes_the_boot_guard(lab: LabHandle, tmp_path: Path) -> None:
+    """No code path writes or applies a machine.files entry Talos refuses at boot: every action's plan on
+    every scenario, its files and its patch commands, goes through the guard."""
+    from checks.actions.execute import guard_patch_argv
+    from checks.patch_guard import check_patch
+    from lab.scenarios import SCENARIOS
+
+    planned = 0
+    for scenario in SCENARIOS:
+        use_scenario(lab, scenario, knobs={"boot_fail_wait_s": 300.0})
+        target = make_target(lab, tmp_path / scenario)
+        report = sweep(target)
+        for stage in ACTION_STAGES:
+            try:
+                plan = _plan(stage, target, report)
+            except PlanError as exc:
+                assert "outside of /var" not in str(exc) or "refused" in str(exc), exc
+                continue
+            planned += 1
+            for change in plan.files:
+                assert check_patch(change.content) == [] or not change.relative.startswith("talos/"), change
+            written: dict[str, str] = {}
+            for step in plan.steps:
+                if step.kind == "write":
+                    written["@" + step.param("path")] = step.param("content")
+                if step.kind == "write" and step.param("relative").startswith("talos/patches/"):
+                    assert check_patch(step.param("content")) == [], (scenario, stage, step)
+                if step.kind == "command" and "patch" in step.argv and "--dry-run" not in step.argv:
+                    value = step.argv[step.argv.index("--patch") + 1]
+                    if value in written:  # the plan writes it first: the content it writes is what is applied
+                        assert check_patch(written[value]) == [], (scenario, stage, step.argv)
+                    else:
+                        assert guard_patch_argv(step.argv) == "", (scenario, stage, step.argv)
+                assert "nvidia-no-cgroups.yaml" not in " ".join(step.argv), (scenario, stage, step)
+    assert planned >= len(SCENARIOS)
+    use_scenario(lab, "runbook-patch-applied", knobs={"boot_fail_wait_s": 300.0})
+    wedged = _plan("cluster", make_target(lab, tmp_path / "wedged"))
+    assert wedged.steps[0].argv[-2:] == ("--patch", '[{"op": "remove", "path": "/machine/files/0"}]')
+    assert wedged.reboots and wedged.confirm_word == "10.5.0.2"  # no Kubernetes Node to name: the API is down
+    assert "runbook's step 4.1" in wedged.preview and "outside of /var" in wedged.preview
+    assert "no-cgroups = true" not in wedged.preview  # only op and path are read from the machine config
+
+
+def test_a_refused_patch_is_never_shown_written_or_applied(lab: LabHandle, tmp_path: Path) -> None:
+    """The kernel-modules action uses the infra repo's file as it is: one that holds a create outside /var
+    is refused at planning, and again at run time if it changed after the plan."""
+    use_scenario(lab, "modules-not-loaded")
+    target = make_target(lab, tmp_path)
+    patch = tmp_path / "talos/patches/nvidia-oss-modules.yaml"
+    patch.parent.mkdir(parents=True)
+    patch.write_text(seed_files(target.profile)["talos/patches/nvidia-oss-modules.yaml"]
+                     + "  files:\n    - path: /etc/x.conf\n      op: create\n      content: x\n")
+    before = state_bytes(lab)
+    with pytest.raises(PlanError, match=r"refused: talos/patches/nvidia-oss-modules.yaml line \d+: machine.files: "
+                                        r"op create is allowed only under /var"):
+        _plan("kernel-modules", target)
+    patch.write_text(seed_files(target.profile)["talos/patches/nvidia-oss-modules.yaml"])
+    plan = _plan("kernel-modules", target)
+    patch.write_text(patch.read_text() + "  files:\n    - path: /etc/x.conf\n      op: create\n")
+    events: list[ActionEvent] = []
+    result = _run(plan, target, events)
+    assert result.status == "failed" and "op create is allowed only under /var" in result.reason
+    assert result.node_state.startswith("the node is unchanged")
+    assert state_bytes(lab) == before
 
 
 def test_extensions_plan_is_the_exact_upgrade(lab: LabHandle, tmp_path: Path) -> None:
@@ -149,16 +215,17 @@ def test_planning_changes_nothing_and_previews_the_dry_run(lab: LabHandle, tmp_p
     use_scenario(lab, "fresh")
     target = make_target(lab, tmp_path)
     before = state_bytes(lab)
-    plans = {stage: _plan(stage, target) for stage in ACTION_STAGES}
+    # cluster and container-runtime act only on machine.files entries Talos refuses at boot: none here
+    for stage in ("cluster", "container-runtime"):
+        with pytest.raises(PlanError, match=f"stage {stage} has no action"):
+            _plan(stage, target)
+    plans = {stage: _plan(stage, target) for stage in ACTION_STAGES if stage not in ("cluster", "container-runtime")}
     assert state_bytes(lab) == before
     assert list(tmp_path.iterdir()) == []  # the infra repo is untouched
     modules = plans["kernel-modules"]
     assert "Dry run summary:" in modules.preview and "+            - name: nvidia_uvm" in modules.preview
     assert modules.steps[-1].argv[-2:] == ("--patch", f"@{tmp_path / 'talos/patches/nvidia-oss-modules.yaml'}")
     assert [s.kind for s in modules.steps] == ["write", "command"] and not modules.reboots
-    runtime = plans["container-runtime"]
-    assert runtime.reboots and "with a reboot" in runtime.preview
-    assert any("machine.files change reboots the node" in w for w in runtime.warnings)
     assert any("ArgoCD" in w for w in plans["runtimeclass"].warnings)
     plugin = plans["device-plugin"]
     assert [s.argv[-6:] for s in plugin.steps if s.kind == "command"][-1] == (

@@ -25,8 +25,8 @@ SCENARIOS: dict[str, tuple[str | None, tuple[str, ...], dict[str, str]]] = {
     "driver-mismatch": ("extensions", ("driver versions differ", "570.158.01"), {"extensions": "fail"}),
     "modules-not-loaded": ("kernel-modules", ("not loaded",), {"extensions": "pass", "device-plugin": "blocked"}),
     "bpf-sysctl-missing": ("kernel-modules", ("bpf_jit_harden",), {"kernel-modules": "fail"}),
-    "no-cgroups-missing": ("container-runtime", ("/etc/nvidia-container-runtime/config.toml",),
-                           {"kernel-modules": "pass", "container-runtime": "fail"}),
+    # the profile's infra repo (the current directory) holds no patch: the node itself is healthy
+    "runbook-patch-in-repo": (None, (), {"container-runtime": "pass"}),
     "runtimeclass-missing": ("runtimeclass", ('RuntimeClass "nvidia" not found',),
                              {"runtimeclass": "fail", "device-plugin": "blocked"}),
     "nfd-affinity": ("device-plugin", ("DESIRED 0", "feature.node.kubernetes.io/pci-10de.present"),
@@ -78,6 +78,45 @@ def test_check_json_names_the_root_cause(lab: Any, scenario: str) -> None:
     for words in quoted:
         assert words in cause["summary"], (words, cause["summary"])
     assert cause["remediation"]
+
+
+def test_a_node_wedged_by_the_runbook_patch_is_named_with_the_kernel_log(lab: Any) -> None:
+    """The runbook's step 4.1 applied: every boot stops in writeUserFiles. `check --json` names cluster,
+    quotes `outside of /var` and gives the removal as the next command; container-runtime fails on the
+    machine.files entry itself."""
+    handle = lab("runbook-patch-applied", knobs={"reboot_s": 1.0, "boot_fail_wait_s": 120.0})
+    result = run_check(handle.env, "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    by_id = {s["id"]: s for s in report["stages"]}
+    cause = report["root_cause"]
+    assert cause["stage"] == "cluster" and "outside of /var" in cause["summary"], cause
+    assert cause["remediation"].startswith(
+        "talosctl --nodes 10.5.0.2 patch mc --patch '[{\"op\": \"remove\", \"path\": \"/machine/files/0\"}]'")
+    evidence = "\n".join(by_id["cluster"]["evidence"])
+    assert "talosctl dmesg: [talos] writeUserFiles failed, rebooting in 35 minutes" in evidence
+    assert "talosctl dmesg: [talos] boot sequence: failed" in evidence
+    assert "talosctl get machinestatus: stage booting" in evidence
+    runtime = by_id["container-runtime"]
+    assert runtime["status"] == "fail" and "outside of /var" in runtime["summary"]
+    assert "no-cgroups = true" not in result.stdout  # the entry's content is never read out
+    from lab.talosctl import MACHINE_SECRETS  # the machine config's keys and tokens (lab markers)
+
+    for secret in MACHINE_SECRETS.values():
+        assert secret not in result.stdout + result.stderr
+    assert report["kube_node"] is None  # the Kubernetes API of the single node is down
+
+
+def test_the_runbook_patch_in_the_infra_repo_is_warn_evidence(lab: Any, tmp_path: Path) -> None:
+    handle = lab("runbook-patch-in-repo")
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(f"infra_repo: {Path(handle.state_dir) / 'infra'}\n")
+    result = run_check(handle.env, "--json", "--profile", str(profile))
+    assert result.returncode == 0, result.stdout + result.stderr
+    runtime = {s["id"]: s for s in json.loads(result.stdout)["stages"]}["container-runtime"]
+    assert runtime["status"] == "warn"
+    assert any(line.startswith("infra repo: talos/patches/nvidia-no-cgroups.yaml line 8 would stop the next boot")
+               and "create operation not allowed outside of /var" in line for line in runtime["evidence"])
 
 
 def test_check_table_shows_root_cause_and_next_command(lab: Any) -> None:

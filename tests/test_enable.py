@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pty
 import signal
@@ -65,9 +66,12 @@ def test_enable_yes_walks_fresh_to_every_stage_passing(lab: LabHandle, tmp_path:
     print(f"(test wall {wall:.1f}s)")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     out = done.stdout
-    for stage in ("extensions", "kernel-modules", "container-runtime", "runtimeclass", "device-plugin",
-                  "gpu-workload"):
+    for stage in ("extensions", "kernel-modules", "runtimeclass", "device-plugin", "gpu-workload"):
         assert f"✔ {stage} ok in" in out, stage
+    # the container runtime comes with the toolkit extension: nothing to run for it, and never the runbook's
+    # no-cgroups patch (step 4.1), whose reason is said
+    assert "✔ container-runtime ok in" not in out and "nvidia-no-cgroups.yaml" in out
+    assert "runbook's step 4.1 (talos/patches/nvidia-no-cgroups.yaml) is not followed" in out
     final = out[out.index("Final state:"):]
     assert final.count("✔ PASS") == 8 and "FAIL" not in final
     assert "nvidia-smi in a pod sees" in final
@@ -76,13 +80,71 @@ def test_enable_yes_walks_fresh_to_every_stage_passing(lab: LabHandle, tmp_path:
     assert _test_pods(lab) == []
     assert sorted(str(p.relative_to(infra)) for p in infra.rglob("*.yaml")) == [
         "k8s/manifests/runtimeclass-nvidia.yaml", "k8s/nvidia-device-plugin/values.yaml",
-        "talos/patches/nvidia-no-cgroups.yaml", "talos/patches/nvidia-oss-modules.yaml"]
+        "talos/patches/nvidia-oss-modules.yaml"]
     records = read_audit(_audit_path(tmp_path))
     results = [(r["stage"], r["text"].split(":")[0]) for r in records if r["kind"] == "result"]
-    assert results == [("extensions", "ok"), ("kernel-modules", "ok"), ("container-runtime", "ok"),
-                       ("runtimeclass", "ok"), ("device-plugin", "ok"), ("gpu-workload", "ok")]
+    assert results == [("extensions", "ok"), ("kernel-modules", "ok"), ("runtimeclass", "ok"),
+                       ("device-plugin", "ok"), ("gpu-workload", "ok")]
+    plans = "\n".join(r["text"] for r in records if r["kind"] == "plan")
+    assert "/machine/files" not in plans and "files:" not in plans  # no machine.files entry ever applied
     token = lab.api_token
     assert token not in out and token not in _audit_path(tmp_path).read_text()
+
+
+def test_enable_yes_repairs_a_node_wedged_by_the_runbook_patch(lab: LabHandle, tmp_path: Path) -> None:
+    """The runbook's step 4.1 applied: the node loops in writeUserFiles. enable removes the refused entry
+    (a JSON patch, shown first), follows the reboot, and then reaches every stage passing."""
+    use_scenario(lab, "runbook-patch-applied", knobs={"boot_fail_wait_s": 300.0})
+    argv, env, infra = _setup(lab, tmp_path)
+    done = subprocess.run([*argv, "--yes"], env=env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=240)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr
+    assert "Root cause: cluster — the node's boot stops in writeUserFiles: create operation not allowed " \
+           'outside of /var: "/etc/nvidia-container-runtime/config.toml"' in " ".join(out.split())
+    shown = out.index("━━ cluster — Remove the machine.files entries Talos refuses at boot")
+    ran = out.index("▶ talosctl")
+    assert shown < ran  # shown first
+    assert """patch mc --patch '[{"op": "remove", "path": "/machine/files/0"}]'""" in out[shown:ran]
+    assert "◆ node rebooting" in out and "✔ cluster ok in" in out
+    final = out[out.index("Final state:"):]
+    assert "FAIL" not in final and final.count("✔ PASS") == 8
+    records = read_audit(_audit_path(tmp_path))
+    results = [(r["stage"], r["text"].split(":")[0]) for r in records if r["kind"] == "result"]
+    assert results[0] == ("cluster", "ok") and results[-1] == ("gpu-workload", "ok")
+    assert "no-cgroups = true" not in out and "no-cgroups = true" not in _audit_path(tmp_path).read_text()
+
+
+def test_the_runbook_patch_applied_by_hand_is_diagnosed_and_repaired(lab: LabHandle, tmp_path: Path) -> None:
+    """Done when (issue 12): the runbook's patch applied with the lab's own `talosctl patch mc` wedges the
+    node; `check --json` names it with `outside of /var` in the evidence; `enable --yes` brings it back."""
+    from lab.scenarios import RUNBOOK_PATCH
+
+    use_scenario(lab, "healthy", knobs={"boot_fail_wait_s": 300.0})
+    argv, env, infra = _setup(lab, tmp_path)
+    patch = tmp_path / "nvidia-no-cgroups.yaml"
+    patch.write_text(RUNBOOK_PATCH)
+    applied = subprocess.run(["talosctl", "patch", "mc", "--patch", f"@{patch}"], env=env, capture_output=True,
+                             text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert applied.returncode == 0 and "with a reboot" in applied.stderr
+    check = [*argv[:3], "check", *argv[4:], "--json"]
+    deadline = time.monotonic() + 30
+    while True:  # the reboot takes a moment before the boot stops in writeUserFiles
+        checked = subprocess.run(check, env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+                                 stdin=subprocess.DEVNULL)
+        report = json.loads(checked.stdout)
+        stuck = [s for s in report["stages"] if s["id"] in ("cluster", "container-runtime")
+                 and any("outside of /var" in line for line in s["evidence"])]
+        if stuck or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert checked.returncode == 1 and stuck, checked.stdout[-2000:]
+    assert report["root_cause"]["stage"] in ("cluster", "container-runtime")
+    done = subprocess.run([*argv, "--yes"], env=env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    final = done.stdout[done.stdout.index("Final state:"):]
+    assert "FAIL" not in final and final.count("✔ PASS") == 8
 
 
 def test_dry_run_changes_nothing_and_prints_every_plan(lab: LabHandle, tmp_path: Path) -> None:
@@ -106,7 +168,7 @@ def test_dry_run_changes_nothing_and_prints_every_plan(lab: LabHandle, tmp_path:
     assert "repo add nvdp https://nvidia.github.io/k8s-device-plugin" in out
     assert f"upgrade --install nvidia-device-plugin nvdp/nvidia-device-plugin -n kube-system -f {infra}" in out
     assert "exists and differs from what the action would write; left as it is" in out and "-handler: nvidia-legacy" in out
-    assert "machine.files change reboots the node" in out and "ArgoCD" in out
+    assert "ArgoCD" in out and "runbook's step 4.1" in out
     assert "gpu-workload — Run the GPU test pod" in out
     assert "[y/N]" not in out
 

@@ -164,7 +164,8 @@ def test_every_talosctl_call_passes_the_node_as_the_value_of_nodes(lab: Any, tmp
     for argv in talosctl:
         assert argv[argv.index("--nodes") + 1] == "10.5.0.2", argv
         assert argv[argv.index("--talosconfig") + 1] == str(handle.talosconfig), argv
-        assert argv.index("--nodes") < min(argv.index(word) for word in ("version", "health", "get", "read", "dmesg")
+        assert argv.index("--nodes") < min(argv.index(word) for word in ("version", "health", "get", "read", "dmesg", "ls",
+                                                                  "services")
                                            if word in argv)
 
 

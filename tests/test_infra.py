@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import yaml
@@ -32,18 +31,12 @@ def _write_seed(profile: Profile) -> None:
 
 def test_seed_files_say_what_the_seed_needs(tmp_path: Path) -> None:
     files = seed_files(_profile(tmp_path))
-    assert set(files) == {MODULES_PATCH, NO_CGROUPS_PATCH, RUNTIMECLASS_MANIFEST, VALUES}
+    # the runbook's no-cgroups patch (step 4.1) is not among them: Talos refuses it at boot
+    assert set(files) == {MODULES_PATCH, RUNTIMECLASS_MANIFEST, VALUES}
 
     machine = yaml.safe_load(files[MODULES_PATCH])["machine"]
     assert [m["name"] for m in machine["kernel"]["modules"]] == ["nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset"]
     assert machine["sysctls"] == {"net.core.bpf_jit_harden": 1}
-
-    entry = yaml.safe_load(files[NO_CGROUPS_PATCH])["machine"]["files"][0]
-    assert entry["path"] == "/etc/nvidia-container-runtime/config.toml"
-    assert entry["op"] == "create"
-    assert entry["content"] == "[nvidia-container-cli]\nno-cgroups = true\n"
-    assert tomllib.loads(entry["content"])["nvidia-container-cli"]["no-cgroups"] is True
-    assert "permissions: 0o644" in files[NO_CGROUPS_PATCH]  # Talos' octal notation, as its docs write it
 
     runtime_class = yaml.safe_load(files[RUNTIMECLASS_MANIFEST])
     assert runtime_class == {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
@@ -103,7 +96,9 @@ def test_drift_is_reported_per_stage(tmp_path: Path) -> None:
             f"infra repo: {MODULES_PATCH} sets net.core.bpf_jit_harden to 2; it must be 1",
         ],
         "container-runtime": [
-            f"infra repo: {NO_CGROUPS_PATCH} does not set no-cgroups = true under [nvidia-container-cli]"],
+            f"infra repo: {NO_CGROUPS_PATCH} line 7 would stop the next boot: machine.files: op create is allowed "
+            "only under /var; Talos's writeUserFiles fails with create operation not allowed outside of /var: "
+            "\"/etc/nvidia-container-runtime/config.toml\" (the runbook's step 4.1: not followed); never apply it"],
         "runtimeclass": [f"infra repo: {RUNTIMECLASS_MANIFEST} sets handler runc, expected nvidia"],
     }
 
@@ -127,10 +122,23 @@ def test_lint_never_writes(tmp_path: Path) -> None:
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
-def test_no_cgroups_not_asked_for_is_not_linted(tmp_path: Path) -> None:
+def test_every_patch_in_the_repo_goes_through_the_boot_guard(tmp_path: Path) -> None:
+    """Whoever wrote them: each talos/patches file Talos would refuse at boot is container-runtime evidence,
+    with the rule and the line; a safe one (create under /var, the seed's modules patch) is not."""
     profile = _profile(tmp_path, no_cgroups=False)
-    (tmp_path / "talos/patches").mkdir(parents=True)
-    (tmp_path / NO_CGROUPS_PATCH).write_text("machine: {}\n")
+    _write_seed(profile)
+    patches = tmp_path / "talos/patches"
+    (patches / "var-file.yaml").write_text("machine:\n  files:\n    - path: /var/lib/x.conf\n      op: create\n"
+                                           "      content: x\n")
     assert lint_infra(profile) == {}
-    assert lint_infra(_profile(tmp_path))["container-runtime"] == [
-        f"infra repo: {NO_CGROUPS_PATCH} writes no /etc/nvidia-container-runtime/config.toml (machine.files)"]
+    (patches / "etc-file.json").write_text(
+        '[\n  {"op": "add", "path": "/machine/files/-",\n   "value": {"op": "create", "path": "/etc/x.conf"}}\n]\n')
+    (patches / "overwrite.yaml").write_text("machine:\n  files:\n    - op: overwrite\n      path: /etc/nope\n")
+    assert lint_infra(profile)["container-runtime"] == [
+        "infra repo: talos/patches/etc-file.json line 2 would stop the next boot: machine.files: op create is "
+        "allowed only under /var; Talos's writeUserFiles fails with create operation not allowed outside of /var: "
+        '"/etc/x.conf"; never apply it',
+        "infra repo: talos/patches/overwrite.yaml line 3 would stop the next boot: machine.files: op "
+        "overwrite/append needs the file to exist on the node; Talos's writeUserFiles fails with file must exist: "
+        '"/etc/nope"; never apply it',
+    ]

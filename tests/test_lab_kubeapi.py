@@ -432,9 +432,9 @@ def test_test_pod_is_rejected_without_the_runtimeclass(lab: Callable[..., Any], 
         'pods "nvidia-test" is forbidden: pod rejected: RuntimeClass "nvidia" not found'
 
 
-def test_test_pod_start_error_when_cgroups_are_not_configured(lab: Callable[..., Any],
-                                                              api_client: client.ApiClient) -> None:
-    lab("no-cgroups-missing")
+def test_test_pod_start_error_when_the_bpf_jit_is_hardened(lab: Callable[..., Any],
+                                                           api_client: client.ApiClient) -> None:
+    lab("bpf-sysctl-missing")
     v1 = client.CoreV1Api(api_client)
     # no plugin GPUs are advertised in this fate, so ask for none: the runtime hook still fails
     name = v1.create_namespaced_pod("default", gpu_test_pod(gpus=0)).metadata.name

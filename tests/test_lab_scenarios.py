@@ -48,8 +48,9 @@ def test_healthy_view_is_all_green() -> None:
     assert view.kmod_ext_driver == view.toolkit_ext_driver == view.driver_version == "570.172.08"
     assert set(node.NVIDIA_MODULES) <= set(view.modules_loaded)
     assert (view.gpus_total, view.gpus_initialised) == (2, 2)
-    assert view.nvidia_runtime_handler and view.no_cgroups and view.bpf_jit_harden == "1"
-    assert view.container_runtime_ok
+    # the runtime works without the runbook's no-cgroups file (the extension's own config is used)
+    assert view.nvidia_runtime_handler and not view.no_cgroups and view.bpf_jit_harden == "1"
+    assert view.container_runtime_ok and view.boot_error is None and not view.boot_stuck
     assert [entry["name"] for entry in view.extensions] == [
         "nvidia-container-toolkit-production", "nvidia-open-gpu-kernel-modules-production", "schematic", "modules.dep"]
     assert any("NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  570.172.08" in line for line in view.dmesg)
@@ -59,14 +60,17 @@ def test_healthy_view_is_all_green() -> None:
     ("name", "wrong"),
     [
         ("fresh", lambda v: v.kmod_ext_driver is None and v.driver_version is None and not v.nvidia_runtime_handler),
-        ("extensions-missing", lambda v: v.kmod_ext_driver is None and not v.nvidia_runtime_handler and v.no_cgroups),
+        ("extensions-missing", lambda v: v.kmod_ext_driver is None and not v.nvidia_runtime_handler),
         ("mixed-tracks", lambda v: (v.kmod_ext_driver, v.toolkit_ext_driver) == ("570.172.08", "535.247.01")),
         ("driver-mismatch", lambda v: (v.kmod_ext_driver, v.toolkit_ext_driver) == ("570.172.08", "570.158.01")
          and any("NVRM: API mismatch" in line for line in v.dmesg)),
         ("modules-not-loaded", lambda v: v.driver_version is None and "nvidia" not in v.modules_loaded
          and v.kmod_ext_driver == "570.172.08"),
         ("bpf-sysctl-missing", lambda v: v.bpf_jit_harden == "2" and v.driver_version and not v.container_runtime_ok),
-        ("no-cgroups-missing", lambda v: not v.no_cgroups and not v.container_runtime_ok and v.bpf_jit_harden == "1"),
+        ("runbook-patch-applied", lambda v: v.boot_stuck and v.machine_stage == "booting" and v.api_up
+         and not v.kube_ready and v.boot_error == 'create operation not allowed outside of /var: '
+         '"/etc/nvidia-container-runtime/config.toml"'),
+        ("runbook-patch-in-repo", lambda v: v.boot_error is None and v.container_runtime_ok and v.kube_ready),
         ("gpu-not-initialised", lambda v: (v.gpus_total, v.gpus_initialised) == (2, 1)
          and any("NVRM: GPU 0000:8b:00.0: RmInitAdapter failed!" in line for line in v.dmesg)),
         ("node-notready", lambda v: not v.kube_ready and not v.machine_ready and v.phase == "running"),
@@ -175,3 +179,65 @@ def test_factory_registers_schematics_the_upgrade_then_accepts(tmp_path: Path) -
     change = talosctl.resolve_image(state.load(tmp_path), image)
     assert change is not None
     assert [item["version"] for item in change["extensions"][:2]] == ["535.247.01-v1.11.5", "535.247.01-v1.17.8"]
+
+
+def _wedged(now: float = NOW, wait: float = 10.0, reboot: float = 4.0) -> dict:
+    built = scenarios.build("runbook-patch-applied", now=now)
+    built["knobs"].update(boot_fail_wait_s=wait, reboot_s=reboot)
+    return built
+
+
+def test_a_boot_refused_by_write_user_files_loops_until_the_entry_is_removed() -> None:
+    """Boot, stop in writeUserFiles (apid up, nothing else), wait, reboot (down R/2), the same again."""
+    built = _wedged()
+    start = built["talos"]["boot_time"]  # NOW - 2
+    timeline = [(node.node_view(built, start + offset).phase, node.node_view(built, start + offset).api_up)
+                for offset in (1.0, 9.9, 10.5, 11.9, 12.5, 21.0, 22.5)]
+    assert timeline == [("booting", True), ("booting", True), ("down", False), ("down", False), ("booting", True),
+                        ("booting", True), ("down", False)]
+    assert node.kube_api_down(built, start + 1.0) and node.kube_api_down(built, start + 10.5)
+    boot, records = node.kernel_records(built, start + 13.0)
+    assert boot == start + 12.0  # the log is the current boot's
+    messages = [record.message for record in records]
+    assert ('[talos] writeUserFiles failed, rebooting in 35 minutes. You can use talosctl apply-config or talosctl '
+            'edit mc to fix the issues, error: create operation not allowed outside of /var: '
+            '"/etc/nvidia-container-runtime/config.toml"') in messages
+    assert messages.index("[talos] phase userSetup (14/23): failed") < messages.index("[talos] boot sequence: failed")
+    # removing the entry (what `patch mc` does: a config change with a reboot) lets the next boot finish
+    built["talos"]["reboot"] = {"reason": "config", "started": start + 5.0,
+                                "pending": {"config": dict(built["talos"]["config"], files=[])}}
+    assert node.node_view(built, start + 6.0).phase == "down"
+    after = node.node_view(built, start + 5.0 + 4.0 + 1.0)
+    assert after.phase == "running" and after.boot_error is None and after.kube_ready
+    assert not node.kube_api_down(built, start + 10.0)
+
+
+@pytest.mark.parametrize(
+    ("files", "error"),
+    [
+        ([{"path": "/var/lib/x.conf", "op": "create"}], None),
+        ([{"path": "/etc/kubernetes/manifests/x.yaml", "op": "create"}], None),
+        ([{"path": "/etc/cri/conf.d/20-customization.part", "op": "create"}], None),
+        ([{"path": "/etc/hosts", "op": "append"}], None),
+        ([{"path": "/etc/x.conf", "op": "create"}], 'create operation not allowed outside of /var: "/etc/x.conf"'),
+        ([{"path": "/etc/nope", "op": "overwrite"}], '1 error occurred:\n\t* file must exist: "/etc/nope"\n\n'),
+        ([{"path": "/var/x", "op": "delete"}], '1 error occurred:\n\t* unknown operation for file "/var/x": '
+                                                '"delete"\n\n'),
+    ],
+)
+def test_write_user_files_rules(files: list, error: str | None) -> None:
+    talos = {"extensions": [], "config": {"files": files}}
+    assert node.write_user_files_error(talos) == error
+
+
+def test_the_toolkit_extension_installs_its_runtime_files() -> None:
+    with_toolkit = node.rootfs_files(scenarios.build("healthy", now=NOW)["talos"])
+    assert '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia]' in \
+        with_toolkit[node.TOOLKIT_CRI_PART]
+    assert 'BinaryName = "/usr/local/bin/nvidia-container-runtime"' in with_toolkit[node.TOOLKIT_CRI_PART]
+    assert with_toolkit[node.TOOLKIT_CRI_PART] in with_toolkit[node.CRI_CONFIG]  # merged into cri.toml
+    shipped = with_toolkit[node.TOOLKIT_RUNTIME_CONFIG]
+    assert "#no-cgroups = false" in shipped and 'ldcache = "/usr/local/glibc/etc/ld.so.cache"' in shipped
+    assert "load-kmods = false" in shipped
+    without = node.rootfs_files(scenarios.build("fresh", now=NOW)["talos"])
+    assert node.TOOLKIT_CRI_PART not in without and node.TOOLKIT_RUNTIME_CONFIG not in without

@@ -41,7 +41,7 @@ from tests.test_faults_talosctl import (
 )
 
 NODE = "10.5.0.2"
-TALOS_READ_ONLY = {"version", "health", "get", "read", "dmesg"}
+TALOS_READ_ONLY = {"version", "health", "get", "read", "dmesg", "ls", "services", "service", "logs"}
 HELM_READ_ONLY = {"list", "status", "version", "search", "show", "get", "template", "repo list", "env"}
 TALOS_GLOBAL = {"--talosconfig", "--context", "--nodes", "--endpoints"}
 HELM_GLOBAL = {"--kubeconfig", "--kube-context", "--namespace", "-n"}
@@ -392,6 +392,16 @@ def test_read_only_refuses_every_action_before_any_call(lab: Any, tmp_path: Path
         assert result.status == "failed" and result.reason.startswith("read-only mode"), (stage, result)
         assert events == [] and len(recorded_argvs(argv_log)) == before_argv, stage
         assert requests_since(handle, before_requests) == [], stage
+        refused.append(stage)
+    # cluster and container-runtime act only on a node stuck at boot: the wedged node's plans, refused too
+    handle = lab("runbook-patch-applied", knobs={"reboot_s": 1.0, "boot_fail_wait_s": 300.0})
+    report, _ = sweep(target, timeout=15)
+    for stage in ("cluster", "container-runtime"):
+        plan = anyio.run(lambda s=stage: plan_action(s, target, report))
+        before_argv = len(recorded_argvs(argv_log))
+        result = anyio.run(lambda p=plan: run_action(p, target, lambda _e: None, audit=audit, read_only=True))
+        assert result.status == "failed" and result.reason.startswith("read-only mode"), (stage, result)
+        assert len(recorded_argvs(argv_log)) == before_argv, stage
         refused.append(stage)
     audit.close()
     assert set(refused) == set(ACTION_STAGES)

@@ -276,8 +276,12 @@ def test_remediations_point_at_the_seed_files() -> None:
     assert runtime_class is not None
     assert "kubectl apply -f k8s/manifests/runtimeclass-nvidia.yaml" in runtime_class.remediation
     assert "ArgoCD" in runtime_class.remediation
-    no_cgroups = signature_by_id("nvidia-container-cli-bpf-prog-query")
-    assert no_cgroups is not None and "talos/patches/nvidia-no-cgroups.yaml" in no_cgroups.remediation
+    # no remediation ever sends a person to the runbook's no-cgroups patch: Talos refuses it at boot
+    for signature in SIGNATURES:
+        assert "--patch @talos/patches/nvidia-no-cgroups.yaml" not in signature.remediation, signature.id
+    prog_query = signature_by_id("nvidia-container-cli-bpf-prog-query")
+    assert prog_query is not None and "Do not apply the runbook's talos/patches/nvidia-no-cgroups.yaml" in \
+        prog_query.remediation and "nvidia-oss-modules.yaml" in prog_query.remediation
     bpf = signature_by_id("nvidia-container-cli-bpf-filter")
     assert bpf is not None and "bpf_jit_harden" in bpf.remediation and "nvidia-oss-modules.yaml" in bpf.remediation
     strategy = signature_by_id("incompatible-strategy")

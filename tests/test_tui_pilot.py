@@ -557,3 +557,39 @@ async def test_ctrl_c_asks_while_an_action_runs(lab_run, tmp_path) -> None:
         assert main.action_running and app.is_running
         await pilot.press("x")
         await wait_until(pilot, lambda: not main.action_running, 60, "the cancel")
+
+
+# ---- a node wedged by the runbook's no-cgroups patch --------------------------------------------------
+
+
+async def test_a_wedged_node_is_shown_with_its_kernel_log_and_repaired_by_keys(lab_run, tmp_path) -> None:
+    """The runbook's step 4.1 applied: cluster is the root cause, its details quote the kernel log and
+    give the removal; `a` shows that JSON patch first, asks for the node's name (it reboots), and the
+    node comes back with every stage of the node passing."""
+    run = lab_run("runbook-patch-applied", {"reboot_s": 1.0, "boot_fail_wait_s": 300.0})
+    app = make_app(run, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_sweeps(pilot, 1)
+        main = main_of(app)
+        assert main.report is not None and main.report.root_cause.stage == "cluster"
+        await select(pilot, "cluster")
+        details = main.details.plain
+        assert "writeUserFiles failed, rebooting in 35 minutes" in details and "outside of /var" in details
+        assert '/machine/files/0"}]' in details and "a or enter plans its action (reboots the node)" in details
+        await select(pilot, "container-runtime")
+        assert "runbook's step 4.1" in main.details.plain and "rootless containers only" in main.details.plain
+        await select(pilot, "cluster")
+        await pilot.press("a")
+        modal = await wait_for_confirm_modal(pilot, what="cluster's plan")
+        assert modal.plan.reboots and modal.plan.confirm_word == "10.5.0.2"  # no Node to name: the API is down
+        assert modal.plan.steps[0].argv[-1] == '[{"op": "remove", "path": "/machine/files/0"}]'
+        assert modal.query_one("#confirm", Button).disabled
+        await pilot.press("escape")
+        await pilot.pause()
+        await run_selected_action(pilot)
+        assert "node rebooting" in log_text(main) or "node booting" in log_text(main)
+        await wait_until(pilot, lambda: main.report.stage("cluster").status is Status.PASS, 60, "cluster to pass")
+        runtime = main.report.stage("container-runtime")  # the node is fine; the repo still holds the patch
+        assert runtime.status is Status.WARN and "would stop the next boot" in runtime.summary
+        with run.mutate() as state:
+            assert state["talos"]["config"]["files"] == []

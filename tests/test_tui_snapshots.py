@@ -143,3 +143,23 @@ def test_an_action_running(snap_compare, lab_run) -> None:
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=start_action)
+
+
+def test_a_node_wedged_by_the_runbook_patch(snap_compare, lab_run) -> None:
+    """cluster, the root cause: the kernel-log lines that say why the boot stops, and the removal."""
+    run: LabRun = lab_run("runbook-patch-applied", {"boot_fail_wait_s": 3600.0})
+    report = stable_report(run.sweep())
+    assert snap_compare(snapshot_app(report, run.target), terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_confirm_modal_for_the_repair_of_a_wedged_node(snap_compare, lab_run) -> None:
+    run: LabRun = lab_run("runbook-patch-applied", {"boot_fail_wait_s": 3600.0}, fixed_path=True)
+    app = snapshot_app(stable_report(run.sweep()), run.target)
+
+    async def open_modal(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("a")  # the root cause, cluster, is selected
+        await wait_for_confirm_modal(pilot)
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=open_modal)

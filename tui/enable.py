@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from checks.actions import ACTION_STAGES, ActionEvent, ActionResult, Plan, PlanError, plan_action, run_action
+from checks.actions.plans import RUNBOOK_STEP_NOTE
 from checks.audit import AuditLog, default_audit_path
 from checks.engine import Target, run_sweep
 from checks.model import Report, StageResult, Status
@@ -42,6 +43,7 @@ class EnableState:
     report: Report
     attempted: set[str] = field(default_factory=set)
     declined: set[str] = field(default_factory=set)
+    no_action: set[str] = field(default_factory=set)  # failing stages whose plan says there is nothing to run
     workload: ActionResult | None = None
     current: str = ""
     cancelled_by: str = ""
@@ -122,7 +124,8 @@ def render_stage_line(stage: StageResult, console: Console) -> None:
 
 def _next_stage(state: EnableState) -> str | None:
     for stage_id in ACTION_STAGES:
-        if stage_id == WORKLOAD or stage_id in state.attempted or stage_id in state.declined:
+        if stage_id == WORKLOAD or stage_id in state.attempted or stage_id in state.declined or \
+                stage_id in state.no_action:
             continue
         if state.report.stage(stage_id).status in ACTING_ON:
             return stage_id
@@ -135,7 +138,7 @@ def _hopeless_block(state: EnableState, stage_id: str) -> str | None:
     blocker = stage.blocked_by
     if stage.status is not Status.BLOCKED or blocker is None:
         return None
-    if blocker not in ACTION_STAGES:
+    if blocker not in ACTION_STAGES or blocker in state.no_action:
         return f"stage {stage_id} is blocked by {blocker}, which has no action"
     if blocker in state.declined:
         return f"stage {stage_id} is blocked by {blocker}, whose action was declined"
@@ -217,6 +220,10 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
         try:
             plan = await plan_action(stage_id, target, state.report, factory=factory)
         except PlanError as exc:
+            if str(exc).startswith(f"stage {stage_id} has no action"):
+                console.print(Text(f"• {redact(str(exc))}", style="dim"))
+                state.no_action.add(stage_id)
+                continue
             console.print(Text(f"✘ cannot plan {stage_id}: {redact(str(exc))}", style="bold red"))
             return 1
         result = await _run_one(plan, target, args, console, audit, state)
@@ -268,7 +275,9 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
         try:
             plan = await plan_action(stage_id, target, report, factory=factory)
         except PlanError as exc:
-            console.print(Text(f"━━ {stage_id}: cannot plan: {redact(str(exc))}", style="bold red"))
+            nothing = str(exc).startswith(f"stage {stage_id} has no action")
+            console.print(Text(f"━━ {stage_id}: {'no plan' if nothing else 'cannot plan'}: {redact(str(exc))}",
+                               style="dim" if nothing else "bold red"))
             continue
         console.print()
         render_plan(plan, console)
@@ -291,6 +300,7 @@ async def _walk(target: Target, args: argparse.Namespace, console: Console, stat
                 audit: AuditLog) -> int:
     state.report = await _sweep(target, args)
     render_report(state.report, console)
+    console.print(Text(f"Note: {RUNBOOK_STEP_NOTE}.", style="dim"))
     if args.dry_run:
         return await _dry_run(target, args, console, state.report)
     return await _apply(target, args, console, audit, state)

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from checks.infra import RUNBOOK_STEP_NOTE
 from checks.redact import redact
 from checks.stages import StageSpec
 from widgets.checklist import StatusRenderer
@@ -24,6 +25,10 @@ def evidence_line(line: str) -> Text:
     if not sep:
         return Text.assemble("• ", line)
     return Text.assemble("• ", (source, "bold cyan"), (": ", "dim"), fact)
+
+
+# What a stage's details say besides its evidence: why the seed's runbook is not followed there.
+STAGE_NOTES = {"container-runtime": RUNBOOK_STEP_NOTE[0].upper() + RUNBOOK_STEP_NOTE[1:] + "."}
 
 
 def matches(line: str, needle: str) -> bool:
@@ -92,6 +97,10 @@ class StageDetails(VerticalScroll, can_focus=True):
             parts.append(Text("  c copies it" + (f" · {self._action_hint}" if self._action_hint else ""), style="dim"))
         elif self._action_hint:
             parts.append(Text(f"  {self._action_hint}", style="dim"))
+        note = STAGE_NOTES.get(spec.id)
+        if note:
+            parts.append(Text("Why not the runbook", style="bold underline"))
+            parts.append(Text(f"  {note}", style="italic"))
         self._show(body, parts)
 
     def _show(self, body: Static, parts: list[Text]) -> None:

@@ -81,6 +81,31 @@ def error_line(result: CommandResult) -> str:
     return f"exit {result.returncode}: {last}"
 
 
+def guard_patch_argv(argv: tuple[str, ...]) -> str:
+    """The patch guard on the patch a `talosctl patch mc` is about to apply, read as it is now (a file
+    can change between the plan and the run): why it is refused, or "" when it may be applied."""
+    from checks.patch_guard import PatchRefused, guard_patch
+
+    patches = [(argv[index + 1], word == "--patch-file" or argv[index + 1].startswith("@"))
+               for index, word in enumerate(argv[:-1]) if word in ("--patch", "-p", "--patch-file")]
+    if not patches:
+        return "refusing talosctl patch mc without --patch: nothing to check against Talos's boot rules"
+    for value, is_file in patches:
+        source, text = "the patch", value
+        if is_file:
+            path = Path(value.removeprefix("@"))
+            source = path.name
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                return f"cannot read the patch {path}: {getattr(exc, 'strerror', None) or exc}"
+        try:
+            guard_patch(text, source)
+        except PatchRefused as exc:
+            return f"{exc} — not applied"
+    return ""
+
+
 def step_role(step: Step) -> str:
     return step.param("role") or step.kind
 
@@ -165,6 +190,10 @@ class _Runner:
             if "--image" not in argv or argv.index("--image") + 1 >= len(argv):
                 # without --image current talosctl installs the vanilla image and drops every extension
                 return StepOutcome(False, "refusing to run talosctl upgrade without --image")
+        if role == "patch":
+            refusal = await anyio.to_thread.run_sync(guard_patch_argv, argv)
+            if refusal:
+                return StepOutcome(False, _one_line(refusal), "the node is unchanged: the patch was not applied")
         limit = COMMAND_TIMEOUT_S
         if role == "upgrade":
             limit = self.upgrade_timeout if self.upgrade_timeout is not None else UPGRADE_COMMAND_TIMEOUT_S

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Stages that have an action, in stage order (gpu-workload runs the test pod, last).
+# Stages that have an action, in stage order (gpu-workload runs the test pod, last). cluster's only
+# repairs a node stuck at boot on machine.files entries Talos refuses.
 ACTION_STAGES: tuple[str, ...] = (
-    "extensions", "kernel-modules", "container-runtime", "runtimeclass", "device-plugin", "gpu-workload",
+    "cluster", "extensions", "kernel-modules", "container-runtime", "runtimeclass", "device-plugin", "gpu-workload",
 )
 
 STEP_KINDS = ("write", "command", "api", "register-schematic", "follow-reboot", "test-pod")

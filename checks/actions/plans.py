@@ -21,6 +21,7 @@ from checks.actions.files import file_change
 from checks.actions.model import FileChange, Plan, PlanError, Step
 from checks.engine import Target, make_context
 from checks.model import Report
+from checks.patch_guard import Violation
 from checks.redact import redact
 from checks.stages import SEED_STAGES
 
@@ -59,8 +60,7 @@ async def plan_action(stage: str, target: Target, report: Report | None = None, 
     if spec is None:
         raise PlanError(f"unknown stage {stage!r}")
     if spec.action is None:
-        why = ("the evidence shows what to fix" if stage == "cluster"
-               else "it follows from device-plugin" if stage == "gpu-resources" else "nothing to run")
+        why = "it follows from device-plugin" if stage == "gpu-resources" else "nothing to run"
         raise PlanError(f"stage {stage} has no action: {why}")
     builder = _BUILDERS[spec.action]
     return await builder(target, report, factory)
@@ -202,8 +202,15 @@ async def _patch_dry_run(target: Target, change: FileChange) -> str:
 
 async def _plan_patch(target: Target, report: Report | None, stage: str, relative: str, title: str,
                       description: str, reboots: bool, warnings: tuple[str, ...]) -> Plan:
+    from checks.patch_guard import PatchRefused, guard_patch
+
     content = infra.seed_files(target.profile)[relative]
     change = file_change(target.profile, relative, content)
+    used = change.path.read_text(encoding="utf-8") if change.state == "differs" else change.content
+    try:  # before it is written, shown or applied, whoever wrote it
+        guard_patch(used, relative)
+    except PatchRefused as exc:
+        raise PlanError(f"{exc} — it is not written or applied") from None
     steps: list[Step] = []
     if change.state == "create":
         steps.append(_write_step(change))
@@ -238,14 +245,67 @@ async def _plan_kernel_modules(target: Target, report: Report | None, _factory: 
     )
 
 
-async def _plan_container_runtime(target: Target, report: Report | None, _factory: str | None) -> Plan:
-    return await _plan_patch(
-        target, report, "container-runtime", infra.NO_CGROUPS_PATCH,
-        "Configure the NVIDIA container runtime: no-cgroups (machine-config patch, reboots)",
-        f"patch the machine config: write {infra.CONTAINER_RUNTIME_CONFIG} with no-cgroups = true "
-        "(reboots the node)",
-        reboots=True, warnings=(FILES_REBOOT_WARNING,),
+RUNBOOK_STEP_NOTE = infra.RUNBOOK_STEP_NOTE
+
+
+async def _refused_entries(target: Target, report: Report | None) -> list[tuple[int, Violation]]:
+    """The machine config's machine.files entries Talos refuses at boot (from the report, else read now)."""
+    from checks.judges import refused_files
+
+    fact = report.facts.get("machine_files") if report is not None else None
+    if fact is None or not fact.ok:
+        ctx = make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S)
+        fact = await ctx.get("machine_files")
+    if not fact.ok:
+        raise PlanError(f"cannot read the machine config's machine.files: {fact.error}")
+    return refused_files(fact)
+
+
+async def _plan_remove_refused_files(stage: str, target: Target, report: Report | None) -> Plan:
+    """Remove the machine.files entries Talos refuses at boot: one JSON patch, highest index first."""
+    from checks.patch_guard import guard_patch, removal_patch
+
+    refused = await _refused_entries(target, report)
+    if not refused:
+        why = ("the evidence shows what to fix" if stage == "cluster" else
+               "the runtime comes with the nvidia-container-toolkit extension: its absence is the extensions "
+               "stage's to fix; the runbook's no-cgroups file is never written")
+        raise PlanError(f"stage {stage} has no action: {why}")
+    indexes = [index for index, _ in refused]
+    patch = removal_patch(indexes)
+    guard_patch(patch, "the removal patch")  # it only removes; checked like every other patch
+    argv = target.talosctl().argv("patch", "mc", "--patch", patch)
+    listed = "; ".join(f"machine.files[{index}] ({v.op} {v.path})" for index, v in refused)
+    steps = (
+        command_step(f"remove {listed} from the machine config (a machine.files change: reboots the node)", argv,
+                     role="patch", patch=patch),
+        Step("follow-reboot", "follow the node's reboot (talosctl get machinestatus, API availability), then wait "
+             "for the Kubernetes Node to be Ready",
+             params=(("after", "patch"), ("kube_node", report.kube_node if report and report.kube_node else ""))),
     )
+    preview = ["JSON patch (talosctl patch mc --patch):", patch, "",
+               "entries Talos refuses at boot (op and path from the machine config):"]
+    preview += [f"  machine.files[{index}]: op {v.op} path {v.path} — {v.talos_error}" for index, v in refused]
+    preview += ["", RUNBOOK_STEP_NOTE]
+    return Plan(
+        stage=stage,
+        title="Remove the machine.files entries Talos refuses at boot (talosctl patch mc, reboots)",
+        steps=steps,
+        files=(),
+        reboots=True,
+        confirm_word=confirm_word(target, report),
+        warnings=(FILES_REBOOT_WARNING, "the node boots through once the entries are gone; the Kubernetes API of a "
+                  "single node comes back with it"),
+        preview=redact("\n".join(preview)) + "\n",
+    )
+
+
+async def _plan_cluster(target: Target, report: Report | None, _factory: str | None) -> Plan:
+    return await _plan_remove_refused_files("cluster", target, report)
+
+
+async def _plan_container_runtime(target: Target, report: Report | None, _factory: str | None) -> Plan:
+    return await _plan_remove_refused_files("container-runtime", target, report)
 
 
 # --------------------------------------------------------------------------- RuntimeClass
@@ -349,6 +409,7 @@ async def _plan_gpu_workload(target: Target, report: Report | None, _factory: st
 
 
 _BUILDERS = {
+    "cluster": _plan_cluster,
     "extensions": _plan_extensions,
     "kernel-modules": _plan_kernel_modules,
     "container-runtime": _plan_container_runtime,

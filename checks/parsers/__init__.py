@@ -5,6 +5,15 @@ them raises. ``scan_device_plugin_log`` and ``parse_upgrade_progress_line`` neve
 """
 
 from checks.parsers.base import ParseError, is_error
+from checks.parsers.boot import (
+    BootFailure,
+    MachineFile,
+    Service,
+    parse_boot_failure,
+    parse_ls_names,
+    parse_machine_files,
+    parse_services,
+)
 from checks.parsers.kube import (
     DevicePluginLog,
     HelmRelease,
@@ -61,6 +70,13 @@ from checks.parsers.talos import (
 )
 
 __all__ = [
+    "BootFailure",
+    "MachineFile",
+    "Service",
+    "parse_boot_failure",
+    "parse_ls_names",
+    "parse_machine_files",
+    "parse_services",
     "UPGRADE_KINDS",
     "ContainerRuntimeConfig",
     "DevicePluginLog",

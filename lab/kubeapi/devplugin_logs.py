@@ -183,15 +183,14 @@ NO_RUNTIME_HANDLER_MESSAGE = (
 
 
 def nvidia_container_cli_error(*, no_cgroups: bool, bpf_jit_harden: str) -> str:
-    """The containerd error when the nvidia prestart hook fails to set up device cgroups."""
-    if not no_cgroups:
-        cli = ("nvidia-container-cli: mount error: failed to add device rules: unable to find any existing "
-               "device filters attached to the cgroup: bpf_prog_query(BPF_CGROUP_DEVICE) failed: "
-               "operation not permitted: unknown")
-    else:
-        cli = ("nvidia-container-cli: mount error: failed to add device rules: unable to generate new device "
-               "filter program with no existing programs: unable to create new device filters program: "
-               f"load program: permission denied (net.core.bpf_jit_harden={bpf_jit_harden}): unknown")
+    """The containerd error when the nvidia prestart hook fails to set up device cgroups.
+
+    On Talos the lab's only cause is the hardened BPF JIT: the toolkit extension's runtime works with
+    cgroups (no-cgroups is for rootless containers), so ``no_cgroups`` no longer changes the error."""
+    del no_cgroups
+    cli = ("nvidia-container-cli: mount error: failed to add device rules: unable to generate new device "
+           "filter program with no existing programs: unable to create new device filters program: "
+           f"load program: permission denied (net.core.bpf_jit_harden={bpf_jit_harden}): unknown")
     return (
         "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
         "runc create failed: unable to start container process: error during container init: "

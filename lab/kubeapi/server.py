@@ -42,6 +42,7 @@ import re
 import select
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -55,7 +56,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from lab import state as lab_state
 from lab.kubeapi import controllers, tables
-from lab.node import node_view
+from lab.node import kube_api_down, node_view
 
 TOKEN_FILE = "apiserver.token"
 PORT_FILE = "apiserver.port"
@@ -604,7 +605,15 @@ class LabApiServer(ThreadingHTTPServer):
             faults = self.store.state().get("faults") or {}
         except Exception:  # noqa: BLE001 - a broken state must not stop the accept loop
             return True
-        return not _fault_on(faults.get("api_down"))
+        if _fault_on(faults.get("api_down")):
+            return False
+        if kube_api_down(self.store.state(), time.time()):
+            # nothing listens on a wedged node's API port: the client's connection is reset at once
+            with contextlib.suppress(OSError):
+                request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                request.close()
+            return False
+        return True
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         with contextlib.suppress(OSError):

@@ -71,6 +71,9 @@ SETTLE_RECHECK_S = 1.5
 FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5 s); the others are light
 
 
+REPAIR_ONLY_ACTIONS = ("cluster", "container-runtime")
+
+
 def status_text(status: Status) -> Text:
     """The same icon-and-word rendering as `talos-gpu check` (imported on first use: `tui.headless` loads the
     engine, which the first frame does not need)."""
@@ -601,6 +604,9 @@ class MainScreen(Screen):
         if report is None:
             return None
         machine = report.facts.get("machine_status")
+        stuck = report.facts.get("boot_failure")
+        if stuck is not None and stuck.ok and stuck.value is not None and not self.action_reboots:
+            return None  # not rebooting: its boot stops in a phase (cluster says why); it will not recover by itself
         if machine is not None and machine.ok and machine.value.stage in REBOOTING_STAGES:
             return f"machinestatus stage {machine.value.stage}"
         version = report.facts.get("talos_version")
@@ -653,6 +659,10 @@ class MainScreen(Screen):
     def _action_hint(self, spec: StageSpec) -> str | None:
         if spec.action is None:
             return None
+        if spec.id in REPAIR_ONLY_ACTIONS:  # they act only on machine.files entries Talos refuses at boot
+            result = self._result(spec.id)
+            if result is None or "/machine/files/" not in (result.remediation or ""):
+                return None
         if self.settings.read_only:
             return "read-only: its action is disabled"
         reboot = " (reboots the node)" if spec.reboots else ""
