@@ -95,14 +95,17 @@ class TalosGpuApp(App[int]):
 
     def action_save_svg(self) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        directory = self.screenshot_dir or Path.cwd()
+        from checks.audit import default_audit_path, write_private
+        from checks.sanitize import safe
+
+        directory = self.screenshot_dir or self.settings.state_dir or default_audit_path().parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path = self.save_screenshot(filename=f"screenshots-{stamp}.svg", path=str(directory))
+            # the screen shows the cluster's details: the file is the owner's only (0600), like the saved log
+            path = write_private(directory / f"screenshots-{stamp}.svg", self.export_screenshot())
         except OSError as exc:
-            self.notify(str(exc), title="could not save the screenshot", severity="error")
+            self.notify(safe(exc), title="could not save the screenshot", severity="error", markup=False)
             return
-        self.notify(path, title="Screenshot saved")
+        self.notify(safe(path), title="Screenshot saved", markup=False)
 
     def action_quit_safely(self) -> None:
         main = self.main_screen

@@ -169,11 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         from checks.errors import UsageError, one_line
+        from checks.sanitize import safe
 
-        if isinstance(exc, UsageError):
-            sys.stderr.write(f"{PROG}: {exc}\n")
+        if isinstance(exc, UsageError):  # it may quote a file or a tool: one line, redacted, inert
+            sys.stderr.write(f"{PROG}: {safe(exc, one_line=True)}\n")
             return 2
-        sys.stderr.write(f"{PROG}: internal error: {one_line(exc)}\n")
+        sys.stderr.write(f"{PROG}: internal error: {safe(one_line(exc), one_line=True)}\n")
         if os.environ.get("TALOS_GPU_DEBUG"):
             raise
         return 2

@@ -27,7 +27,7 @@ from checks.actions import ACTION_STAGES, ActionEvent, ActionResult, Plan, PlanE
 from checks.audit import AuditLog, default_audit_path
 from checks.engine import Target, run_sweep
 from checks.model import Report, StageResult, Status
-from checks.redact import redact
+from checks.sanitize import safe
 from tui.headless import render_report, status_text
 
 PROG = "talos-gpu"
@@ -71,7 +71,7 @@ class LiveOutput:
             self._status.update(line)
 
     def __call__(self, event: ActionEvent) -> None:
-        text = redact(event.text)
+        text = safe(event.text)
         if event.kind == "step":
             self.console.print(Text.assemble(("▶ ", "bold cyan"), (text, "bold")))
             self._update(text)
@@ -87,34 +87,34 @@ class LiveOutput:
 
 
 def render_plan(plan: Plan, console: Console, *, preview: bool = True) -> None:
-    header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (plan.title, "bold"))
+    header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (safe(plan.title), "bold"))
     if plan.reboots:
         header.append(f"  [reboots the node: {plan.confirm_word}]", style="bold yellow")
     console.print(header)
     if plan.schematic_id:
-        console.print(Text(f"  schematic id:    {plan.schematic_id}"))
+        console.print(Text(f"  schematic id:    {safe(plan.schematic_id)}"))
     if plan.installer_image:
-        console.print(Text(f"  installer image: {plan.installer_image}"))
+        console.print(Text(f"  installer image: {safe(plan.installer_image)}"))
     for change in plan.files:
         style = {"create": "green", "same": "dim", "differs": "yellow"}.get(change.state, "")
-        console.print(Text.assemble("  file ", (change.summary, style)))
+        console.print(Text.assemble("  file ", (safe(change.summary), style)))
         if change.state == "differs":
-            for line in redact(change.diff).rstrip("\n").splitlines():
+            for line in safe(change.diff).rstrip("\n").splitlines():
                 console.print(Text("    " + line, style="red" if line.startswith("-") else
                                    "green" if line.startswith("+") else "dim"))
     for warning in plan.warnings:
-        console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), redact(warning)))
+        console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), safe(warning)))
     console.print(Text("  steps:", style="bold"))
     for index, step in enumerate(plan.steps, 1):
-        console.print(Text(f"    {index}. {redact(step.shown)}"))
+        console.print(Text(f"    {index}. {safe(step.shown)}"))
     if preview and plan.preview.strip():
         console.print(Text("  preview:", style="bold"))
-        for line in redact(plan.preview).rstrip("\n").splitlines():
+        for line in safe(plan.preview).rstrip("\n").splitlines():
             console.print(Text("    " + line, style="dim"))
 
 
 def render_stage_line(stage: StageResult, console: Console) -> None:
-    console.print(Text.assemble("  ", status_text(stage.status), " ", (stage.id, "bold"), " — ", redact(stage.summary)))
+    console.print(Text.assemble("  ", status_text(stage.status), " ", (stage.id, "bold"), " — ", safe(stage.summary)))
 
 
 # --------------------------------------------------------------------------- the walk
@@ -195,9 +195,9 @@ async def _run_one(plan: Plan, target: Target, args: argparse.Namespace, console
     elapsed = time.monotonic() - started
     style = "bold green" if result.ok else "bold red"
     console.print(Text.assemble((f"{'✔' if result.ok else '✘'} {plan.stage} {result.status}", style),
-                                f" in {elapsed:.1f}s — ", redact(result.reason)))
+                                f" in {elapsed:.1f}s — ", safe(result.reason)))
     if result.node_state and not result.ok:
-        console.print(Text(f"  node: {redact(result.node_state)}", style="yellow"))
+        console.print(Text(f"  node: {safe(result.node_state)}", style="yellow"))
     return result
 
 
@@ -210,14 +210,14 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
             root = state.report.root_cause
             console.print(Text(f"✘ {hopeless}", style="bold red"))
             if root is not None:
-                console.print(Text.assemble(("  root cause: ", "bold"), f"{root.stage} — {redact(root.summary)}"))
+                console.print(Text.assemble(("  root cause: ", "bold"), f"{root.stage} — {safe(root.summary)}"))
                 if root.remediation:
-                    console.print(Text.assemble(("  next: ", "bold"), redact(root.remediation)))
+                    console.print(Text.assemble(("  next: ", "bold"), safe(root.remediation)))
             return 1
         try:
             plan = await plan_action(stage_id, target, state.report, factory=factory)
         except PlanError as exc:
-            console.print(Text(f"✘ cannot plan {stage_id}: {redact(str(exc))}", style="bold red"))
+            console.print(Text(f"✘ cannot plan {stage_id}: {safe(str(exc))}", style="bold red"))
             return 1
         result = await _run_one(plan, target, args, console, audit, state)
         if result is None:
@@ -233,7 +233,7 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
         if not stage.status.ok:
             console.print(Text(f"✘ the {stage_id} action ran, but the stage still does not pass", style="bold red"))
             for line in stage.evidence:
-                console.print(Text("  • " + redact(line), style="dim"))
+                console.print(Text("  • " + safe(line), style="dim"))
             return 1
 
     if not _all_but_workload_ok(state.report):
@@ -246,7 +246,7 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
     try:
         plan = await plan_action(WORKLOAD, target, state.report, factory=factory)
     except PlanError as exc:
-        console.print(Text(f"✘ cannot plan {WORKLOAD}: {redact(str(exc))}", style="bold red"))
+        console.print(Text(f"✘ cannot plan {WORKLOAD}: {safe(str(exc))}", style="bold red"))
         return 1
     result = await _run_one(plan, target, args, console, audit, state)
     state.workload = result
@@ -268,7 +268,7 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
         try:
             plan = await plan_action(stage_id, target, report, factory=factory)
         except PlanError as exc:
-            console.print(Text(f"━━ {stage_id}: cannot plan: {redact(str(exc))}", style="bold red"))
+            console.print(Text(f"━━ {stage_id}: cannot plan: {safe(str(exc))}", style="bold red"))
             continue
         console.print()
         render_plan(plan, console)
@@ -327,7 +327,7 @@ def _render_final(state: EnableState, console: Console) -> None:
         if stage.id == WORKLOAD and state.workload is not None:
             status = Status.PASS if state.workload.ok else Status.FAIL
             console.print(Text.assemble("  ", status_text(status), " ", (stage.id, "bold"), " — ",
-                                        redact(state.workload.reason)))
+                                        safe(state.workload.reason)))
             continue
         render_stage_line(stage, console)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ import anyio
 
 from checks.engine import Target, run_sweep, start_kube_process
 from checks.model import Report, Status
-from checks.redact import redact
+from checks.sanitize import safe, safe_json
 
 if TYPE_CHECKING:  # Rich is imported only to draw the table: `check --json` never pays for it
     from rich.console import Console
@@ -39,24 +38,24 @@ def render_report(report: Report, console: Console) -> None:
     from rich.text import Text
 
     title = f"talos-gpu check — node {report.node}" + (f" (Kubernetes node {report.kube_node})" if report.kube_node else "")
-    table = Table(title=redact(title), title_justify="left", expand=False, show_lines=False)
+    table = Table(title=Text(safe(title, one_line=True)), title_justify="left", expand=False, show_lines=False)
     table.add_column("stage", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("summary", overflow="fold")
     table.add_column("ms", justify="right", style="dim")
     for stage in report.stages:
-        table.add_row(stage.id, status_text(stage.status), redact(stage.summary), str(stage.duration_ms))
+        table.add_row(Text(stage.id), status_text(stage.status), Text(safe(stage.summary)), Text(str(stage.duration_ms)))
     console.print(table)
     cause = report.root_cause
     if cause is None:
         console.print(Text(f"✔ every stage passes — {report.wall_ms} ms", style="bold green"))
         return
-    console.print(Text.assemble(("Root cause: ", "bold red"), (cause.stage, "bold"), " — ", redact(cause.summary)))
+    console.print(Text.assemble(("Root cause: ", "bold red"), (cause.stage, "bold"), " — ", safe(cause.summary)))
     root = report.stage(cause.stage)
     for line in root.evidence:
-        console.print(Text("  • " + redact(line), style="dim"))
+        console.print(Text("  • " + safe(line), style="dim"))
     if cause.remediation:
-        console.print(Text.assemble(("Next: ", "bold"), (redact(cause.remediation), "bold cyan")))
+        console.print(Text.assemble(("Next: ", "bold"), (safe(cause.remediation), "bold cyan")))
 
 
 def run_check(args: argparse.Namespace, target: Target) -> int:
@@ -65,7 +64,7 @@ def run_check(args: argparse.Namespace, target: Target) -> int:
     try:
         report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
         if args.json:
-            sys.stdout.write(redact(json.dumps(report.to_json(), indent=2, ensure_ascii=False)) + "\n")
+            sys.stdout.write(safe_json(report.to_json(), indent=2) + "\n")
             sys.stdout.flush()  # the report is out before the child is waited for
         else:
             from rich.console import Console

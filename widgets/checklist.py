@@ -11,7 +11,7 @@ from textual import on
 from textual.message import Message
 from textual.widgets import DataTable
 
-from checks.redact import redact
+from checks.sanitize import safe
 from checks.stages import StageSpec
 from widgets.table_sync import Row, sync_table
 
@@ -123,7 +123,7 @@ class StageChecklist(DataTable):
             cell.append("  ")
             cell.append_text(ROOT_CAUSE if not self.compact else COMPACT_ROOT_CAUSE)
         elif result is not None and result.blocked_by:
-            cell.append(f"  {'blocked by ' if not self.compact else '⊘ '}{redact(result.blocked_by)}", style="magenta")
+            cell.append(f"  {'blocked by ' if not self.compact else '⊘ '}{safe(result.blocked_by)}", style="magenta")
         if not self.compact:
             cell.append("\n")
             cell.append(spec.title, style="dim")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
-from checks.redact import redact
+from checks.sanitize import safe
 
 
 @dataclass
@@ -66,8 +66,8 @@ class ContextBar(Static):
         sep = (" │ ", "dim")
         parts: list[tuple[str, str] | str | Text] = [
             ("talos-gpu", "bold"), sep,
-            ("kube ", "dim"), redact(self.info.kube_context), sep,
-            ("talos ", "dim"), redact(self.info.talos_node), sep,
+            ("kube ", "dim"), safe(self.info.kube_context), sep,
+            ("talos ", "dim"), safe(self.info.talos_node), sep,
         ]
         if self.info.read_only:
             parts += [(" READ-ONLY ", "bold reverse yellow"), sep]
