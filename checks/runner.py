@@ -50,7 +50,8 @@ class CommandResult:
             return self.error
         if self.timed_out:
             return f"{self.display} timed out after {self.duration_ms / 1000:.1f}s"
-        text = last_meaningful_line(self.stderr) or last_meaningful_line(self.stdout) or "no output"
+        # redacted whole before a line is picked: the last line may be a private key's body line
+        text = last_meaningful_line(redact(self.stderr)) or last_meaningful_line(redact(self.stdout)) or "no output"
         return redact(f"exit {self.returncode}: {text}")[:240]
 
 

@@ -25,7 +25,7 @@ from checks.adapters.kube import KubeError
 from checks.audit import AuditLog, new_action_id
 from checks.engine import Target, make_context
 from checks.parsers.base import strip_ansi
-from checks.redact import redact
+from checks.redact import StreamRedactor, redact
 from checks.runner import CommandResult, display_argv, last_meaningful_line, run_command
 
 DEFAULT_TIMEOUT_S = 900.0
@@ -72,12 +72,13 @@ def error_line(result: CommandResult) -> str:
     """The line of a failed command that says why: the last one with an error word, else the last one."""
     if result.error or result.timed_out:
         return result.failure_reason()
-    for text in (result.stderr, result.stdout):
+    stderr, stdout = redact(result.stderr), redact(result.stdout)  # whole: a PEM body line has no marker
+    for text in (stderr, stdout):
         for line in reversed(text.splitlines()):
             cleaned = _LEADING_DECORATION.sub("", strip_ansi(line)).strip()
             if cleaned and _ERROR_WORDS.search(cleaned):
                 return f"exit {result.returncode}: {cleaned}"
-    last = last_meaningful_line(result.stderr) or last_meaningful_line(result.stdout) or "no output"
+    last = last_meaningful_line(stderr) or last_meaningful_line(stdout) or "no output"
     return f"exit {result.returncode}: {last}"
 
 
@@ -111,7 +112,10 @@ class _Runner:
         self._emit(ActionEvent(kind, text, stream))
 
     def line(self, stream: str) -> Callable[[str], None]:
-        return lambda text: self.emit("line", text, stream)
+        """The line callback of one stream of one command: redacted with what spans lines remembered
+        (a PEM block's body lines, a key whose value is on the next line)."""
+        stateful = StreamRedactor()
+        return lambda text: self.emit("line", stateful(text), stream)
 
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
@@ -176,7 +180,8 @@ class _Runner:
         if role == "upgrade" and result.timed_out:
             # it may hang at "waiting for actor ID" although the node upgraded: the reboot check decides
             self.state.upgrade_timed_out = True
-            self.state.upgrade_last_line = last_meaningful_line(result.stderr) or last_meaningful_line(result.stdout)
+            self.state.upgrade_last_line = (last_meaningful_line(redact(result.stderr))
+                                            or last_meaningful_line(redact(result.stdout)))
             self.emit("phase", f"talosctl upgrade did not return within {result.duration_ms / 1000:.1f}s; "
                       "checking whether the node upgraded anyway")
             return StepOutcome(True, "")
