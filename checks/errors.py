@@ -18,6 +18,14 @@ USAGE_MESSAGE_LIMIT = 500
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*")
 
 
+class StoppedBySignal(Exception):
+    """SIGINT, SIGTERM or SIGHUP stopped a command after its children were ended; exit 128 + `signum`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class UsageError(Exception):
     """A bad option, config file or environment; the message is one redacted line naming the culprit."""
 

@@ -186,6 +186,10 @@ class KubeProcess:
             except ProcessLookupError:
                 pass
             self._reap(block=True)
+        try:  # whatever the child started and left (a credential plugin) is in its group
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         with self._guard:
             if not self._reader_started:  # no thread reads it: ours to close
                 self._reader_started = True
@@ -288,6 +292,10 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         clear = getattr(atexit, "_clear", None)
         if clear is not None:
             clear()  # the parent's exit handlers are the parent's
+        os.setpgid(0, 0)  # a group of its own: the parent ends it with whatever it started (an exec plugin)
+        from checks.runner import GuardedPopen
+
+        GuardedPopen.own_session = False
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
         parent = _Parent(nodename_fd)
@@ -307,6 +315,9 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         code = code or 1
     finally:
         try:
+            from checks.runner import kill_tracked_groups
+
+            kill_tracked_groups()  # a credential plugin still running (the sweep's time ran out)
             run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
             if run_exit_handlers is not None:
                 run_exit_handlers()  # the kubeconfig loader's temporary files

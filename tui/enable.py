@@ -7,7 +7,8 @@
 After each action the checks run again (until the stage passes or a settle time runs out); stages
 that now pass are skipped. The GPU test pod (`gpu-workload`) runs last. Exit 0 when every stage
 passes at the end, 1 when an action failed or a stage still fails, 2 when enable could not run.
-SIGINT/SIGTERM cancel the running action (its process group is killed, the audit log records it).
+SIGINT/SIGTERM/SIGHUP cancel the running action (its process group is killed, the audit log records it);
+exit 128 + the signal number (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
 
 
 async def _watch_signals(scope: anyio.CancelScope, state: EnableState) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             state.cancelled_by = signal.Signals(signum).name
             scope.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -58,11 +59,38 @@ def render_report(report: Report, console: Console) -> None:
         console.print(Text.assemble(("Next: ", "bold"), (safe(cause.remediation), "bold cyan")))
 
 
+async def _until_stopped(sweep: Callable[[], Awaitable[Report]]) -> Report:
+    """Run the sweep; SIGINT, SIGTERM or SIGHUP cancel it (each talosctl's process group is ended and
+    waited for) and raise StoppedBySignal."""
+    import signal
+
+    from checks.errors import StoppedBySignal
+
+    stopped: list[int] = []
+    report: Report | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                async for signum in signals:
+                    stopped.append(signum)
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(watch)
+        report = await sweep()
+        group.cancel_scope.cancel()
+    if stopped or report is None:
+        raise StoppedBySignal(stopped[0] if stopped else 2)
+    return report
+
+
 def run_check(args: argparse.Namespace, target: Target) -> int:
     # the Kubernetes reads in a child process on another core, while this one runs talosctl
     kube = start_kube_process(target, timeout=args.timeout, pod_test=args.pod_test)
     try:
-        report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
+        report = anyio.run(_until_stopped,
+                           lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
         if args.json:
             sys.stdout.write(safe_json(report.to_json(), indent=2) + "\n")
             sys.stdout.flush()  # the report is out before the child is waited for
