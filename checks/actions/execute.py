@@ -152,7 +152,9 @@ class _Runner:
         path = Path(step.param("path"))
         relative = step.param("relative") or str(path)
         try:
-            written = await anyio.to_thread.run_sync(write_new_file, path, step.param("content"))
+            written = await anyio.to_thread.run_sync(
+                lambda: write_new_file(path, step.param("content"), repo=self.target.profile.infra_repo,
+                                       relative=step.param("relative") or None))
         except OSError as exc:
             return StepOutcome(False, _one_line(f"cannot write {relative}: {exc.strerror or exc}"),
                                _NODE_STATES["write"])
