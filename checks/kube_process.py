@@ -270,13 +270,16 @@ def _read_message(fd: int) -> bytes | None:
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
+    """`size` bytes into one buffer (linear: a 30 MB answer is not copied once per 64 KiB chunk)."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = os.readv(fd, [view[got:]])
+        if not count:
             return None
-        data += chunk
-    return data
+        got += count
+    return bytes(buffer)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -65,10 +65,11 @@ def _load_yaml_mapping(path: Path) -> Mapping[str, Any] | None:
     import yaml  # here, not at the top: the TUI's first frame needs `redact`, not YAML (~25 ms)
 
     from checks import yamlsafe
+    from checks.errors import UsageError, read_user_file
 
-    try:
-        data = yamlsafe.safe_load(Path(path).read_text(encoding="utf-8", errors="replace"))
-    except (OSError, yaml.YAMLError, ValueError):
+    try:  # the same bounded, read-once text the config resolution read
+        data = yamlsafe.safe_load(read_user_file(Path(path), str(path)))
+    except (UsageError, yaml.YAMLError, ValueError):
         return None
     return data if isinstance(data, Mapping) else None
 
@@ -91,9 +92,11 @@ def _read_secret_file(path_text: str, base: Path) -> str | None:
     path = Path(path_text).expanduser()
     if not path.is_absolute():
         path = base / path
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except (OSError, ValueError):
+    from checks.errors import UsageError, read_user_file
+
+    try:  # bounded: a `token-file: /dev/zero` must not hang or fill memory
+        return read_user_file(path, str(path)).strip()
+    except (UsageError, ValueError):
         return None
 
 
