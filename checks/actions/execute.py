@@ -300,6 +300,29 @@ async def run_action(plan: Plan, target: Target, emit: Callable[[ActionEvent], N
         if audit is not None:
             audit.record(action_id, "result", f"refused: {result.reason}", stage=plan.stage)
         return result
+    if audit is None or not plan.mutating:
+        return await _run_planned(plan, target, emit, action_id, timeout, audit, upgrade_timeout, poll_interval)
+    from contextlib import ExitStack
+
+    from checks.lock import NodeBusy, node_action_lock
+
+    with ExitStack() as held:
+        try:
+            # one action per node across processes: the lock lives in the state directory, beside the audit log
+            held.enter_context(node_action_lock(audit.path.parent, target.talos.node, stage=plan.stage))
+        except (NodeBusy, OSError) as busy:
+            reason = str(busy) if isinstance(busy, NodeBusy) else \
+                f"cannot take node {target.talos.node}'s action lock in {audit.path.parent}: {busy.strerror or busy}"
+            result = ActionResult("failed", _one_line(reason), "nothing was run")
+            audit.record(action_id, "result", f"refused: {result.reason}", stage=plan.stage)
+            return result
+        return await _run_planned(plan, target, emit, action_id, timeout, audit, upgrade_timeout, poll_interval)
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
+
+
+async def _run_planned(plan: Plan, target: Target, emit: Callable[[ActionEvent], None], action_id: str,
+                       timeout: float, audit: AuditLog | None, upgrade_timeout: float | None,
+                       poll_interval: float) -> ActionResult:
     runner = _Runner(plan, target, emit, audit, action_id, time.monotonic() + timeout, upgrade_timeout,
                      poll_interval)
     runner.record("plan", plan.describe())
