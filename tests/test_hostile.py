@@ -223,3 +223,46 @@ async def test_tui_screens_saved_log_and_screenshot_stay_inert(hostile_lab: Any,
         assert_inert(path.read_text(), path.name)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert "planted \\x1b]52" in files[0].read_text() or "planted \\x1b]52" in files[1].read_text()
+
+
+def test_a_hostile_node_name_is_shown_as_text(lab: Any, tmp_path: Path) -> None:
+    """A Node name (from `talosctl get nodename` and the API) with markup and escapes: the table title,
+    summaries and evidence show it as text; the JSON carries it escaped."""
+    from lab import state as lab_state
+
+    handle = lab("healthy")
+    name = f"gpu-node-1{TITLE}[bold red]x[/]"
+    with lab_state.mutate(handle.state_dir) as state:
+        state["talos"]["hostname"] = name
+        state["kube"]["nodes"][0]["metadata"]["name"] = name
+    env = {**handle.env, "XDG_CACHE_HOME": str(tmp_path), "COLUMNS": "400"}
+    table = run_cli({**env, "FORCE_COLOR": "1"}, "check", "--timeout", "10")
+    assert table.returncode in (0, 1), table.stderr[-2000:]
+    assert_inert(table.stdout + table.stderr, "check table", colour=True)
+    assert "gpu-node-1\\x1b]0;PWNED\\x07[bold red]x[/]" in table.stdout.replace("\x1b[0m", "")
+    as_json = run_cli(env, "check", "--json", "--timeout", "10")
+    assert_inert(as_json.stdout + as_json.stderr, "check --json")
+    dry = run_cli({**env, "XDG_STATE_HOME": str(tmp_path / "state")}, "enable", "--dry-run", "--timeout", "10")
+    assert dry.returncode in (0, 1), dry.stderr[-2000:]
+    assert_inert(dry.stdout + dry.stderr, "enable --dry-run")
+
+
+def test_hostile_pod_logs_and_events_are_shown_as_text(lab: Any, tmp_path: Path) -> None:
+    """The device plugin's log and events (read when it is unhealthy) carry the hostile string."""
+    event = {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": [{
+        "metadata": {"name": "nvidia-device-plugin.1", "namespace": "kube-system"},
+        "involvedObject": {"kind": "Pod", "name": "x", "namespace": "kube-system"},
+        "reason": f"Failed{TITLE}", "message": f"Error: {HOSTILE}", "type": "Warning", "count": 1,
+        "lastTimestamp": "2026-01-01T00:00:00Z"}]}
+    handle = lab("no-runtimeclassname", faults={"api_answer": [
+        {"path_regex": "/log$", "body": f"E0101 plugin.go:1] could not load NVML: {HOSTILE}\n"},
+        {"path_regex": "/events$", "body": json.dumps(event)}]})
+    env = {**handle.env, "COLUMNS": "400", "XDG_STATE_HOME": str(tmp_path / "state")}
+    table = run_cli({**env, "FORCE_COLOR": "1"}, "check", "--timeout", "10")
+    assert table.returncode == 1, table.stderr[-2000:]
+    assert_inert(table.stdout + table.stderr, "check table", colour=True)
+    as_json = run_cli(env, "check", "--json", "--timeout", "10")
+    assert_inert(as_json.stdout, "check --json")
+    assert "PWNED" in as_json.stdout  # the planted text did reach the report, escaped
+    dry = run_cli(env, "enable", "--dry-run", "--timeout", "10")
+    assert_inert(dry.stdout + dry.stderr, "enable --dry-run")

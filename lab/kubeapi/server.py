@@ -681,7 +681,7 @@ class ApiHandler(BaseHTTPRequestHandler):
               headers: Mapping[str, str] | None = None) -> None:
         rule = getattr(self, "answer_rule", None)
         cut = False
-        if rule is not None and code == 200 and content_type == "application/json":
+        if rule is not None and code == 200 and (content_type == "application/json" or rule.get("body") is not None):
             self.answer_rule = None
             if rule.get("body") is not None:
                 body = str(rule["body"]).encode()
