@@ -266,3 +266,11 @@ def test_hostile_pod_logs_and_events_are_shown_as_text(lab: Any, tmp_path: Path)
     assert "PWNED" in as_json.stdout  # the planted text did reach the report, escaped
     dry = run_cli(env, "enable", "--dry-run", "--timeout", "10")
     assert_inert(dry.stdout + dry.stderr, "enable --dry-run")
+
+
+def test_a_pasted_argument_with_escapes_is_quoted_inert(lab: Any) -> None:
+    """argparse quotes an unrecognised argument as it was typed: the one line on stderr is inert."""
+    result = run_cli(lab("healthy").env, "check", f"extra{TITLE}{OSC52}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert_inert(result.stderr, "argparse error")
+    assert result.stderr.startswith("talos-gpu: unrecognized arguments: extra\\x1b]0;PWNED\\x07")

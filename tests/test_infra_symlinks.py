@@ -62,22 +62,18 @@ def test_symlinks_that_stay_inside_the_repo_are_followed(repo: Path) -> None:
 
 
 def _lab_with_repo(lab: Any, scenario: str, tmp_path: Path) -> tuple[Any, Path]:
+    """A target for the lab with an infra repo of the test's own (never the shared lab's: its links stay here)."""
+    import dataclasses
+
     handle = lab(scenario)
     target = lab_target(handle)
-    return target, target.profile.infra_repo
-
-
-def _reset(repo: Path) -> None:
-    for path in sorted(repo.rglob("*"), key=lambda p: -len(p.parts)):
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            path.rmdir()
+    repo = tmp_path / "own-infra"
+    repo.mkdir()
+    return dataclasses.replace(target, profile=dataclasses.replace(target.profile, infra_repo=repo)), repo
 
 
 def test_a_patch_that_links_to_a_credentials_file_is_never_planned_or_shown(lab: Any, tmp_path: Path) -> None:
     target, repo = _lab_with_repo(lab, "modules-not-loaded", tmp_path)
-    _reset(repo)
     (tmp_path / "creds").write_text(f"token: {SECRET}\n")
     (repo / "talos" / "patches").mkdir(parents=True)
     (repo / infra.MODULES_PATCH).symlink_to(tmp_path / "creds")
@@ -112,7 +108,6 @@ def test_enable_writes_nothing_through_a_directory_symlink(lab: Any, tmp_path: P
 
 def test_a_symlink_that_appears_after_the_plan_stops_the_write(lab: Any, tmp_path: Path) -> None:
     target, repo = _lab_with_repo(lab, "modules-not-loaded", tmp_path)
-    _reset(repo)
     report, _ = sweep(target)
     plan = anyio.run(lambda: plan_action("kernel-modules", target, report))
     assert plan.files[0].state == "create"

@@ -21,7 +21,9 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad option is one line on stderr and exit 2 (no usage dump)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG}: {message} (see '{self.prog} --help')\n")
+        from checks.sanitize import safe  # the message quotes what was typed (or pasted)
+
+        sys.stderr.write(f"{PROG}: {safe(message, one_line=True)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 

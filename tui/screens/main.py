@@ -365,7 +365,7 @@ class MainScreen(Screen):
     def _target_failed(self, message: TargetFailed) -> None:
         # The runner prints the line once the terminal is restored (`TalosGpuApp.exit_line`): Textual's exit
         # message goes through Rich, which wraps it at the terminal's width.
-        self.app.exit_line = f"talos-gpu: {message.reason}"  # type: ignore[attr-defined]
+        self.app.exit_line = f"talos-gpu: {safe(message.reason, one_line=True)}"  # type: ignore[attr-defined]
         self.app.exit(2, return_code=2)
 
     def on_resize(self) -> None:
