@@ -41,7 +41,7 @@ from checks.node_cache import PluginNames
 from checks.target import Target
 
 KUBE_PROBES = ("kube_node", "runtime_class", "device_plugin", "gpu_allocations")
-STOP_GRACE_S = 1.0
+STOP_GRACE_S = 2.0
 _HEADER = struct.Struct(">I")
 
 
@@ -177,6 +177,13 @@ class KubeProcess:
         if self._nodename_fd is not None:
             os.close(self._nodename_fd)
             self._nodename_fd = None
+            if self._reap(block=False) is None:
+                # what the pipe's end tells it anyway, at once: in a group of its own, the child does not get
+                # the terminal's Ctrl-C; it needs the grace period for its exit handlers (temporary files)
+                try:
+                    os.kill(self.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         deadline = time.monotonic() + STOP_GRACE_S
         while self._reap(block=False) is None and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -318,6 +325,8 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         code = code or 1
     finally:
         try:
+            for signum in (signal.SIGTERM, signal.SIGINT):  # done: let nothing cut the exit handlers short
+                signal.signal(signum, signal.SIG_IGN)
             from checks.runner import kill_tracked_groups
 
             kill_tracked_groups()  # a credential plugin still running (the sweep's time ran out)

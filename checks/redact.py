@@ -223,7 +223,8 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _BOOTSTRAP_TOKEN = re.compile(r"(?<![A-Za-z0-9.-])[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9.-])")
 # The names of secret-bearing keys, in any of their usual spellings: `client_secret`, `client-secret`,
 # `clientSecret`, `CLIENT_SECRET`, with a prefix word or not (`aws_secret_access_key`, `GOOGLE_CLIENT_SECRET`,
-# `x-auth-token`, `awsSecretAccessKey`).
+# `x-auth-token`, `awsSecretAccessKey`). A match starts only where a word starts (the look-behinds exclude
+# `.` too): inside a long dotted word every `.` would be a new start, and the scan quadratic.
 _SEP = r"[-_.]?"
 _SECRET_WORDS = "|".join(
     _SEP.join(words.split())
@@ -238,7 +239,7 @@ _SECRET_KEY = rf"""(?:(?:[A-Za-z0-9]+[-_.]|(?-i:[a-z0-9]+(?=[A-Z])))*(?:{_SECRET
 # `key: value` / `"key": "value"` / `key=value` where the key names a secret (the value may be on the
 # next line: `\s` spans it).
 _SECRET_KEYED_VALUE = re.compile(
-    rf"""(?P<prefix>(?<![A-Za-z0-9_-])(?P<quote>["']?){_SECRET_KEY}(?P=quote)\s*[:=]\s*["']?)[^\s"',}}|>]{{8,}}""",
+    rf"""(?P<prefix>(?<![A-Za-z0-9_.-])(?P<quote>["']?){_SECRET_KEY}(?P=quote)\s*[:=]\s*["']?)[^\s"',}}|>]{{8,}}""",
     re.IGNORECASE,
 )
 # A YAML block scalar under a secret key: `private_key: |` and the more-indented lines below it.
@@ -333,7 +334,7 @@ _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 # A line that ends on a secret key whose value follows on the next line(s): `"client_secret":`,
 # `client-key-data:`, `private_key: |`, `PASSWORD=`.
 _KEY_AT_END = re.compile(
-    rf"""(?<![A-Za-z0-9_-])["']?{_SECRET_KEY}["']?[ \t]*[:=][ \t]*(?P<block>[|>][-+0-9]*)?[ \t]*\Z""",
+    rf"""(?<![A-Za-z0-9_.-])["']?{_SECRET_KEY}["']?[ \t]*[:=][ \t]*(?P<block>[|>][-+0-9]*)?[ \t]*\Z""",
     re.IGNORECASE,
 )
 _ONE_VALUE = re.compile(r"""^[ \t]*["']?[^\s"']{8,}["']?,?[ \t]*\Z""")

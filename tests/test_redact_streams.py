@@ -163,3 +163,24 @@ def test_a_failing_exec_plugin_printing_a_key_and_a_client_secret_is_redacted(la
     cluster = {s["id"]: s for s in json.loads(result.stdout)["stages"]}["cluster"]
     assert cluster["status"] == "fail" and "credential plugin failed" in cluster["summary"]
     assert_no_secret(result.stdout + result.stderr, "check with a failing exec plugin")
+
+
+ADVERSARIAL = ["a." * 50000, "token." * 20000, "a-" * 50000, "aB" * 50000, " token:" * 20000,
+               "x: |\n" + "  y\n" * 30000, '"a":' * 30000]
+
+
+def test_adversarial_lines_do_not_hang_the_redactor() -> None:
+    """A hang guard, not a speed measurement: a 100 KB dotted word once took the key pattern quadratic
+    time (~20 minutes); each text here must come back, redacted, long before the subprocess limit."""
+    import subprocess
+    import sys
+
+    from tests.paths import REPO
+
+    code = ("import sys\nfrom checks.redact import Redactor, StreamRedactor\n"
+            "from tests.test_redact_streams import ADVERSARIAL as texts\n"
+            "redactor = Redactor()\nfor text in texts:\n    redactor(text)\n"
+            "    stream = StreamRedactor(redactor)\n    [stream(line) for line in text.splitlines()]\n"
+            "print('done')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr[-2000:]
