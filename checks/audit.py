@@ -42,6 +42,25 @@ def default_audit_path(env: Mapping[str, str] | None = None) -> Path:
     return base / "talos-gpu" / "audit.log"
 
 
+def write_private(path: Path, text: str) -> Path:
+    """Write a new file readable by its owner only (0600, in a 0700 directory), whatever the umask.
+
+    For what the TUI saves (the action log, screenshots): they quote the cluster's details. An
+    existing file or a symlink at `path` is refused (`FileExistsError`), never followed or replaced.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(text.encode("utf-8"))
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return path
+
+
 def new_action_id(stage: str) -> str:
     """A unique, readable id for one run of an action: `<stage>-<UTC time>-<random>`."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from checks.errors import UsageError, one_line, read_user_file
+from checks.errors import UsageError, one_line, read_user_file, user_file_path
 from checks.redact import install_secrets_from, redact
 
 if TYPE_CHECKING:
@@ -186,7 +186,8 @@ def resolve_talos(
         node = nodes[0]
     node = validate_node_address(node)
     endpoints = tuple(_string_list(entry.get("endpoints")))
-    return TalosTarget(talosconfig=path, context=name, node=node, endpoints=endpoints)
+    # talosctl reads the file itself: a pipe's content (read once, above) is handed over as a private copy
+    return TalosTarget(talosconfig=user_file_path(path), context=name, node=node, endpoints=endpoints)
 
 
 def talosctl_global_args(target: TalosTarget) -> list[str]:
@@ -254,7 +255,7 @@ def resolve_kube(
         )
     cluster = cluster_entry.get("cluster")
     server = cluster.get("server") if isinstance(cluster, Mapping) else None
-    return KubeTarget(kubeconfig=path, context=name, server=server if isinstance(server, str) else None)
+    return KubeTarget(kubeconfig=user_file_path(path), context=name, server=server if isinstance(server, str) else None)
 
 
 def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) -> ApiClient:
@@ -274,7 +275,7 @@ def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) ->
     install_secrets_from(target.kubeconfig, None)
     label = f"kubeconfig {target.kubeconfig}"
     configuration = kube.Configuration()
-    configuration.retries = KUBE_CONNECT_RETRIES
+    configuration.retries = _connect_retries()
     path_text = str(target.kubeconfig)
     loader_errors = _LoaderErrors()
     try:
@@ -295,6 +296,14 @@ def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) ->
         raise UsageError(f"{label}: the credential plugin failed: {loader_errors.messages[0]}")
     _apply_default_timeout(api_client, request_timeout)
     return api_client
+
+
+def _connect_retries() -> Any:
+    """Retry a failed connection once; never sleep on a 429/503's Retry-After inside urllib3 (it would
+    sleep the whole value, past the sweep's time limit): the reader decides (checks/adapters/kube.py)."""
+    from urllib3.util.retry import Retry
+
+    return Retry(total=KUBE_CONNECT_RETRIES, status=0, respect_retry_after_header=False, raise_on_status=False)
 
 
 class _LoaderErrors(logging.Handler):

@@ -20,6 +20,7 @@ the ones that exist, never writes, and says where they no longer say what the se
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,41 @@ def stage_files(profile: Profile) -> dict[str, str]:
         "runtimeclass": RUNTIMECLASS_MANIFEST,
         "device-plugin": values_relative(profile),
     }
+
+
+# --------------------------------------------------------------------------- paths
+
+
+class OutsideRepo(ValueError):
+    """An infra file's path leaves the repo (`..`, an absolute path, a symlink to elsewhere)."""
+
+
+def path_in_repo(repo: Path, relative: str) -> Path:
+    """`repo/relative`, checked to stay inside the repo; raises OutsideRepo with a one-line reason.
+
+    Every component from the repo down to the file is looked at: a symlink (to a directory or to a
+    file) whose target is outside the repo is refused, never followed, for reading and for writing
+    alike (a `talos/patches` that points elsewhere would get the files written there; a patch that
+    points at a credentials file would be shown and applied). Symlinks that stay inside are fine.
+    The file itself need not exist.
+    """
+    root = Path(os.path.abspath(repo))
+    real_root = Path(os.path.realpath(root))
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts or not parts:
+        raise OutsideRepo(f"infra repo: {relative}: the path leaves the repo {root} (absolute or '..')")
+    current = root
+    for index, part in enumerate(parts, 1):
+        current = current / part
+        if current.is_symlink():
+            target = Path(os.path.realpath(current))
+            if not target.is_relative_to(real_root):
+                raise OutsideRepo(f"infra repo: {Path(*parts[:index])} is a symlink to {target}, outside the repo "
+                                  f"{root}: refusing to follow it")
+    final = Path(os.path.realpath(root / relative))
+    if not final.is_relative_to(real_root):
+        raise OutsideRepo(f"infra repo: {relative}: resolves to {final}, outside the repo {root}: refusing it")
+    return root / relative
 
 
 # --------------------------------------------------------------------------- seed content
@@ -233,7 +269,11 @@ def lint_infra(profile: Profile) -> dict[str, list[str]]:
     """Stage id → drift lines for the infra files that exist (missing files are not drift). Read-only."""
     findings: dict[str, list[str]] = {}
     for stage, rel in stage_files(profile).items():
-        path = profile.infra_repo / rel
+        try:
+            path = path_in_repo(profile.infra_repo, rel)
+        except OutsideRepo as exc:
+            findings[stage] = [str(exc)]
+            continue
         if not path.is_file():
             continue
         try:

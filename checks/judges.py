@@ -58,7 +58,8 @@ def _timed_out(reason: str) -> bool:
     """No answer in time (ours, talosctl's or the API's), or our own reader gone: the check could not be
     made, so `unknown`."""
     lowered = reason.lower()
-    return any(words in lowered for words in ("time limit", "timed out", "deadline exceeded", "reads did not finish"))
+    return any(words in lowered for words in ("time limit", "timed out", "deadline exceeded", "reads did not finish",
+                                               "could not check"))
 
 
 def _stuck_boot(inp: JudgeInput, evidence: list[str]) -> Judgement | None:

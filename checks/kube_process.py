@@ -41,7 +41,7 @@ from checks.node_cache import PluginNames
 from checks.target import Target
 
 KUBE_PROBES = ("kube_node", "runtime_class", "device_plugin", "gpu_allocations")
-STOP_GRACE_S = 1.0
+STOP_GRACE_S = 2.0
 _HEADER = struct.Struct(">I")
 
 
@@ -177,6 +177,13 @@ class KubeProcess:
         if self._nodename_fd is not None:
             os.close(self._nodename_fd)
             self._nodename_fd = None
+            if self._reap(block=False) is None:
+                # what the pipe's end tells it anyway, at once: in a group of its own, the child does not get
+                # the terminal's Ctrl-C; it needs the grace period for its exit handlers (temporary files)
+                try:
+                    os.kill(self.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         deadline = time.monotonic() + STOP_GRACE_S
         while self._reap(block=False) is None and time.monotonic() < deadline:
             time.sleep(0.001)
@@ -186,6 +193,10 @@ class KubeProcess:
             except ProcessLookupError:
                 pass
             self._reap(block=True)
+        try:  # whatever the child started and left (a credential plugin) is in its group
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         with self._guard:
             if not self._reader_started:  # no thread reads it: ours to close
                 self._reader_started = True
@@ -266,13 +277,16 @@ def _read_message(fd: int) -> bytes | None:
 
 
 def _read_exactly(fd: int, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
+    """`size` bytes into one buffer (linear: a 30 MB answer is not copied once per 64 KiB chunk)."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        count = os.readv(fd, [view[got:]])
+        if not count:
             return None
-        data += chunk
-    return data
+        got += count
+    return bytes(buffer)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -288,6 +302,10 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         clear = getattr(atexit, "_clear", None)
         if clear is not None:
             clear()  # the parent's exit handlers are the parent's
+        os.setpgid(0, 0)  # a group of its own: the parent ends it with whatever it started (an exec plugin)
+        from checks.runner import GuardedPopen
+
+        GuardedPopen.own_session = False
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
         parent = _Parent(nodename_fd)
@@ -307,6 +325,11 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         code = code or 1
     finally:
         try:
+            for signum in (signal.SIGTERM, signal.SIGINT):  # done: let nothing cut the exit handlers short
+                signal.signal(signum, signal.SIG_IGN)
+            from checks.runner import kill_tracked_groups
+
+            kill_tracked_groups()  # a credential plugin still running (the sweep's time ran out)
             run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
             if run_exit_handlers is not None:
                 run_exit_handlers()  # the kubeconfig loader's temporary files

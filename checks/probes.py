@@ -102,7 +102,8 @@ class ProbeContext:
         from checks.config import load_kube_api_client
 
         client = load_kube_api_client(self.kube, request_timeout=self.kube_request_timeout)
-        return KubeReader(client, request_timeout=min(self.kube_request_timeout, self.remaining()))
+        return KubeReader(client, request_timeout=min(self.kube_request_timeout, self.remaining()),
+                          deadline=time.monotonic() + self.remaining())
 
     async def call_kube(self, fn: Callable[[KubeReader], Any]) -> Any:
         reader = await self.reader()

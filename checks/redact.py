@@ -65,10 +65,11 @@ def _load_yaml_mapping(path: Path) -> Mapping[str, Any] | None:
     import yaml  # here, not at the top: the TUI's first frame needs `redact`, not YAML (~25 ms)
 
     from checks import yamlsafe
+    from checks.errors import UsageError, read_user_file
 
-    try:
-        data = yamlsafe.safe_load(Path(path).read_text(encoding="utf-8", errors="replace"))
-    except (OSError, yaml.YAMLError, ValueError):
+    try:  # the same bounded, read-once text the config resolution read
+        data = yamlsafe.safe_load(read_user_file(Path(path), str(path)))
+    except (UsageError, yaml.YAMLError, ValueError):
         return None
     return data if isinstance(data, Mapping) else None
 
@@ -91,9 +92,11 @@ def _read_secret_file(path_text: str, base: Path) -> str | None:
     path = Path(path_text).expanduser()
     if not path.is_absolute():
         path = base / path
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").strip()
-    except (OSError, ValueError):
+    from checks.errors import UsageError, read_user_file
+
+    try:  # bounded: a `token-file: /dev/zero` must not hang or fill memory
+        return read_user_file(path, str(path)).strip()
+    except (UsageError, ValueError):
         return None
 
 
@@ -192,6 +195,12 @@ def _replace_value(match: re.Match[str]) -> str:
     return match.group("prefix") + REDACTED
 
 
+def _replace_block(match: re.Match[str]) -> str:
+    body = match.group("body")
+    indent = body[: len(body) - len(body.lstrip(" \t"))]
+    return match.group("head") + indent + REDACTED + ("\n" if body.endswith("\n") else "")
+
+
 def _replace_bearer(match: re.Match[str]) -> str:
     token = match.group("token")
     # "bearer authentication failed" is prose, not a token: real tokens have digits or punctuation.
@@ -212,13 +221,32 @@ _BEARER = re.compile(
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _BOOTSTRAP_TOKEN = re.compile(r"(?<![A-Za-z0-9.-])[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9.-])")
-# `key: value` / `"key": "value"` / `key=value` where the key names a secret.
+# The names of secret-bearing keys, in any of their usual spellings: `client_secret`, `client-secret`,
+# `clientSecret`, `CLIENT_SECRET`, with a prefix word or not (`aws_secret_access_key`, `GOOGLE_CLIENT_SECRET`,
+# `x-auth-token`, `awsSecretAccessKey`). A match starts only where a word starts (the look-behinds exclude
+# `.` too): inside a long dotted word every `.` would be a new start, and the scan quadratic.
+_SEP = r"[-_.]?"
+_SECRET_WORDS = "|".join(
+    _SEP.join(words.split())
+    for words in (
+        "secretbox encryption secret", "aescbc encryption secret", "client secret", "client key data",
+        "client certificate data", "certificate authority data", "secret access key", "access key secret",
+        "refresh token", "access token", "id token", "auth token", "session token", "bearer token",
+        "api key", "api token", "private key", "passphrase", "password", "passwd", "secret", "token",
+    )
+)
+_SECRET_KEY = rf"""(?:(?:[A-Za-z0-9]+[-_.]|(?-i:[a-z0-9]+(?=[A-Z])))*(?:{_SECRET_WORDS}))"""
+# `key: value` / `"key": "value"` / `key=value` where the key names a secret (the value may be on the
+# next line: `\s` spans it).
 _SECRET_KEYED_VALUE = re.compile(
-    r"""(?P<prefix>(?<![A-Za-z0-9_-])(?P<quote>["']?)"""
-    r"""(?:secretboxEncryptionSecret|aescbcEncryptionSecret|secret|token|password|client-secret|"""
-    r"""id-token|refresh-token|access-token|client-key-data|client-certificate-data|"""
-    r"""certificate-authority-data)(?P=quote)\s*[:=]\s*["']?)[^\s"',}]{8,}""",
+    rf"""(?P<prefix>(?<![A-Za-z0-9_.-])(?P<quote>["']?){_SECRET_KEY}(?P=quote)\s*[:=]\s*["']?)[^\s"',}}|>]{{8,}}""",
     re.IGNORECASE,
+)
+# A YAML block scalar under a secret key: `private_key: |` and the more-indented lines below it.
+_SECRET_BLOCK_SCALAR = re.compile(
+    rf"""^(?P<head>(?P<indent>[ \t]*)(?:-[ \t]+)?(?P<quote>["']?){_SECRET_KEY}(?P=quote)[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*\n)"""
+    r"""(?P<body>(?:(?P=indent)[ \t]+\S[^\n]*(?:\n|\Z)|[ \t]*\n)+)""",
+    re.IGNORECASE | re.MULTILINE,
 )
 # `key: <long base64>`: the private keys of the Talos machine config and talosconfig.
 _BASE64_KEY_VALUE = re.compile(
@@ -228,6 +256,7 @@ _BASE64_KEY_VALUE = re.compile(
 # (cheap substring test, pattern, replacement); the test skips the regex on most lines.
 _GENERIC_RULES: tuple[tuple[str | None, re.Pattern[str], Any], ...] = (
     ("PRIVATE KEY", _PRIVATE_KEY_BLOCK, REDACTED),
+    ("\n", _SECRET_BLOCK_SCALAR, _replace_block),
     (None, _AUTHORIZATION_HEADER, _replace_value),
     (None, _BEARER, _replace_bearer),
     ("eyJ", _JWT, REDACTED),
@@ -298,6 +327,55 @@ REDACTOR = Redactor()
 def redact(text: str) -> str:
     """`text` with every secret known to the process-wide `REDACTOR` and every secret shape removed."""
     return REDACTOR(text)
+
+
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
+# A line that ends on a secret key whose value follows on the next line(s): `"client_secret":`,
+# `client-key-data:`, `private_key: |`, `PASSWORD=`.
+_KEY_AT_END = re.compile(
+    rf"""(?<![A-Za-z0-9_.-])["']?{_SECRET_KEY}["']?[ \t]*[:=][ \t]*(?P<block>[|>][-+0-9]*)?[ \t]*\Z""",
+    re.IGNORECASE,
+)
+_ONE_VALUE = re.compile(r"""^[ \t]*["']?[^\s"']{8,}["']?,?[ \t]*\Z""")
+
+
+class StreamRedactor:
+    """Redacts a stream line by line, remembering what spans lines: a private-key PEM block (its body
+    lines carry no marker of their own) and a secret key whose value is on the next line or lines (a
+    YAML block scalar, pretty-printed JSON). One per stream (stdout and stderr apart): call it with
+    each line, in order; it returns the line to show.
+    """
+
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self._redactor = redactor
+        self._in_pem = False
+        self._pending: tuple[str, int] | None = None  # ("block" | "next", the key line's indentation)
+
+    def __call__(self, line: str) -> str:
+        redactor = self._redactor or REDACTOR
+        if self._in_pem:
+            end = _PEM_END.search(line)
+            if end is None:
+                return REDACTED
+            self._in_pem = False
+            return REDACTED + redactor(line[end.end():])
+        indent = len(line) - len(line.lstrip(" \t"))
+        if self._pending is not None and line.strip():
+            kind, key_indent = self._pending
+            if kind == "block" and indent > key_indent:
+                return line[:indent] + REDACTED
+            self._pending = None
+            if kind == "next" and _ONE_VALUE.match(line) and not line.strip().rstrip(",").endswith(":"):
+                return line[:indent] + REDACTED  # the value alone on its line (not the next key)
+        begin = _PEM_BEGIN.search(line)
+        if begin is not None and _PEM_END.search(line, begin.end()) is None:
+            self._in_pem = True
+            return redactor(line[: begin.start()]) + REDACTED
+        key = _KEY_AT_END.search(line)
+        if key is not None:
+            self._pending = ("block" if key.group("block") else "next", indent)
+        return redactor(line)
 
 
 def install_secrets_from(kube: Path | None, talos: Path | None) -> None:

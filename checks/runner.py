@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from anyio.abc import ByteReceiveStream, Process
@@ -23,6 +25,70 @@ from checks.redact import redact
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024  # bytes kept per stream; the rest is counted and dropped
 KILL_GRACE_S = 0.5
 LINES_PER_YIELD = 100
+
+
+PLUGIN_TIMEOUT_S = 30.0  # a credential plugin that a library starts (not interactive) answers within this
+
+_tracked_lock = threading.Lock()
+_tracked_groups: set[int] = set()
+
+
+def kill_tracked_groups() -> None:
+    """SIGKILL the process group of every program a library started through `GuardedPopen` that has not
+    been waited for (a hanging exec credential plugin): called on the way out, so none outlives us."""
+    with _tracked_lock:
+        groups = list(_tracked_groups)
+        _tracked_groups.clear()
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL) if GuardedPopen.own_session else os.kill(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class GuardedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """`subprocess.Popen` for the programs a library starts for us (the kubernetes client's exec
+    credential plugin): in its own session, so its whole group can be killed; stdin `/dev/null` unless
+    the caller gives one (an interactive plugin keeps the terminal); tracked until it is waited for, so
+    `kill_tracked_groups` can end it; and `communicate()` without a timeout is bounded by
+    `PLUGIN_TIMEOUT_S` (the group is killed and `TimeoutExpired` raised)."""
+
+    own_session = True  # False in the kube reading child: its plugins stay in its group, which the parent kills
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["start_new_session"] = self.own_session
+        if kwargs.get("stdin") is None:
+            kwargs["stdin"] = subprocess.DEVNULL
+        self._bounded = kwargs["stdin"] is subprocess.DEVNULL
+        super().__init__(*args, **kwargs)
+        with _tracked_lock:
+            _tracked_groups.add(self.pid)
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> Any:  # noqa: A002 - Popen's name
+        if timeout is None and self._bounded:
+            timeout = PLUGIN_TIMEOUT_S
+        try:
+            return super().communicate(input, timeout)
+        except subprocess.TimeoutExpired:
+            self._end_group()
+            super().communicate()
+            raise
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = super().wait(timeout)
+        self._end_group()  # the plugin is done: anything it left in its group goes with it
+        return code
+
+    def _end_group(self) -> None:
+        with _tracked_lock:
+            _tracked_groups.discard(self.pid)
+        try:
+            if self.own_session:
+                os.killpg(self.pid, signal.SIGKILL)
+            elif self.returncode is None:
+                self.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 @dataclass(frozen=True)
@@ -50,7 +116,8 @@ class CommandResult:
             return self.error
         if self.timed_out:
             return f"{self.display} timed out after {self.duration_ms / 1000:.1f}s"
-        text = last_meaningful_line(self.stderr) or last_meaningful_line(self.stdout) or "no output"
+        # redacted whole before a line is picked: the last line may be a private key's body line
+        text = last_meaningful_line(redact(self.stderr)) or last_meaningful_line(redact(self.stdout)) or "no output"
         return redact(f"exit {self.returncode}: {text}")[:240]
 
 
@@ -166,14 +233,17 @@ async def run_command(
         return int((time.monotonic() - started) * 1000)
 
     try:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-        )
+        # shielded: cancelled half-way, asyncio would kill the new child without its group and without
+        # waiting for it; once started, a cancel reaches the try below, which ends the group and reaps it
+        with anyio.CancelScope(shield=True):
+            process = await anyio.open_process(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
     except FileNotFoundError:
         return CommandResult(argv, None, "", "", elapsed(), error=f"{argv[0]} not found")
     except PermissionError:

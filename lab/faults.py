@@ -49,6 +49,7 @@ FAULTS: dict[str, str] = {
     "api_oversize": "list responses are padded to 100x their size",
     "watch_drop_after": "a watch is closed after N events",
     "api_down": "the API server closes every connection at once",
+    "api_answer": "a matching 200 answer is replaced ({body}), cut in half ({cut}) or padded ({pad_mb} MB)",
 }
 
 DEFAULT_EXIT_STDERR = (

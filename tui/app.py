@@ -97,18 +97,20 @@ class TalosGpuApp(App[int]):
         self.push_screen(HelpScreen(groups, read_only=self.settings.read_only))
 
     def action_save_svg(self) -> None:
-        """F8: an SVG of the screen, in the state directory with the saved logs and the audit log."""
+        """F8: an SVG of the screen, in the state directory with the saved logs and the audit log (0600)."""
+        from checks.audit import write_private
+        from checks.sanitize import safe
         from tui.screens.main import default_state_dir
 
         stamp = datetime.fromtimestamp(self.settings.clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
         directory = self.screenshot_dir or self.settings.state_dir or default_state_dir()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path = self.save_screenshot(filename=f"talos-gpu-screenshot-{stamp}.svg", path=str(directory))
+            # the screen shows the cluster's details: the file is the owner's only (0600), like the saved log
+            path = write_private(directory / f"talos-gpu-screenshot-{stamp}.svg", self.export_screenshot())
         except OSError as exc:
-            self.notify(str(exc), title="could not save the screenshot", severity="error")
+            self.notify(safe(exc), title="could not save the screenshot", severity="error", markup=False)
             return
-        self.notify(path, title="Screenshot saved")
+        self.notify(safe(path), title="Screenshot saved", markup=False)
 
     def action_interrupt(self) -> None:
         """ctrl+c: as q, from anywhere (a dialog too); while the quit question is up, it stays up."""

@@ -24,7 +24,9 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad option is one line on stderr and exit 2 (no usage dump)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG}: {message} (see '{self.prog} --help')\n")
+        from checks.sanitize import safe  # the message quotes what was typed (or pasted)
+
+        sys.stderr.write(f"{PROG}: {safe(message, one_line=True)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 
@@ -213,7 +215,7 @@ def _path(value: str | None):  # noqa: ANN202 - Path | None, imported lazily
     return Path(value).expanduser()
 
 
-_STOP_SIGNALS: list[int] = []  # SIGTERM/SIGHUP received while the TUI ran (see _stop_like_ctrl_c)
+_STOP_SIGNALS: list[int] = []  # SIGTERM/SIGHUP received while the TUI, check or enable ran (see _stop_like_ctrl_c)
 
 
 def _stop_like_ctrl_c() -> None:
@@ -249,6 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo" and args.port is not None and not args.web:
         parser.error("--port is for --web")
     try:
+        return _main(args)
+    finally:
+        runner = sys.modules.get("checks.runner")
+        if runner is not None:
+            runner.kill_tracked_groups()  # a credential plugin the kubernetes client left running
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
         code = _dispatch(args)
     except KeyboardInterrupt:
         if _STOP_SIGNALS:
@@ -259,12 +270,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return _QUICK_EXIT[0] if _QUICK_EXIT else BROKEN_PIPE_EXIT
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
-        from checks.errors import UsageError, one_line
+        from checks.errors import StoppedBySignal, UsageError, one_line
+        from checks.sanitize import safe
 
-        if isinstance(exc, UsageError):
-            sys.stderr.write(f"{PROG}: {exc}\n")
+        if isinstance(exc, StoppedBySignal):  # its children are ended already
+            _STOP_SIGNALS.append(exc.signum)
+            return _stopped_by_signal()
+        if isinstance(exc, UsageError):  # it may quote a file or a tool: one line, redacted, inert
+            sys.stderr.write(f"{PROG}: {safe(exc, one_line=True)}\n")
             return 2
-        sys.stderr.write(f"{PROG}: internal error: {one_line(exc)}\n")
+        sys.stderr.write(f"{PROG}: internal error: {safe(one_line(exc), one_line=True)}\n")
         if os.environ.get("TALOS_GPU_DEBUG"):
             raise
         return 2
@@ -272,10 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stopped_by_signal() -> int:
-    """The TUI stopped because of SIGTERM/SIGHUP: say so on one line; exit 128 + the signal number."""
+    """Stopped because of SIGTERM/SIGHUP: say so on one line; exit 128 + the signal number (143, 129)."""
     import signal
 
     signum = _STOP_SIGNALS[0]
+    if signum == signal.SIGINT:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
     sys.stderr.write(f"{PROG}: stopped by {signal.Signals(signum).name}\n")
     return 128 + signum
 
@@ -285,12 +303,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "check":
         from tui.headless import run_check
 
+        _stop_like_ctrl_c()  # SIGTERM/SIGHUP: talosctl's groups and the Kubernetes reader are ended, exit 128+N
         code = run_check(args, build_target(args))
         _QUICK_EXIT.append(code)
         return code
     if command == "enable":
         from tui.headless import run_enable
 
+        _stop_like_ctrl_c()  # while no action runs; during one, enable's own handler cancels it (audited)
         return run_enable(args, build_target(args))
     if command == "lab":
         from lab.runtime import run_foreground

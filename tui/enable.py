@@ -7,7 +7,8 @@
 After each action the checks run again (until the stage passes or a settle time runs out); stages
 that now pass are skipped. The GPU test pod (`gpu-workload`) runs last. Exit 0 when every stage
 passes at the end, 1 when an action failed or a stage still fails, 2 when enable could not run.
-SIGINT/SIGTERM cancel the running action (its process group is killed, the audit log records it).
+SIGINT/SIGTERM/SIGHUP cancel the running action (its process group is killed, the audit log records it);
+exit 128 + the signal number (130, 143, 129).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from checks.actions.plans import RUNBOOK_STEP_NOTE
 from checks.audit import AuditLog, default_audit_path
 from checks.engine import Target, run_sweep
 from checks.model import Report, StageResult, Status
-from checks.redact import redact
+from checks.sanitize import safe
 from tui.headless import render_report, status_text
 
 PROG = "talos-gpu"
@@ -73,7 +74,7 @@ class LiveOutput:
             self._status.update(line)
 
     def __call__(self, event: ActionEvent) -> None:
-        text = redact(event.text)
+        text = safe(event.text)
         if event.kind == "step":
             self.console.print(Text.assemble(("▶ ", "bold cyan"), (text, "bold")))
             self._update(text)
@@ -89,34 +90,34 @@ class LiveOutput:
 
 
 def render_plan(plan: Plan, console: Console, *, preview: bool = True) -> None:
-    header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (plan.title, "bold"))
+    header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (safe(plan.title), "bold"))
     if plan.reboots:
         header.append(f"  [reboots the node: {plan.confirm_word}]", style="bold yellow")
     console.print(header)
     if plan.schematic_id:
-        console.print(Text(f"  schematic id:    {plan.schematic_id}"))
+        console.print(Text(f"  schematic id:    {safe(plan.schematic_id)}"))
     if plan.installer_image:
-        console.print(Text(f"  installer image: {plan.installer_image}"))
+        console.print(Text(f"  installer image: {safe(plan.installer_image)}"))
     for change in plan.files:
         style = {"create": "green", "same": "dim", "differs": "yellow"}.get(change.state, "")
-        console.print(Text.assemble("  file ", (change.summary, style)))
+        console.print(Text.assemble("  file ", (safe(change.summary), style)))
         if change.state == "differs":
-            for line in redact(change.diff).rstrip("\n").splitlines():
+            for line in safe(change.diff).rstrip("\n").splitlines():
                 console.print(Text("    " + line, style="red" if line.startswith("-") else
                                    "green" if line.startswith("+") else "dim"))
     for warning in plan.warnings:
-        console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), redact(warning)))
+        console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), safe(warning)))
     console.print(Text("  steps:", style="bold"))
     for index, step in enumerate(plan.steps, 1):
-        console.print(Text(f"    {index}. {redact(step.shown)}"))
+        console.print(Text(f"    {index}. {safe(step.shown)}"))
     if preview and plan.preview.strip():
         console.print(Text("  preview:", style="bold"))
-        for line in redact(plan.preview).rstrip("\n").splitlines():
+        for line in safe(plan.preview).rstrip("\n").splitlines():
             console.print(Text("    " + line, style="dim"))
 
 
 def render_stage_line(stage: StageResult, console: Console) -> None:
-    console.print(Text.assemble("  ", status_text(stage.status), " ", (stage.id, "bold"), " — ", redact(stage.summary)))
+    console.print(Text.assemble("  ", status_text(stage.status), " ", (stage.id, "bold"), " — ", safe(stage.summary)))
 
 
 # --------------------------------------------------------------------------- the walk
@@ -198,9 +199,9 @@ async def _run_one(plan: Plan, target: Target, args: argparse.Namespace, console
     elapsed = time.monotonic() - started
     style = "bold green" if result.ok else "bold red"
     console.print(Text.assemble((f"{'✔' if result.ok else '✘'} {plan.stage} {result.status}", style),
-                                f" in {elapsed:.1f}s — ", redact(result.reason)))
+                                f" in {elapsed:.1f}s — ", safe(result.reason)))
     if result.node_state and not result.ok:
-        console.print(Text(f"  node: {redact(result.node_state)}", style="yellow"))
+        console.print(Text(f"  node: {safe(result.node_state)}", style="yellow"))
     return result
 
 
@@ -213,18 +214,18 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
             root = state.report.root_cause
             console.print(Text(f"✘ {hopeless}", style="bold red"))
             if root is not None:
-                console.print(Text.assemble(("  root cause: ", "bold"), f"{root.stage} — {redact(root.summary)}"))
+                console.print(Text.assemble(("  root cause: ", "bold"), f"{root.stage} — {safe(root.summary)}"))
                 if root.remediation:
-                    console.print(Text.assemble(("  next: ", "bold"), redact(root.remediation)))
+                    console.print(Text.assemble(("  next: ", "bold"), safe(root.remediation)))
             return 1
         try:
             plan = await plan_action(stage_id, target, state.report, factory=factory)
         except PlanError as exc:
             if str(exc).startswith(f"stage {stage_id} has no action"):
-                console.print(Text(f"• {redact(str(exc))}", style="dim"))
+                console.print(Text(f"• {safe(str(exc))}", style="dim"))
                 state.no_action.add(stage_id)
                 continue
-            console.print(Text(f"✘ cannot plan {stage_id}: {redact(str(exc))}", style="bold red"))
+            console.print(Text(f"✘ cannot plan {stage_id}: {safe(str(exc))}", style="bold red"))
             return 1
         result = await _run_one(plan, target, args, console, audit, state)
         if result is None:
@@ -240,7 +241,7 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
         if not stage.status.ok:
             console.print(Text(f"✘ the {stage_id} action ran, but the stage still does not pass", style="bold red"))
             for line in stage.evidence:
-                console.print(Text("  • " + redact(line), style="dim"))
+                console.print(Text("  • " + safe(line), style="dim"))
             return 1
 
     if not _all_but_workload_ok(state.report):
@@ -253,7 +254,7 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
     try:
         plan = await plan_action(WORKLOAD, target, state.report, factory=factory)
     except PlanError as exc:
-        console.print(Text(f"✘ cannot plan {WORKLOAD}: {redact(str(exc))}", style="bold red"))
+        console.print(Text(f"✘ cannot plan {WORKLOAD}: {safe(str(exc))}", style="bold red"))
         return 1
     result = await _run_one(plan, target, args, console, audit, state)
     state.workload = result
@@ -276,7 +277,7 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
             plan = await plan_action(stage_id, target, report, factory=factory)
         except PlanError as exc:
             nothing = str(exc).startswith(f"stage {stage_id} has no action")
-            console.print(Text(f"━━ {stage_id}: {'no plan' if nothing else 'cannot plan'}: {redact(str(exc))}",
+            console.print(Text(f"━━ {stage_id}: {'no plan' if nothing else 'cannot plan'}: {safe(str(exc))}",
                                style="dim" if nothing else "bold red"))
             continue
         console.print()
@@ -289,7 +290,7 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
 
 
 async def _watch_signals(scope: anyio.CancelScope, state: EnableState) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             state.cancelled_by = signal.Signals(signum).name
             scope.cancel()
@@ -337,7 +338,7 @@ def _render_final(state: EnableState, console: Console) -> None:
         if stage.id == WORKLOAD and state.workload is not None:
             status = Status.PASS if state.workload.ok else Status.FAIL
             console.print(Text.assemble("  ", status_text(status), " ", (stage.id, "bold"), " — ",
-                                        redact(state.workload.reason)))
+                                        safe(state.workload.reason)))
             continue
         render_stage_line(stage, console)
 

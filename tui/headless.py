@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
 
 from checks.engine import Target, run_sweep, start_kube_process
 from checks.model import Report, Status
-from checks.redact import redact
+from checks.sanitize import safe, safe_json
 
 if TYPE_CHECKING:  # Rich is imported only to draw the table: `check --json` never pays for it
     from rich.console import Console
@@ -39,31 +39,58 @@ def render_report(report: Report, console: Console) -> None:
     from rich.text import Text
 
     title = f"talos-gpu check — node {report.node}" + (f" (Kubernetes node {report.kube_node})" if report.kube_node else "")
-    table = Table(title=redact(title), title_justify="left", expand=False, show_lines=False)
+    table = Table(title=Text(safe(title, one_line=True)), title_justify="left", expand=False, show_lines=False)
     table.add_column("stage", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("summary", overflow="fold")
     table.add_column("ms", justify="right", style="dim")
     for stage in report.stages:
-        table.add_row(stage.id, status_text(stage.status), redact(stage.summary), str(stage.duration_ms))
+        table.add_row(Text(stage.id), status_text(stage.status), Text(safe(stage.summary)), Text(str(stage.duration_ms)))
     console.print(table)
     cause = report.root_cause
     if cause is None:
         console.print(Text(f"✔ every stage passes — {report.wall_ms} ms", style="bold green"))
         return
-    console.print(Text.assemble(("Root cause: ", "bold red"), (cause.stage, "bold"), " — ", redact(cause.summary)))
+    console.print(Text.assemble(("Root cause: ", "bold red"), (cause.stage, "bold"), " — ", safe(cause.summary)))
     root = report.stage(cause.stage)
     for line in root.evidence:
-        console.print(Text("  • " + redact(line), style="dim"))
+        console.print(Text("  • " + safe(line), style="dim"))
     if cause.remediation:
-        console.print(Text.assemble(("Next: ", "bold"), (redact(cause.remediation), "bold cyan")))
+        console.print(Text.assemble(("Next: ", "bold"), (safe(cause.remediation), "bold cyan")))
+
+
+async def _until_stopped(sweep: Callable[[], Awaitable[Report]]) -> Report:
+    """Run the sweep; SIGINT, SIGTERM or SIGHUP cancel it (each talosctl's process group is ended and
+    waited for) and raise StoppedBySignal."""
+    import signal
+
+    from checks.errors import StoppedBySignal
+
+    stopped: list[int] = []
+    report: Report | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+                async for signum in signals:
+                    stopped.append(signum)
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(watch)
+        report = await sweep()
+        group.cancel_scope.cancel()
+    if stopped or report is None:
+        raise StoppedBySignal(stopped[0] if stopped else 2)
+    return report
 
 
 def run_check(args: argparse.Namespace, target: Target) -> int:
     # the Kubernetes reads in a child process on another core, while this one runs talosctl
     kube = start_kube_process(target, timeout=args.timeout, pod_test=args.pod_test)
     try:
-        report = anyio.run(lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
+        report = anyio.run(_until_stopped,
+                           lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
         try:
             write_report(report, getattr(args, "output", None) or ("json" if args.json else "table"))
         except BrokenPipeError:  # the reader went away (`check | head -1`): the check itself did not fail
@@ -88,7 +115,7 @@ def write_report(report: Report, output: str) -> None:
         render_report(report, TableConsole(highlight=False))
         return
     if output == "json":
-        text = json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
+        text = safe_json(report.to_json(), indent=2) + "\n"
     elif output == "yaml":
         import yaml
 
@@ -101,7 +128,8 @@ def write_report(report: Report, output: str) -> None:
         text = incident_note(report, checked_at=datetime.now(UTC))
     else:
         raise ValueError(f"unknown output format {output!r}")
-    sys.stdout.write(redact(text))
+    sys.stdout.write(text if output == "json" else safe(text))  # safe_json has redacted and escaped already
+    sys.stdout.flush()  # the report is out before the reader child is waited for
     sys.stdout.flush()  # the report is out before the child is waited for
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from rich.text import Text
 from textual.timer import Timer
 
-from checks.redact import redact
+from checks.sanitize import safe
 
 
 @contextmanager
@@ -63,7 +63,7 @@ class ActionLog(RichLog):
 
     def add(self, text: str, kind: str = "stdout") -> None:
         """Queue one line (redacted); it reaches the screen with the next batch."""
-        for piece in redact(text).splitlines() or [""]:
+        for piece in safe(text).splitlines() or [""]:
             line = Text(piece, style=STREAM_STYLES.get(kind, ""))
             self.kept.append(line)
             self.pending.append(line)

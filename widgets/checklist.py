@@ -11,7 +11,7 @@ from textual import on
 from textual.message import Message
 from textual.widgets import DataTable
 
-from checks.redact import redact
+from checks.sanitize import safe
 from checks.stages import StageSpec
 from widgets.table_sync import Row, sync_table
 
@@ -132,12 +132,12 @@ class StageChecklist(DataTable):
         is_root = is_root and waiting is None
         cell = Text(spec.id, style="bold red" if is_root else "bold", no_wrap=True, overflow="ellipsis")
         if waiting is not None:
-            cell.append(f"  ⟳ {redact(waiting)}", style="cyan")
+            cell.append(f"  ⟳ {safe(waiting, one_line=True)}", style="cyan")
         elif is_root:
             cell.append("  ")
             cell.append_text(ROOT_CAUSE if not self.compact else COMPACT_ROOT_CAUSE)
         elif result is not None and result.blocked_by:
-            cell.append(f"  {'blocked by ' if not self.compact else '⊘ '}{redact(result.blocked_by)}", style="magenta")
+            cell.append(f"  {'blocked by ' if not self.compact else '⊘ '}{safe(result.blocked_by)}", style="magenta")
         if not self.compact:
             cell.append("\n")
             cell.append(spec.title, style="dim")

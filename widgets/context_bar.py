@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
-from checks.redact import redact
+from checks.sanitize import safe
 
 
 @dataclass
@@ -90,12 +90,12 @@ class ContextBar(Static):
         action = self.action
         if action is not None:
             step = f" {action.step}/{action.steps}" if action.steps else ""
-            phase = f" · {redact(action.phase)}" if action.phase else ""
+            phase = f" · {safe(action.phase, one_line=True)}" if action.phase else ""
             parts += [(f"▶ {action.stage}{step}{phase} · {elapsed(self.clock() - action.started_at)}", "bold yellow"),
                       (" (x cancels)", "yellow"), sep]
         parts += [
-            ("kube ", "dim"), redact(self.info.kube_context), sep,
-            ("talos ", "dim"), redact(self.info.talos_node), sep,
+            ("kube ", "dim"), safe(self.info.kube_context), sep,
+            ("talos ", "dim"), safe(self.info.talos_node), sep,
         ]
         if self.info.read_only:
             parts += [(" READ-ONLY ", "bold reverse yellow"), sep]

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from checks.infra import RUNBOOK_STEP_NOTE
-from checks.redact import redact
+from checks.sanitize import safe
 from checks.stages import StageSpec
 from widgets.checklist import StatusRenderer
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def evidence_line(line: str) -> Text:
     """`source: fact` with the source set apart, so the eye finds where each fact came from."""
-    line = redact(line)
+    line = safe(line)
     source, sep, fact = line.partition(": ")
     if not sep:
         return Text.assemble("• ", line)
@@ -77,7 +77,7 @@ class StageDetails(VerticalScroll, can_focus=True):
             Text.assemble(self.render_status(result.status), "  ", (spec.id, "bold"),
                           ("   ◀ ROOT CAUSE" if self._is_root else "", "bold red")),
             title,
-            Text(redact(result.summary), style="bold" if not result.status.ok else ""),
+            Text(safe(result.summary), style="bold" if not result.status.ok else ""),
         ]
         if result.blocked_by:
             parts.append(Text(f"Blocked by {result.blocked_by}: fix that stage first; this stage's own evidence "
@@ -93,7 +93,7 @@ class StageDetails(VerticalScroll, can_focus=True):
             parts.append(Text("  (none)", style="dim"))
         if result.remediation:
             parts.append(Text("Fix", style="bold underline"))
-            parts.append(Text.assemble("  $ ", (redact(result.remediation), "bold green")))
+            parts.append(Text.assemble("  $ ", (safe(result.remediation), "bold green")))
             parts.append(Text("  c copies it" + (f" · {self._action_hint}" if self._action_hint else ""), style="dim"))
         elif self._action_hint:
             parts.append(Text(f"  {self._action_hint}", style="dim"))

@@ -19,7 +19,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from checks.redact import redact
+from checks.sanitize import safe
 from widgets.table_sync import Row, sync_table
 
 if TYPE_CHECKING:
@@ -47,11 +47,11 @@ def yes_no(ok: bool, yes: str = "yes", no: str = "no") -> Text:
 
 def unknown_text(fact: ProbeResult | None) -> Text:
     reason = fact.error if fact is not None and fact.error else "not gathered"
-    return Text(f"? unknown: {redact(reason)}", style=UNKNOWN)
+    return Text(f"? unknown: {safe(reason)}", style=UNKNOWN)
 
 
 def plain(value: object, style: str = "") -> Text:
-    return Text(redact(str(value)), style=style)
+    return Text(safe(str(value)), style=style)
 
 
 def age(timestamp: str | None, now: float, *, stable: bool) -> Text:
@@ -74,7 +74,7 @@ def fact_of(report: Report | None, name: str) -> ProbeResult | None:
 
 
 def reboot_banner(ctx: PaneContext) -> Text:
-    return Text(f"⟳ NODE REBOOTING — {ctx.rebooting}. Showing the last answers; this pane recovers by itself.",
+    return Text(f"⟳ NODE REBOOTING — {safe(ctx.rebooting)}. Showing the last answers; this pane recovers by itself.",
                 style="bold reverse yellow")
 
 
@@ -130,21 +130,21 @@ def node_rows(report: Report, ctx: PaneContext) -> list[Row]:
         rows.append(Row("talos", (Text("Talos"), unknown_text(version))))
     if machine is not None and machine.ok:
         stage = machine.value.stage
-        shown = Text(stage, style=OK) if stage == "running" else Text(f"⟳ {stage}", style="bold yellow")
+        shown = Text(stage, style=OK) if stage == "running" else Text(f"⟳ {safe(stage)}", style="bold yellow")
         rows.append(Row("machine-stage", (Text("Machine stage"), shown)))
         ready = yes_no(machine.value.ready)
         unmet = ", ".join(f"{name}: {why}" for name, why in machine.value.unmet)
         if unmet:
-            ready.append(f"  ({redact(unmet)})", style=DIM)
+            ready.append(f"  ({safe(unmet)})", style=DIM)
         rows.append(Row("machine-ready", (Text("Machine ready"), ready)))
     else:
         rows.append(Row("machine-stage", (Text("Machine stage"), unknown_text(machine))))
     if health is not None and health.ok:
         failed = health.value.failed_check
         if failed is not None:
-            shown = Text(f"✘ waiting for {failed.name}: {redact(failed.message or '')}", style=BAD)
+            shown = Text(f"✘ waiting for {failed.name}: {safe(failed.message or '')}", style=BAD)
         elif health.value.error:
-            shown = Text(f"✘ {redact(health.value.error)}", style=BAD)
+            shown = Text(f"✘ {safe(health.value.error)}", style=BAD)
         else:
             shown = Text(f"✔ {len(health.value.checks)} checks OK", style=OK)
         rows.append(Row("health", (Text("talosctl health"), shown)))
@@ -167,15 +167,15 @@ def node_rows(report: Report, ctx: PaneContext) -> list[Row]:
             shown = yes_no(value == "True", "Ready", f"NotReady ({condition.get('reason') or value})")
             message = condition.get("message")
             if value != "True" and message:
-                shown.append(f"  {redact(str(message))}", style=DIM)
+                shown.append(f"  {safe(str(message))}", style=DIM)
             rows.append(Row("cond-Ready", (Text("Node Ready"), shown)))
         else:
             healthy = value == "False"
-            rows.append(Row(f"cond-{kind}", (Text(f"  {kind}", style=DIM),
-                                             Text(value, style=DIM if healthy else BAD))))
+            rows.append(Row(f"cond-{kind}", (Text(f"  {safe(kind)}", style=DIM),
+                                             Text(safe(value), style=DIM if healthy else BAD))))
     for address in sorted(status.get("addresses") or [], key=lambda a: (a.get("type", ""), a.get("address", ""))):
         rows.append(Row(f"addr-{address.get('type')}-{address.get('address')}",
-                        (Text(str(address.get("type") or "address")), plain(address.get("address") or ""))))
+                        (plain(address.get("type") or "address"), plain(address.get("address") or ""))))
     for key, label in (("kubeletVersion", "Kubelet"), ("kernelVersion", "Kernel"), ("osImage", "OS image"),
                        ("containerRuntimeVersion", "Container runtime")):
         if info.get(key):
@@ -197,8 +197,8 @@ class NodePane(FactsPane):
         self.report = report
         banner = [reboot_banner(ctx)] if ctx.rebooting else []
         kube = report.kube_node or "?"
-        banner.append(Text.assemble(("Talos node ", DIM), (redact(report.node), "bold"),
-                                     ("  ·  Kubernetes node ", DIM), (redact(kube), "bold")))
+        banner.append(Text.assemble(("Talos node ", DIM), (safe(report.node), "bold"),
+                                     ("  ·  Kubernetes node ", DIM), (safe(kube), "bold")))
         self.set_banner(*banner)
         sync_table(self.query_one("#node-table", DataTable), node_rows(report, ctx))
 
@@ -242,11 +242,11 @@ def extension_rows(extensions: list[Any], profile: Profile) -> list[Row]:
         bad_track = ext.track != profile.track
         bad_driver = len(drivers) > 1
         mark = "✘ " if bad_track or bad_driver else "✔ "
-        shown_name = Text.assemble((mark, BAD if mark == "✘ " else OK), (redact(ext.base), "bold"),
+        shown_name = Text.assemble((mark, BAD if mark == "✘ " else OK), (safe(ext.base), "bold"),
                                    ("-" if ext.track else "", "bold"),
                                    (ext.track, "bold reverse red" if bad_track else "bold"))
-        version = Text.assemble((redact(ext.driver), "bold reverse red" if bad_driver else "bold"),
-                                (f"-{redact(ext.suffix)}" if ext.suffix else "", ""))
+        version = Text.assemble((safe(ext.driver), "bold reverse red" if bad_driver else "bold"),
+                                (f"-{safe(ext.suffix)}" if ext.suffix else "", ""))
         rows.append(Row(f"ext-{name}", (shown_name, version)))
     others = sorted((ext for ext in extensions if ext.name not in nvidia
                      and ext.name not in ("schematic", "flavor")), key=lambda e: e.name)
@@ -280,18 +280,18 @@ class ExtensionsPane(FactsPane):
         extensions = list(fact.value)
         installed = parsers.schematic_id(extensions)
         needed = expected_schematic(ctx.profile)
-        line = Text.assemble(("profile track ", DIM), (ctx.profile.track, "bold"), ("  ·  schematic ", DIM))
+        line = Text.assemble(("profile track ", DIM), (safe(ctx.profile.track), "bold"), ("  ·  schematic ", DIM))
         if installed is None:
             line.append("none (not an Image Factory image)", style=DIM)
         else:
-            line.append(installed[:12] + "…", style=OK if installed == needed else BAD)
+            line.append(safe(installed[:12]) + "…", style=OK if installed == needed else BAD)
         if needed and installed != needed:
             line.append("  needs ", style=DIM)
-            line.append(needed[:12] + "…", style="bold")
+            line.append(safe(needed[:12]) + "…", style="bold")
         self.set_banner(*banner, line)
         sync_table(table, extension_rows(extensions, ctx.profile))
         problems = extension_problems(parsers.nvidia_extensions(extensions), ctx.profile)
-        footer.update(Group(*(Text(f"✘ {redact(p)}", style=BAD) for p in problems)) if problems
+        footer.update(Group(*(Text(f"✘ {safe(p)}", style=BAD) for p in problems)) if problems
                       else Text("✔ both NVIDIA extensions installed, same track and driver", style=OK))
 
 
@@ -319,7 +319,7 @@ def module_rows(loaded: list[Any] | None, requested: list[str] | None, profile: 
         elif module is None:
             state = Text("✘ absent", style=BAD)
         else:
-            state = Text(f"✔ {module.state}", style=OK) if module.is_live else Text(f"✘ {module.state}", style=BAD)
+            state = Text(f"✔ {safe(module.state)}", style=OK) if module.is_live else Text(f"✘ {safe(module.state)}", style=BAD)
         size = f"{module.size:,}" if module is not None and module.size is not None else "—"
         refs = str(module.refcount) if module is not None and module.refcount is not None else "—"
         if requested is None:
@@ -328,8 +328,8 @@ def module_rows(loaded: list[Any] | None, requested: list[str] | None, profile: 
             asked = Text("✔ yes", style=OK)
         else:
             asked = Text("✘ no", style=BAD if name in profile.modules else DIM)
-        rows.append(Row(f"mod-{name}", (Text(name, style="bold"), state, Text(size, justify="right"),
-                                        Text(refs, justify="right"), asked)))
+        rows.append(Row(f"mod-{name}", (plain(name, "bold"), state, Text(safe(size), justify="right"),
+                                        Text(safe(refs), justify="right"), asked)))
     return rows
 
 
@@ -347,7 +347,7 @@ class ModulesPane(FactsPane):
             "proc_modules", "driver_version", "bpf_sysctl", "module_specs", "dmesg"))
         banner: list[Text] = [reboot_banner(ctx)] if ctx.rebooting else []
         if driver is not None and driver.ok:
-            banner.append(Text.assemble(("NVIDIA driver ", "bold"), (driver.value.version, "bold green"),
+            banner.append(Text.assemble(("NVIDIA driver ", "bold"), (safe(driver.value.version), "bold green"),
                                         (f"  ({driver.value.flavor} kernel module)", DIM)))
         elif driver is not None and driver.missing:
             banner.append(Text("✘ NVIDIA driver not loaded: /proc/driver/nvidia/version does not exist", style=BAD))
@@ -361,7 +361,7 @@ class ModulesPane(FactsPane):
         footer: list[Text] = []
         if sysctl is not None and sysctl.ok:
             good = sysctl.value == "1"
-            footer.append(Text.assemble(("sysctl ", DIM), "net.core.bpf_jit_harden = ", (sysctl.value, "bold"),
+            footer.append(Text.assemble(("sysctl ", DIM), "net.core.bpf_jit_harden = ", (safe(sysctl.value), "bold"),
                                         ("  ✔ as the device plugin path needs" if good else "  ✘ must be 1",
                                          OK if good else BAD)))
         else:
@@ -376,7 +376,7 @@ class ModulesPane(FactsPane):
             footer.append(Text.assemble(("loaded (/proc/modules) ", DIM), unknown_text(modules)))
         if dmesg is not None and dmesg.ok and dmesg.value.failures:
             for failure in dmesg.value.failures[:2]:
-                footer.append(Text(f"✘ dmesg: GPU {failure.pci_id or '?'}: {redact(failure.message)}", style=BAD))
+                footer.append(Text(f"✘ dmesg: GPU {failure.pci_id or '?'}: {safe(failure.message)}", style=BAD))
         self.query_one("#modules-footer", Static).update(Group(*footer))
 
 
@@ -400,7 +400,7 @@ def gpu_count_rows(report: Report, profile: Profile) -> list[Row]:
     elif driver is not None and driver.ok and pci is not None and pci.ok:
         failed = set(dmesg.value.failed_pci_ids) if dmesg is not None and dmesg.ok else set()
         seen = len(gpus) - len(failed & {d.id for d in gpus}) if failed else len(gpus)
-        note = Text(f"dmesg: {', '.join(sorted(failed))} failed", style=BAD) if failed else Text("", style=DIM)
+        note = Text(safe(f"dmesg: {', '.join(sorted(failed))} failed"), style=BAD) if failed else Text("", style=DIM)
         rows.append(Row("driver", (Text("GPUs the driver initialised"),
                                    Text(str(seen), style="bold" if seen == len(gpus) else BAD), note)))
     else:
@@ -414,14 +414,14 @@ def gpu_count_rows(report: Report, profile: Profile) -> list[Row]:
             raw = (status.get(field) or {}).get(GPU_RESOURCE)
             count = str(raw) if raw is not None else "0"
             good = expected is not None and count == str(expected)
-            rows.append(Row(field, (Text(f"{GPU_RESOURCE} {field}"), Text(count, style="bold" if good else BAD),
+            rows.append(Row(field, (Text(f"{GPU_RESOURCE} {field}"), Text(safe(count), style="bold" if good else BAD),
                                     Text("" if good else f"expected {expected if expected is not None else '?'}",
                                          style=BAD))))
     else:
         for field in ("capacity", "allocatable"):
             rows.append(Row(field, (Text(f"{GPU_RESOURCE} {field}"), Text("?", style=UNKNOWN), unknown_text(node))))
     if allocated is not None and allocated.ok:
-        rows.append(Row("allocated", (Text(f"{GPU_RESOURCE} allocated to pods"), Text(str(allocated.value)),
+        rows.append(Row("allocated", (Text(f"{GPU_RESOURCE} allocated to pods"), Text(safe(allocated.value)),
                                       Text(""))))
     else:
         rows.append(Row("allocated", (Text(f"{GPU_RESOURCE} allocated to pods"), Text("?", style=UNKNOWN),
@@ -449,7 +449,7 @@ def plugin_pod_rows(pods: Iterable[dict[str, Any]]) -> list[Row]:
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         name = pod["metadata"]["name"]
         word, ready, restarts = pod_state(pod)
-        rows.append(Row(f"pod-{name}", (plain(name), Text(word, style=OK if word == "Running" else BAD),
+        rows.append(Row(f"pod-{name}", (plain(name), Text(safe(word), style=OK if word == "Running" else BAD),
                                         yes_no(ready), Text(str(restarts), justify="right",
                                                             style=BAD if restarts else ""))))
     return rows
@@ -467,10 +467,10 @@ def daemonset_line(fact: ProbeResult | None) -> Text:
     ready = int(status.get("numberReady") or 0)
     runtime_class = template.get("runtimeClassName")
     return Text.assemble(
-        ("Device plugin DaemonSet ", "bold"), (redact(f"{meta['namespace']}/{meta['name']}"), "bold"), "\n",
+        ("Device plugin DaemonSet ", "bold"), (safe(f"{meta['namespace']}/{meta['name']}"), "bold"), "\n",
         ("desired ", DIM), (str(desired), "bold" if desired else BAD),
         ("  ·  ready ", DIM), (str(ready), "bold" if ready and ready == desired else BAD),
-        ("  ·  runtimeClassName ", DIM), (redact(str(runtime_class or "not set")), OK if runtime_class else BAD),
+        ("  ·  runtimeClassName ", DIM), (safe(str(runtime_class or "not set")), OK if runtime_class else BAD),
         ("" if fact.value.pods else "  ·  no pods", BAD),
     )
 
@@ -478,9 +478,9 @@ def daemonset_line(fact: ProbeResult | None) -> Text:
 def test_pod_line(report: Report, ctx: PaneContext) -> Text:
     fact = fact_of(report, "gpu_workload")
     if fact is not None and fact.ok and fact.value is not None:
-        return Text.assemble(("Last test pod ", "bold"), redact(str(fact.value.summary)))
+        return Text.assemble(("Last test pod ", "bold"), safe(str(fact.value.summary)))
     if ctx.last_test_pod:
-        return Text.assemble(("Last test pod ", "bold"), redact(ctx.last_test_pod))
+        return Text.assemble(("Last test pod ", "bold"), safe(ctx.last_test_pod))
     return Text("Last test pod: none run yet (the gpu-workload action runs nvidia-smi in a pod)", style=DIM)
 
 

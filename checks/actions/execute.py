@@ -25,7 +25,7 @@ from checks.adapters.kube import KubeError
 from checks.audit import AuditLog, new_action_id
 from checks.engine import Target, make_context
 from checks.parsers.base import strip_ansi
-from checks.redact import redact
+from checks.redact import StreamRedactor, redact
 from checks.runner import CommandResult, display_argv, last_meaningful_line, run_command
 
 DEFAULT_TIMEOUT_S = 900.0
@@ -72,12 +72,13 @@ def error_line(result: CommandResult) -> str:
     """The line of a failed command that says why: the last one with an error word, else the last one."""
     if result.error or result.timed_out:
         return result.failure_reason()
-    for text in (result.stderr, result.stdout):
+    stderr, stdout = redact(result.stderr), redact(result.stdout)  # whole: a PEM body line has no marker
+    for text in (stderr, stdout):
         for line in reversed(text.splitlines()):
             cleaned = _LEADING_DECORATION.sub("", strip_ansi(line)).strip()
             if cleaned and _ERROR_WORDS.search(cleaned):
                 return f"exit {result.returncode}: {cleaned}"
-    last = last_meaningful_line(result.stderr) or last_meaningful_line(result.stdout) or "no output"
+    last = last_meaningful_line(stderr) or last_meaningful_line(stdout) or "no output"
     return f"exit {result.returncode}: {last}"
 
 
@@ -136,7 +137,10 @@ class _Runner:
         self._emit(ActionEvent(kind, text, stream))
 
     def line(self, stream: str) -> Callable[[str], None]:
-        return lambda text: self.emit("line", text, stream)
+        """The line callback of one stream of one command: redacted with what spans lines remembered
+        (a PEM block's body lines, a key whose value is on the next line)."""
+        stateful = StreamRedactor()
+        return lambda text: self.emit("line", stateful(text), stream)
 
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
@@ -173,7 +177,9 @@ class _Runner:
         path = Path(step.param("path"))
         relative = step.param("relative") or str(path)
         try:
-            written = await anyio.to_thread.run_sync(write_new_file, path, step.param("content"))
+            written = await anyio.to_thread.run_sync(
+                lambda: write_new_file(path, step.param("content"), repo=self.target.profile.infra_repo,
+                                       relative=step.param("relative") or None))
         except OSError as exc:
             return StepOutcome(False, _one_line(f"cannot write {relative}: {exc.strerror or exc}"),
                                _NODE_STATES["write"])
@@ -205,7 +211,8 @@ class _Runner:
         if role == "upgrade" and result.timed_out:
             # it may hang at "waiting for actor ID" although the node upgraded: the reboot check decides
             self.state.upgrade_timed_out = True
-            self.state.upgrade_last_line = last_meaningful_line(result.stderr) or last_meaningful_line(result.stdout)
+            self.state.upgrade_last_line = (last_meaningful_line(redact(result.stderr))
+                                            or last_meaningful_line(redact(result.stdout)))
             self.emit("phase", f"talosctl upgrade did not return within {result.duration_ms / 1000:.1f}s; "
                       "checking whether the node upgraded anyway")
             return StepOutcome(True, "")
@@ -322,6 +329,29 @@ async def run_action(plan: Plan, target: Target, emit: Callable[[ActionEvent], N
         if audit is not None:
             audit.record(action_id, "result", f"refused: {result.reason}", stage=plan.stage)
         return result
+    if audit is None or not plan.mutating:
+        return await _run_planned(plan, target, emit, action_id, timeout, audit, upgrade_timeout, poll_interval)
+    from contextlib import ExitStack
+
+    from checks.lock import NodeBusy, node_action_lock
+
+    with ExitStack() as held:
+        try:
+            # one action per node across processes: the lock lives in the state directory, beside the audit log
+            held.enter_context(node_action_lock(audit.path.parent, target.talos.node, stage=plan.stage))
+        except (NodeBusy, OSError) as busy:
+            reason = str(busy) if isinstance(busy, NodeBusy) else \
+                f"cannot take node {target.talos.node}'s action lock in {audit.path.parent}: {busy.strerror or busy}"
+            result = ActionResult("failed", _one_line(reason), "nothing was run")
+            audit.record(action_id, "result", f"refused: {result.reason}", stage=plan.stage)
+            return result
+        return await _run_planned(plan, target, emit, action_id, timeout, audit, upgrade_timeout, poll_interval)
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow
+
+
+async def _run_planned(plan: Plan, target: Target, emit: Callable[[ActionEvent], None], action_id: str,
+                       timeout: float, audit: AuditLog | None, upgrade_timeout: float | None,
+                       poll_interval: float) -> ActionResult:
     runner = _Runner(plan, target, emit, audit, action_id, time.monotonic() + timeout, upgrade_timeout,
                      poll_interval)
     runner.record("plan", plan.describe())

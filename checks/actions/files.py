@@ -14,13 +14,18 @@ import tempfile
 from pathlib import Path
 
 from checks.actions.model import FileChange, PlanError
+from checks.infra import OutsideRepo, path_in_repo
 from checks.profile import Profile
 
 FILE_MODE = 0o644
 
 
 def infra_path(profile: Profile, relative: str) -> Path:
-    return Path(os.path.abspath(profile.infra_repo / relative))
+    """The file's path; PlanError when it leaves the repo (`..`, a symlink to outside)."""
+    try:
+        return path_in_repo(profile.infra_repo, relative)
+    except OutsideRepo as exc:
+        raise PlanError(str(exc)) from None
 
 
 def unified_diff(existing: str, seed: str, relative: str) -> str:
@@ -50,12 +55,19 @@ def file_change(profile: Profile, relative: str, content: str) -> FileChange:
     return FileChange(path, relative, content, "differs", unified_diff(existing, content, relative))
 
 
-def write_new_file(path: Path, content: str) -> bool:
+def write_new_file(path: Path, content: str, *, repo: Path | None = None, relative: str | None = None) -> bool:
     """Write `content` to `path` if, and only if, it does not exist. True when written.
 
     Parent directories are created (with the user's umask); the file gets mode 0644. The data is
-    on disk (fsynced) before the file appears under its name.
+    on disk (fsynced) before the file appears under its name. With `repo` and `relative`, the path
+    is checked again right before writing (OutsideRepo, an OSError: a symlink to outside the repo
+    may have appeared since the plan).
     """
+    if repo is not None and relative is not None:
+        try:
+            path = path_in_repo(repo, relative)
+        except OutsideRepo as exc:
+            raise PermissionError(str(exc)) from None
     if path.exists() or path.is_symlink():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)

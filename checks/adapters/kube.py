@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,11 @@ from typing import Any
 from checks.redact import redact
 
 NOT_FOUND = 404
+TOO_MANY_REQUESTS = 429
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an answer larger than this is not read: the check says `unknown`
+READ_CHUNK = 1024 * 1024
+# words a reason carries when the API gave no usable answer (judged `unknown`, never `fail`)
+COULD_NOT_CHECK = "could not check"
 
 
 class KubeError(Exception):
@@ -60,9 +66,8 @@ def translate_exception(exc: BaseException, what: str) -> KubeError:
     if isinstance(exc, kubernetes_client().ApiException):
         status = exc.status or 0
         detail = _status_message(exc.body) or (exc.reason or "")
-        kind = {401: "unauthorized", 403: "forbidden", 404: "notfound", 410: "gone", 422: "invalid", 409: "conflict"}.get(
-            status, "server" if status >= 500 else "invalid"
-        )
+        kind = {401: "unauthorized", 403: "forbidden", 404: "notfound", 410: "gone", 422: "invalid", 409: "conflict",
+                429: "throttled"}.get(status, "server" if status >= 500 else "invalid")
         if status == 0:
             kind = "unreachable"
         if status == NOT_FOUND and not _names_an_object(exc.body):
@@ -130,7 +135,9 @@ class PodLog:
 class KubeReader:
     """Thin, blocking reads and writes of the few objects the checks and actions need."""
 
-    def __init__(self, api_client: Any, request_timeout: float = 5.0) -> None:
+    def __init__(self, api_client: Any, request_timeout: float = 5.0, deadline: float | None = None) -> None:
+        """`deadline` (time.monotonic()): a 429's Retry-After is waited for only when the retry still ends
+        before it (by default, when it is shorter than one request timeout)."""
         from checks.adapters.kube_import import kubernetes_client
 
         self.client = kubernetes_client()
@@ -140,27 +147,62 @@ class KubeReader:
         self.apps = self.client.AppsV1Api(api_client)
         self.node_api = self.client.NodeV1Api(api_client)
         self.calls: list[str] = []  # "METHOD path-ish" of each call, for tests and the idle benchmark
+        self.deadline = deadline
 
-    def _json(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _answer(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+        """The body of a successful answer, read in linear time and at most MAX_ANSWER_BYTES; a 429 is
+        retried once after its Retry-After when that fits the time left, else it is `throttled`."""
         self.calls.append(what)
+        for attempt in (1, 2):
+            try:
+                response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - every client failure becomes a KubeError
+                error = translate_exception(exc, what)
+                if error.status != TOO_MANY_REQUESTS:
+                    raise error from None
+                wait = _retry_after(exc)
+                if attempt == 1 and wait is not None and self._fits(wait):
+                    time.sleep(wait)
+                    continue
+                later = f" (Retry-After {wait:g}s is past the sweep's time limit)" if wait is not None else ""
+                raise KubeError("throttled", f"{error.message}{later}: {COULD_NOT_CHECK} now", error.status) from None
+            return _read_body(response, what)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _fits(self, wait: float) -> bool:
+        if wait < 0:
+            return False
+        if self.deadline is None:
+            return wait <= self.timeout
+        return time.monotonic() + wait + min(1.0, self.timeout) < self.deadline
+
+    def _json(self, what: str, method: Callable[..., Any], *args: Any, expect: str | None = None,
+              **kwargs: Any) -> Any:
+        """The answer as a JSON object; `expect` is the `kind` it must have (another kind, a cut or
+        invalid body, or a non-object is `badanswer`: could not check, never an empty result)."""
+        raw = self._answer(what, method, *args, **kwargs)
+        if not raw:
+            raise KubeError("badanswer", f"{what}: the API answered with an empty body: {COULD_NOT_CHECK}")
         try:
-            response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
-            raw = response.data
-        except Exception as exc:  # noqa: BLE001 - every client failure becomes a KubeError
-            raise translate_exception(exc, what) from None
-        try:
-            return json.loads(raw) if raw else {}
-        except ValueError:
-            raise KubeError("server", f"{what}: the API answered with something that is not JSON") from None
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise KubeError("badanswer", f"{what}: the API answered with something that is not JSON (cut short?): "
+                                         f"{COULD_NOT_CHECK}") from None
+        if not isinstance(data, dict):
+            raise KubeError("badanswer", f"{what}: the API answered a JSON {type(data).__name__}, not an object: "
+                                         f"{COULD_NOT_CHECK}")
+        kind = data.get("kind")
+        if expect is not None and kind != expect:
+            shown = repr(kind)[:60] if kind is not None else "no kind"
+            raise KubeError("badanswer", redact(f"{what}: the API answered {shown}, not a {expect}: {COULD_NOT_CHECK}"))
+        if expect is not None and expect.endswith("List"):
+            items = data.get("items")
+            if items is not None and (not isinstance(items, list) or not all(isinstance(i, dict) for i in items)):
+                raise KubeError("badanswer", f"{what}: the {expect}'s items are not objects: {COULD_NOT_CHECK}")
+        return data
 
     def _text(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
-        self.calls.append(what)
-        try:
-            response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
-            raw = response.data
-        except Exception as exc:  # noqa: BLE001
-            raise translate_exception(exc, what) from None
-        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        return self._answer(what, method, *args, **kwargs).decode("utf-8", errors="replace")
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -168,7 +210,7 @@ class KubeReader:
         return self._json("GET /version", self.client.VersionApi(self.api_client).get_code)
 
     def read_node(self, name: str) -> dict[str, Any]:
-        return self._json(f"GET node {name}", self.core.read_node, name)
+        return self._json(f"GET node {name}", self.core.read_node, name, expect="Node")
 
     def iter_nodes(self, page_size: int = 500) -> Iterator[dict[str, Any]]:
         token: str | None = None
@@ -176,7 +218,7 @@ class KubeReader:
             kwargs: dict[str, Any] = {"limit": page_size}
             if token:
                 kwargs["_continue"] = token
-            page = self._json("LIST nodes", self.core.list_node, **kwargs)
+            page = self._json("LIST nodes", self.core.list_node, expect="NodeList", **kwargs)
             yield from page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
             if not token:
@@ -197,13 +239,14 @@ class KubeReader:
         return by_hostname
 
     def read_runtime_class(self, name: str) -> dict[str, Any]:
-        return self._json(f"GET runtimeclass {name}", self.node_api.read_runtime_class, name)
+        return self._json(f"GET runtimeclass {name}", self.node_api.read_runtime_class, name, expect="RuntimeClass")
 
     def list_daemonsets(self, label_selector: str) -> list[dict[str, Any]]:
         data = self._json(
             f"LIST daemonsets -l {label_selector}",
             self.apps.list_daemon_set_for_all_namespaces,
             label_selector=label_selector,
+            expect="DaemonSetList",
         )
         return list(data.get("items") or [])
 
@@ -215,9 +258,10 @@ class KubeReader:
         if field_selector:
             kwargs["field_selector"] = field_selector
         if namespace:
-            data = self._json(f"LIST pods -n {namespace}", self.core.list_namespaced_pod, namespace, **kwargs)
+            data = self._json(f"LIST pods -n {namespace}", self.core.list_namespaced_pod, namespace, expect="PodList",
+                              **kwargs)
         else:
-            data = self._json("LIST pods -A", self.core.list_pod_for_all_namespaces, **kwargs)
+            data = self._json("LIST pods -A", self.core.list_pod_for_all_namespaces, expect="PodList", **kwargs)
         return list(data.get("items") or [])
 
     def list_events(self, namespace: str, involved_name: str) -> list[dict[str, Any]]:
@@ -226,11 +270,12 @@ class KubeReader:
             self.core.list_namespaced_event,
             namespace,
             field_selector=f"involvedObject.name={involved_name}",
+            expect="EventList",
         )
         return list(data.get("items") or [])
 
     def read_pod(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._json(f"GET pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace)
+        return self._json(f"GET pod {namespace}/{name}", self.core.read_namespaced_pod, name, namespace, expect="Pod")
 
     def pod_log(self, namespace: str, name: str, *, container: str | None = None, tail_lines: int = 200,
                 previous: bool = False) -> str:
@@ -256,6 +301,43 @@ class KubeReader:
         except KubeError as exc:
             if not exc.is_not_found:
                 raise
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    """The seconds of a 429's Retry-After header (an integer), else None."""
+    headers = getattr(exc, "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return float(int(str(value).strip())) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _read_body(response: Any, what: str) -> bytes:
+    """Every byte of the answer, in chunks joined once (linear), refusing past MAX_ANSWER_BYTES; a body cut
+    short (the connection closed before Content-Length) is `truncated`, never what arrived of it."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.stream(READ_CHUNK):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise KubeError("toolarge", f"{what}: the answer is larger than {MAX_ANSWER_BYTES // (1024 * 1024)} MB: "
+                                            f"not read ({COULD_NOT_CHECK})")
+            chunks.append(chunk)
+    except KubeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - urllib3's ProtocolError, IncompleteRead, ReadTimeoutError …
+        lowered = f"{type(exc).__name__}: {exc}".lower()
+        if "timed out" in lowered or "timeout" in lowered:
+            raise KubeError("timeout", f"{what}: Kubernetes API timed out") from None
+        raise KubeError("truncated", f"{what}: the answer was cut short ({type(exc).__name__}): "
+                                     f"{COULD_NOT_CHECK}") from None
+    finally:
+        release = getattr(response, "release_conn", None)
+        if release is not None:
+            release()
+    return b"".join(chunks)
 
 
 MUTATING_PREFIXES = ("CREATE", "DELETE", "PATCH", "UPDATE")

@@ -82,6 +82,29 @@ _prewarming = False
 
 
 def _import() -> KubernetesClient:
+    client = _import_client()
+    _guard_exec_plugins()
+    return client
+
+
+def _guard_exec_plugins() -> None:
+    """The kubeconfig's exec credential plugin is started by the client with `subprocess.Popen`: make it
+    `GuardedPopen` (own process group, stdin /dev/null, bounded, killed on the way out), so a hanging
+    plugin neither blocks for ever nor outlives talos-gpu."""
+    from types import SimpleNamespace
+
+    from checks.runner import GuardedPopen
+
+    module = sys.modules.get("kubernetes.config.exec_provider")
+    current = getattr(module, "subprocess", None)
+    if module is None or current is None or getattr(current, "Popen", None) is GuardedPopen:
+        return
+    import subprocess
+
+    module.subprocess = SimpleNamespace(**{**vars(subprocess), "Popen": GuardedPopen})  # type: ignore[attr-defined]
+
+
+def _import_client() -> KubernetesClient:
     if "kubernetes.client" not in sys.modules:
         registered: list[str] = []
         try:

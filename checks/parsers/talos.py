@@ -330,8 +330,28 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _resources_or_table(text: str, expected: str) -> list[dict[str, Any]] | Table | ParseError:
-    """Auto-detect talosctl output: a JSON stream, a YAML stream or a table (whichever starts first)."""
+def _type_matches(value: str, kind: str) -> bool:
+    """`PCIDevices.hardware.talos.dev` (yaml/json) or `PCIDevice` (table) is the kind `pcidevice`."""
+    first = value.split(".", 1)[0].lower()
+    return first in (kind, f"{kind}s", f"{kind}es")
+
+
+def _wrong_kind(parsed: list[dict[str, Any]] | Table, kind: str) -> str | None:
+    """Why the answer is another kind of resource than the one asked for (a machine config document
+    answering `get pcidevices` must not read as "no PCI devices"), else None."""
+    if isinstance(parsed, Table):
+        types = {parsed.get(row, "TYPE") or "" for row in parsed.rows} if parsed.has("TYPE") else set()
+    else:
+        types = {value for resource in parsed if isinstance(value := _dig(resource, "metadata", "type"), str)}
+        if parsed and not types and not any(isinstance(r.get("spec"), dict) for r in parsed):
+            return "documents that are not Talos resources (no metadata.type, no spec)"
+    wrong = sorted(t for t in types if t and not _type_matches(t, kind))
+    return f"a {wrong[0]} resource, not a {kind} (the wrong kind of answer)" if wrong else None
+
+
+def _resources_or_table(text: str, expected: str, kind: str | None = None) -> list[dict[str, Any]] | Table | ParseError:
+    """Auto-detect talosctl output: a JSON stream, a YAML stream or a table (whichever starts first).
+    With `kind` (e.g. `pcidevice`), resources of another type are an error, never an empty answer."""
     refused = too_large(text, expected)
     if refused:
         return refused
@@ -350,6 +370,9 @@ def _resources_or_table(text: str, expected: str) -> list[dict[str, Any]] | Tabl
         return ParseError(expected, first_line(strip_ansi(text)))
     if is_error(result):
         return ParseError(expected, result.detail)
+    wrong = _wrong_kind(result, kind) if kind else None
+    if wrong:
+        return ParseError(expected, truncate(wrong))
     return result
 
 
@@ -385,7 +408,7 @@ def parse_extensions(text: str) -> list[Extension] | ParseError:
     The virtual ``schematic`` (formerly ``flavor``) and ``modules.dep`` extensions are returned like any
     other; see ``schematic_id``.
     """
-    parsed = _resources_or_table(text, EXTENSIONS_EXPECTED)
+    parsed = _resources_or_table(text, EXTENSIONS_EXPECTED, "extensionstatus")
     if is_error(parsed):
         return parsed
     extensions: list[Extension] = []
@@ -596,7 +619,7 @@ def parse_kernel_module_specs(text: str) -> list[str] | ParseError:
     `-o yaml` prints nothing at all when the config asks for no module: that is an empty list."""
     if isinstance(text, str) and not text.strip():
         return []
-    parsed = _resources_or_table(text, MODULE_SPECS_EXPECTED)
+    parsed = _resources_or_table(text, MODULE_SPECS_EXPECTED, "kernelmodulespec")
     if is_error(parsed):
         return parsed
     if isinstance(parsed, Table):
@@ -868,7 +891,7 @@ def _as_bool(value: Any) -> bool:
 def parse_machine_status(text: str) -> MachineStatus | ParseError:
     """``talosctl get machinestatus`` as -o yaml / -o json (spec.stage, spec.status.ready,
     spec.status.unmetConditions) or as a table (STAGE and READY columns)."""
-    parsed = _resources_or_table(text, MACHINE_STATUS_EXPECTED)
+    parsed = _resources_or_table(text, MACHINE_STATUS_EXPECTED, "machinestatus")
     if is_error(parsed):
         return parsed
     if isinstance(parsed, Table):
@@ -932,7 +955,7 @@ def parse_pci_devices(text: str) -> list[PCIDevice] | ParseError:
     """``talosctl get pcidevices`` as a table (CLASS, SUBCLASS, VENDOR, PRODUCT columns; cells may hold
     single spaces) or as -o yaml / -o json (spec.class, subclass, vendor, product, class_id, subclass_id,
     vendor_id, product_id, driver)."""
-    parsed = _resources_or_table(text, PCI_EXPECTED)
+    parsed = _resources_or_table(text, PCI_EXPECTED, "pcidevice")
     if is_error(parsed):
         return parsed
     if isinstance(parsed, Table):
@@ -983,7 +1006,7 @@ RUNTIME_CONFIG_EXPECTED = "a TOML /etc/nvidia-container-runtime/config.toml"
 def parse_nodename(text: str) -> str | ParseError:
     """The node's Kubernetes name from ``talosctl get nodename -o yaml`` (spec.nodename); a table with a
     NODENAME column is accepted too."""
-    parsed = _resources_or_table(text, NODENAME_EXPECTED)
+    parsed = _resources_or_table(text, NODENAME_EXPECTED, "nodename")
     if is_error(parsed):
         return parsed
     if isinstance(parsed, Table):

@@ -27,7 +27,14 @@ Fault knobs (``state["faults"]``; a knob that is ``false``/``null``/``0`` is off
                     N times its size (a large annotation on each item; semantics unchanged)
 ``watch_drop_after`` ``S`` seconds: watch and ``log?follow=true`` streams are cut after S s,
                     mid-stream (the connection is closed without the closing chunk)
+``api_answer``      ``{"path_regex": "...", "method"?: "GET", "body"?: "...", "cut"?: true,
+                    "pad_mb"?: N}`` (or a list): a matching request's 200 answer is replaced by
+                    ``body`` (raw text: not JSON, another kind), sent with its full Content-Length
+                    but only its first half (``cut``: the connection then closes), or padded with
+                    an N MB annotation (``pad_mb``: still valid JSON)
 =================== =================================================================================
+
+``api_status`` takes ``"retry_after": N`` too: the answer carries ``Retry-After: N``.
 """
 
 from __future__ import annotations
@@ -569,6 +576,19 @@ def _now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def _padded_answer(body: bytes, megabytes: float) -> bytes:
+    """The JSON object `body` with an annotation of about `megabytes` MB (still valid, same meaning)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(document, dict):
+        metadata = document.setdefault("metadata", {})
+        if isinstance(metadata, dict):
+            metadata.setdefault("annotations", {})["lab.talos-gpu/padding"] = "x" * int(megabytes * 1024 * 1024)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def _fault_on(value: Any) -> bool:
     return value not in (None, False, 0, "", {}, [])
 
@@ -668,6 +688,15 @@ class ApiHandler(BaseHTTPRequestHandler):
 
     def _send(self, code: int, body: bytes, content_type: str = "application/json",
               headers: Mapping[str, str] | None = None) -> None:
+        rule = getattr(self, "answer_rule", None)
+        cut = False
+        if rule is not None and code == 200 and (content_type == "application/json" or rule.get("body") is not None):
+            self.answer_rule = None
+            if rule.get("body") is not None:
+                body = str(rule["body"]).encode()
+            if rule.get("pad_mb"):
+                body = _padded_answer(body, float(rule["pad_mb"]))
+            cut = bool(rule.get("cut"))
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -676,13 +705,18 @@ class ApiHandler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
+        if cut:  # the full length announced, half of it sent, then the connection dropped
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            raise StreamCut()
         self.wfile.write(body)
 
     def _send_json(self, code: int, body: Any) -> None:
         self._send(code, json.dumps(body, separators=(",", ":")).encode())
 
     def _send_error(self, error: ApiError) -> None:
-        self._send_json(error.code, error.status())
+        self._send(error.code, json.dumps(error.status(), separators=(",", ":")).encode(),
+                   headers=getattr(error, "headers", None))
 
     def _start_stream(self, content_type: str) -> None:
         self.send_response(200)
@@ -743,6 +777,13 @@ class ApiHandler(BaseHTTPRequestHandler):
             pattern = hang.get("path_regex") if isinstance(hang, Mapping) else None
             if not pattern or re.search(pattern, path):
                 time.sleep(seconds)
+        self.answer_rule = None
+        answers = faults.get("api_answer")
+        for rule in (answers if isinstance(answers, list) else [answers]) if _fault_on(answers) else []:
+            if isinstance(rule, Mapping) and (not rule.get("method") or str(rule["method"]).upper() == method) \
+                    and re.search(str(rule.get("path_regex") or ".*"), path):
+                self.answer_rule = rule
+                break
         rules = faults.get("api_status")
         if not _fault_on(rules):
             return
@@ -761,7 +802,10 @@ class ApiHandler(BaseHTTPRequestHandler):
                     500: "Internal error occurred: etcdserver: request timed out",
                     503: "the server is currently unable to handle the request",
                 }
-                raise ApiError(code, str(rule.get("message") or defaults.get(code, "error")))
+                error = ApiError(code, str(rule.get("message") or defaults.get(code, "error")))
+                if rule.get("retry_after") is not None:
+                    error.headers = {"Retry-After": str(rule["retry_after"])}  # type: ignore[attr-defined]
+                raise error
 
     # --- routing ------------------------------------------------------------------------------
 

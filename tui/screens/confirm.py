@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from checks.redact import redact
+from checks.sanitize import safe
 
 FILE_STATES = {
     "create": ("+ create", "bold green", "missing: will be written"),
@@ -34,24 +34,24 @@ def plan_renderable(plan: Any) -> RenderableType:
     if plan.reboots:
         parts.append(Text(" ⚠ THIS ACTION REBOOTS THE NODE ", style="bold reverse red"))
     for warning in plan.warnings:
-        parts.append(Text(f"⚠ {redact(warning)}", style="bold yellow"))
+        parts.append(Text(f"⚠ {safe(warning)}", style="bold yellow"))
     parts.append(Text("Steps", style="bold underline"))
     for number, step in enumerate(plan.steps, 1):
-        parts.append(Text(f"{number}. {redact(step.description)}"))
+        parts.append(Text(f"{number}. {safe(step.description)}"))
         if step.display:
-            parts.append(Text.assemble("   $ ", (redact(step.display), "bold green")))
+            parts.append(Text.assemble("   $ ", (safe(step.display), "bold green")))
     if plan.files:
         parts.append(Text("Files", style="bold underline"))
         for change in plan.files:
             label, style, meaning = FILE_STATES.get(change.state, (change.state, "bold", ""))
-            parts.append(Text.assemble(f"  {label:<10}", (redact(change.relative), style), (f"  {meaning}", "dim")))
+            parts.append(Text.assemble(f"  {label:<10}", (safe(change.relative), style), (f"  {meaning}", "dim")))
             if change.state == "differs" and change.diff:
                 from rich.syntax import Syntax  # pygments: only when there is a diff to show
 
-                parts.append(Syntax(redact(change.diff), "diff", theme="ansi_dark", word_wrap=True))
+                parts.append(Syntax(safe(change.diff), "diff", theme="ansi_dark", word_wrap=True))
     if plan.preview:
         parts.append(Text("Preview", style="bold underline"))
-        parts.append(Text(redact(plan.preview), style="dim"))
+        parts.append(Text(safe(plan.preview), style="dim"))
     return Group(*parts)
 
 
@@ -71,11 +71,11 @@ class ConfirmActionScreen(ModalScreen[bool]):
         with Vertical(id="confirm-dialog"):
             yield Label(Text.assemble(("Run the action of ", ""), (self.plan.stage, "bold"), "?"),
                         id="confirm-title")
-            yield Static(Text(redact(self.plan.title), style="bold"), id="confirm-plan-title")
+            yield Static(Text(safe(self.plan.title), style="bold"), id="confirm-plan-title")
             with VerticalScroll(id="confirm-body"):
                 yield Static(plan_renderable(self.plan), id="confirm-plan")
             if self.plan.confirm_word:
-                word = redact(self.plan.confirm_word)
+                word = safe(self.plan.confirm_word)
                 yield Label(Text.assemble("Type the node's name ", (word, "bold"),
                                           " and press enter to confirm the reboot (esc cancels):"),
                             id="confirm-word-label")
@@ -102,8 +102,8 @@ class ConfirmActionScreen(ModalScreen[bool]):
         if event.value.strip() == self.plan.confirm_word:
             self.dismiss(True)
         else:
-            self.notify(f"Type {redact(self.plan.confirm_word)} exactly to confirm, or esc to cancel",
-                        severity="warning", timeout=4)
+            self.notify(f"Type {safe(self.plan.confirm_word)} exactly to confirm, or esc to cancel",
+                        severity="warning", timeout=4, markup=False)
 
     @on(Button.Pressed, "#confirm")
     def _confirm(self) -> None:

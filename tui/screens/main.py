@@ -30,6 +30,7 @@ from textual.widgets import Input, Label
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from checks.errors import UsageError, one_line
+from checks.sanitize import safe
 from checks.stages import SEED_STAGES, StageSpec, stage_spec
 from tui.messages import (
     ActionFinished,
@@ -373,7 +374,7 @@ class MainScreen(Screen):
     def _target_failed(self, message: TargetFailed) -> None:
         # The runner prints the line once the terminal is restored (`TalosGpuApp.exit_line`): Textual's exit
         # message goes through Rich, which wraps it at the terminal's width.
-        self.app.exit_line = f"talos-gpu: {message.reason}"  # type: ignore[attr-defined]
+        self.app.exit_line = f"talos-gpu: {safe(message.reason, one_line=True)}"  # type: ignore[attr-defined]
         self.app.exit(2, return_code=2)
 
     def on_resize(self) -> None:
@@ -478,7 +479,7 @@ class MainScreen(Screen):
         self.sweeps_done += 1
         self.context_bar.sweeping = False
         self.context_bar.redraw()
-        self.notify(f"The check itself failed: {message.reason}", title="check failed", severity="error")
+        self.notify(safe(f"The check itself failed: {message.reason}"), title="check failed", severity="error", markup=False)
         self.log_line(f"check failed: {message.reason}", "error")
         self._schedule_next_sweep()
 
@@ -581,7 +582,8 @@ class MainScreen(Screen):
 
         unknown = {s.id: s.summary for s in report.stages if s.status is Status.UNKNOWN and s.id not in self.expected}
         for stage_id in sorted(set(unknown) - self.unknown_stages):
-            self.notify(unknown[stage_id], title=f"{stage_id}: could not check", severity="warning", timeout=8)
+            self.notify(safe(unknown[stage_id]), title=f"{stage_id}: could not check", severity="warning", timeout=8,
+                        markup=False)
             self.log_line(f"{stage_id}: could not check: {unknown[stage_id]}", "stderr")
         self.unknown_stages = set(unknown)
         root = report.root_cause.stage if report.root_cause else None
@@ -744,7 +746,7 @@ class MainScreen(Screen):
     @on(PlanFailed)
     def _plan_failed(self, message: PlanFailed) -> None:
         self.planning = None
-        self.notify(message.reason, title=f"cannot plan {message.stage}", severity="error")
+        self.notify(safe(message.reason), title=f"cannot plan {message.stage}", severity="error", markup=False)
         self.log_line(f"cannot plan the {message.stage} action: {message.reason}", "error")
 
     @on(PlanReady)
@@ -856,7 +858,7 @@ class MainScreen(Screen):
         if message.node_state:
             text += f" ({message.node_state})"
         self.log_line(text, "ok" if ok else "error")
-        self.notify(message.reason, title=f"{message.stage} action {message.status}",
+        self.notify(safe(message.reason), title=f"{message.stage} action {message.status}", markup=False,
                     severity="information" if ok else "error")
         if message.stage == "gpu-workload":
             from widgets.panes import test_pod_summary
@@ -948,10 +950,8 @@ class MainScreen(Screen):
         if not fix:
             self.notify("This stage has no command to copy")
             return
-        from checks.redact import redact
-
-        self.app.copy_to_clipboard(redact(fix))
-        self.notify(redact(fix), title="Copied to the clipboard")
+        self.app.copy_to_clipboard(safe(fix, one_line=True))
+        self.notify(safe(fix), title="Copied to the clipboard", markup=False)
 
     async def action_save_log(self) -> None:
         await self._mount_rest()
@@ -959,12 +959,13 @@ class MainScreen(Screen):
         stamp = datetime.fromtimestamp(self.settings.clock(), UTC).strftime("%Y%m%dT%H%M%SZ")
         path = directory / f"talos-gpu-log-{stamp}.txt"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(self.action_log.plain_text(), encoding="utf-8")
+            from checks.audit import write_private
+
+            write_private(path, self.action_log.plain_text())
         except OSError as exc:
-            self.notify(one_line(exc), title="could not save the log", severity="error")
+            self.notify(safe(one_line(exc)), title="could not save the log", severity="error", markup=False)
             return
-        self.notify(str(path), title="Log saved")
+        self.notify(safe(path), title="Log saved", markup=False)
 
     # ---- filter -------------------------------------------------------------------------------------
 
