@@ -45,7 +45,7 @@ OUTPUT_FORMATS = ("table", "json", "yaml", "markdown")
 # The lab's scenarios, known without importing the lab (the demo's first frame must not wait for it);
 # tests/test_cli.py checks this list against lab.scenarios.SCENARIOS.
 SCENARIO_NAMES = ("fresh", "healthy", "extensions-missing", "mixed-tracks", "driver-mismatch", "modules-not-loaded",
-                  "bpf-sysctl-missing", "no-cgroups-missing", "runtimeclass-missing", "nfd-affinity",
+                  "bpf-sysctl-missing", "runbook-patch-applied", "runbook-patch-in-repo", "runtimeclass-missing", "nfd-affinity",
                   "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready")
 
 # `check` when its reader goes away before the report is out (`check | head -1`): no traceback, no message,
