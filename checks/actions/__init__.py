@@ -3,9 +3,10 @@
 The contract is checks/actions/CONTRACT.md; `talos-gpu enable` and the TUI use only these names.
 """
 
+from typing import Any
+
 from checks.actions.execute import run_action
 from checks.actions.model import (
-    ACTION_STAGES,
     ActionEvent,
     ActionResult,
     FileChange,
@@ -15,6 +16,15 @@ from checks.actions.model import (
 )
 from checks.actions.plans import plan_action
 from checks.audit import AuditLog, default_audit_path
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ACTION_STAGES":  # derived from the stage table (checks/actions/model.py)
+        from checks.actions import model
+
+        return model.ACTION_STAGES
+    raise AttributeError(name)
+
 
 __all__ = [
     "ACTION_STAGES",
