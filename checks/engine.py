@@ -151,10 +151,10 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
         remembered, plugin = node_cache.recall(target.kube.server, target.talos.node)
     ctx = make_context(target, timeout=timeout, pod_test=pod_test, remembered_node=remembered,
                        remembered_plugin=plugin)
-    choices = paths.candidates(target.profile)
-    probes = paths.probes_of(choices if stages is None else (), stages or ())
-    probes = tuple(sorted({probe_nodename.name: probe_nodename, **{p.name: p for p in probes}}.values(),
-                          key=lambda probe: probe.order))
+    guess = previous.path if previous is not None else \
+        node_cache.remembered_path(target.kube.server, target.talos.node)
+    choices = guessed_paths(target, guess)
+    probes = _with_nodename(paths.probes_of(choices if stages is None else (), stages or ()))
     wanted = {probe.name for probe in probes}
     if previous is not None and only is not None:
         for name, fact in previous.facts.items():
@@ -164,6 +164,9 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
     version = facts.get("talos_version")
     talos_version = getattr(version.value, "server_tag", None) if version is not None and version.ok else None
     path = paths.choose(target.profile, talos_version)
+    if stages is None and path not in choices:  # the node moved to another path (an upgrade): its facts too
+        missing = tuple(probe for probe in path.probes() if probe.name not in facts)
+        facts = await gather(ctx, missing, max(0.5, ctx.deadline - time.monotonic()))
     judged = stages if stages is not None else path.stages
 
     def conclude() -> Report:
@@ -176,13 +179,29 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
         node = facts.get("kube_node")
         kube_node = node.value["metadata"]["name"] if node is not None and node.ok else None
         plugin = plugin_names(facts.get("device_plugin"))
-        if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin):
-            node_cache.remember(target.kube.server, target.talos.node, kube_node, plugin=plugin)
+        if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin or path.name != guess):
+            node_cache.remember(target.kube.server, target.talos.node, kube_node, plugin=plugin,
+                                enablement_path=path.name)
         return Report(target.talos.node, kube_node, results, root_cause(results), facts,
                       int((time.monotonic() - started) * 1000), path=path.name,
                       talos_version=str(talos_version) if talos_version else None)
 
     return await anyio.to_thread.run_sync(conclude)
+
+
+def guessed_paths(target: Target, guess: str | None) -> tuple[Any, ...]:
+    """The paths whose facts a sweep gathers at once: the profile's; else the one the last run found for this
+    node (a wrong guess costs a second round for the other path's facts, never a wrong answer); else all."""
+    from checks import paths
+
+    choices = paths.candidates(target.profile)
+    remembered = [path for path in choices if path.name == guess]
+    return tuple(remembered) or choices
+
+
+def _with_nodename(probes: tuple[Probe, ...]) -> tuple[Probe, ...]:
+    return tuple(sorted({probe_nodename.name: probe_nodename, **{p.name: p for p in probes}}.values(),
+                        key=lambda probe: probe.order))
 
 
 def start_kube_process(target: Target, *, timeout: float, pod_test: bool = False) -> KubeProcess | None:
@@ -193,8 +212,9 @@ def start_kube_process(target: Target, *, timeout: float, pod_test: bool = False
     if pod_test:
         return None
     from checks import node_cache
-    from checks.paths import candidates, probes_of
+    from checks.paths import probes_of
 
     node, plugin = node_cache.recall(target.kube.server, target.talos.node)
-    probes = tuple(probe for probe in probes_of(candidates(target.profile)) if probe.kube)
+    guess = node_cache.remembered_path(target.kube.server, target.talos.node)
+    probes = tuple(probe for probe in probes_of(guessed_paths(target, guess)) if probe.kube)
     return KubeProcess.start(target, timeout=timeout, remembered_node=node, remembered_plugin=plugin, probes=probes)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from checks import parsers
+from checks.lazy import parsers  # imported on first use (see checks/lazy.py)
 from checks.model import Judgement, ProbeResult, Status
 from checks.profile import Profile
 from checks.schematic import installer_image, nvidia_schematic

@@ -7,7 +7,6 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from checks import parsers
 from checks.judges import (
     JudgeInput,
     judge_container_runtime,
@@ -17,6 +16,7 @@ from checks.judges import (
     quote,
     unknown,
 )
+from checks.lazy import parsers
 from checks.model import Judgement, ProbeResult, Status
 from checks.paths.gpu_operator.kube import CLUSTER_POLICY, POD_SECURITY_LABEL, POD_SECURITY_LEVEL
 from checks.paths.gpu_operator.probes import CDI_DIR, CDI_SPEC, DEVICE_PLUGIN_APP, VALIDATOR_APP
