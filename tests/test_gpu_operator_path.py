@@ -296,3 +296,28 @@ def test_profile_path_and_gpu_operator_are_read(tmp_path: Path) -> None:
     assert profile.path == "gpu-operator"
     assert (profile.gpu_operator.namespace, profile.gpu_operator.version, profile.gpu_operator.release) == \
         ("gpu", "v26.4.0", "gpu-operator")
+
+
+def test_a_wrongly_remembered_path_costs_a_second_round_never_a_wrong_answer(lab: Any, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import anyio
+
+    from checks import node_cache
+    from checks.engine import run_sweep
+    from tests.test_actions_support import make_target
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    handle = lab("healthy")  # Talos v1.11.5: the device-plugin path
+    target = make_target(handle, tmp_path)
+    first = anyio.run(lambda: run_sweep(target, timeout=30))
+    assert first.path == "device-plugin" and first.overall is Status.PASS
+    assert node_cache.remembered_path(target.kube.server, target.talos.node) == "device-plugin"
+    assert first.facts["cluster_policy"].missing  # first contact: both paths' facts (no CRD on this node)
+    assert first.facts["cluster_policy"].value == "no ClusterPolicy CRD"
+    again = anyio.run(lambda: run_sweep(target, timeout=30))
+    assert "cluster_policy" not in again.facts  # the remembered path: the other one's facts are not read
+    node_cache.remember(target.kube.server, target.talos.node, "gpu-node-1", enablement_path="gpu-operator")
+    moved = anyio.run(lambda: run_sweep(target, timeout=30))
+    assert moved.path == "device-plugin" and moved.overall is Status.PASS
+    assert {"device_plugin", "bpf_sysctl", "helm_release"} <= set(moved.facts)
+    assert node_cache.remembered_path(target.kube.server, target.talos.node) == "device-plugin"

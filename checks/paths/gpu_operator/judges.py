@@ -19,7 +19,7 @@ from checks.judges import (
 from checks.lazy import parsers
 from checks.model import Judgement, ProbeResult, Status
 from checks.paths.gpu_operator.kube import CLUSTER_POLICY, POD_SECURITY_LABEL, POD_SECURITY_LEVEL
-from checks.paths.gpu_operator.probes import CDI_DIR, CDI_SPEC, DEVICE_PLUGIN_APP, VALIDATOR_APP
+from checks.paths.gpu_operator.probes import CDI_DIR, CDI_SPEC, DEVICE_PLUGIN_APP, NO_CRD, VALIDATOR_APP
 from checks.profile import MIN_GPU_OPERATOR, Profile
 from checks.releases import release_for
 
@@ -265,7 +265,8 @@ def judge_operator(inp: JudgeInput) -> Judgement:
                              f"kubectl get clusterpolicy {CLUSTER_POLICY} -o yaml  and  kubectl -n {spec.namespace} "
                              "get pods"))
     elif policy.missing:
-        evidence.append(f"kubectl get clusterpolicy {CLUSTER_POLICY}: not found")
+        why = " (no ClusterPolicy CRD: the operator's chart installs it)" if policy.value == NO_CRD else ""
+        evidence.append(f"kubectl get clusterpolicy {CLUSTER_POLICY}: not found{why}")
         if release is not None:
             problems.append((f"ClusterPolicy {CLUSTER_POLICY} not found although the operator's release is installed",
                              f"kubectl -n {spec.namespace} logs deploy/{spec.release}"))

@@ -15,6 +15,7 @@ CDI_SPEC = "nvidia.yaml"
 # the operator's DaemonSets whose pods on the node this path judges (NVIDIA/gpu-operator assets/, label `app`)
 DEVICE_PLUGIN_APP = "nvidia-device-plugin-daemonset"
 VALIDATOR_APP = "nvidia-operator-validator"
+NO_CRD = "no ClusterPolicy CRD"  # the value of a missing cluster_policy when the API does not serve the kind
 
 
 @probe("cdi_specs", f"talosctl ls {CDI_DIR}", order=105)
@@ -65,7 +66,9 @@ async def probe_cluster_policy(ctx: ProbeContext) -> ProbeResult:
     try:
         value = await ctx.call_kube(kube.read_cluster_policy)
     except KubeError as exc:
-        # 404: no such object, or no such resource (the CRD comes with the operator's chart)
+        # 404: no such object; or no such kind: the ClusterPolicy CRD comes with the operator's chart
+        if exc.kind == "notserved":
+            return ProbeResult("cluster_policy", source, value=NO_CRD, missing=True)
         return ProbeResult("cluster_policy", source, missing=exc.is_not_found,
                            error=None if exc.is_not_found else exc.message)
     return ProbeResult("cluster_policy", source, value=value)
