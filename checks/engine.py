@@ -6,9 +6,10 @@ import time
 
 import anyio
 
+from checks.context import make_context
 from checks.kube_process import KUBE_PROBES, KubeProcess
 from checks.model import Judgement, ProbeResult, Report, Status
-from checks.probes import PROBES, PluginNames, ProbeContext, plugin_names
+from checks.probes import PROBES, ProbeContext, plugin_names
 from checks.stages import SEED_STAGES, StageSpec
 from checks.target import Target
 
@@ -22,22 +23,6 @@ PROBE_ORDER = (
     "health", "helm_release",
     "kube_node", "runtime_class", "device_plugin", "gpu_allocations", "gpu_workload",
 )
-
-
-def make_context(target: Target, *, timeout: float, pod_test: bool = False, remembered_node: str | None = None,
-                 remembered_plugin: PluginNames | None = None) -> ProbeContext:
-    return ProbeContext(
-        talos=target.talos,
-        kube=target.kube,
-        profile=target.profile,
-        talosctl=target.talosctl(),
-        helm=target.helm(),
-        deadline=time.monotonic() + timeout,
-        pod_test=pod_test,
-        kube_request_timeout=min(5.0, max(1.0, timeout / 4)),
-        remembered_node=remembered_node,
-        remembered_plugin=remembered_plugin,
-    )
 
 
 async def _warm_imports(kube: bool) -> None:

@@ -18,7 +18,7 @@ from checks.config import find_helm, resolve_kube, resolve_talos, talosctl_path
 from checks.engine import Target, run_sweep
 from checks.model import Report
 from checks.profile import Profile
-from checks.redact import install_secrets_from
+from checks.secrets import install_secrets_from
 from checks.stages import SEED_STAGES, stage_spec
 from lab.runtime import LabHandle, start_lab
 from tests.procs import live_command_lines

@@ -125,9 +125,7 @@ class ChecklistApp(App):
 
     def compose(self) -> ComposeResult:
         from checks.stages import SEED_STAGES
-        from tui.headless import status_text
-
-        yield StageChecklist(SEED_STAGES, status_text)
+        yield StageChecklist(SEED_STAGES)
 
     def on_stage_checklist_stage_highlighted(self, message: StageChecklist.StageHighlighted) -> None:
         self.posted.append(("highlighted", message.stage_id))

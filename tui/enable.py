@@ -30,7 +30,8 @@ from checks.audit import AuditLog, default_audit_path
 from checks.engine import Target, run_sweep
 from checks.model import Report, StageResult, Status
 from checks.sanitize import safe
-from tui.headless import render_report, status_text
+from tui.headless import render_report
+from widgets.status import status_text
 
 PROG = "talos-gpu"
 SETTLE_S = 120.0  # after an action, how long the re-checks may wait for its stage to pass

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -50,7 +49,7 @@ from widgets.key_hints import KeyHints
 if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when mounted (after the first frame)
     from textual.widgets import TabbedContent
 
-    from checks.model import ProbeResult, Report, Status
+    from checks.model import ProbeResult, Report
     from checks.profile import Profile
     from checks.target import Target
     from widgets.action_log import ActionLog
@@ -73,14 +72,6 @@ FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5
 
 
 REPAIR_ONLY_ACTIONS = ("cluster", "container-runtime")
-
-
-def status_text(status: Status) -> Text:
-    """The same icon-and-word rendering as `talos-gpu check` (imported on first use: `tui.headless` loads the
-    engine, which the first frame does not need)."""
-    from tui.headless import status_text as headless_status_text
-
-    return headless_status_text(status)
 
 
 @dataclass
@@ -202,7 +193,7 @@ class MainScreen(Screen):
         with Horizontal(id="top"):
             with Vertical(id="checklist-box"):
                 yield Label("Checklist", classes="box-title")
-                yield StageChecklist(self.settings.stages, status_text, stable=self.settings.stable_output,
+                yield StageChecklist(self.settings.stages, stable=self.settings.stable_output,
                                      id="checklist")
             if not lean:
                 yield self._panes()
@@ -225,7 +216,7 @@ class MainScreen(Screen):
         from widgets.details import StageDetails
 
         # the filter field (hidden until /) is mounted after the first frame, before the footer
-        return Horizontal(StageDetails(status_text, id="details"),
+        return Horizontal(StageDetails(id="details"),
                           Vertical(Label("Action log", classes="box-title"), ActionLog(id="log"), id="log-box"),
                           id="bottom")
 
