@@ -30,6 +30,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from checks.errors import UsageError, one_line
 from checks.sanitize import safe
+from checks.session import SETTLE_RECHECK_S, Settling, rebooting_reason
 from checks.stages import SEED_STAGES, StageSpec, stage_spec
 from tui.messages import (
     ActionFinished,
@@ -58,7 +59,6 @@ if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when 
 
 PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensions"), ("modules", "Modules"),
                                       ("gpu", "GPU resources"))
-REBOOTING_STAGES = ("rebooting", "upgrading", "booting", "shutting down", "installing", "resetting")
 COMPACT_BELOW_ROWS = 32
 COMPACT_BELOW_COLUMNS = 110
 KEY_HINTS_ROOMY_FROM = 120  # columns: below, the footer's hints lose their padding so that more of them fit
@@ -66,8 +66,6 @@ ACTION_OUTPUT_KEPT = 400
 OUTPUT_EVENTS_PER_TURN = 200  # a running action's output events handled per turn of the event loop
 
 
-SETTLE_FOR_S = 45.0  # after an action, re-check its stage until it passes, at most this long
-SETTLE_RECHECK_S = 1.5
 FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5 s); the others are light
 
 
@@ -159,7 +157,7 @@ class MainScreen(Screen):
         self.sweep_again = False
         self.sweep_again_full = False
         self.last_full_sweep: float | None = None  # time.monotonic() of the last full sweep
-        self.settling: tuple[str, float] | None = None  # (stage, deadline): re-check until it passes
+        self.settling: Settling | None = None  # after an action: re-check until its stage passes
         self.output_buffer: list[ActionOutput] = []  # a running action's events, drained in bursts
         self.cancelled_by_user = False  # x was pressed: re-check after the cancel (not when the app closes)
         self.output_posted = False
@@ -452,15 +450,10 @@ class MainScreen(Screen):
 
     def _still_settling(self, report: Report) -> bool:
         """After an action, its stage may need a moment (a plugin registering, a node coming back):
-        re-check every SETTLE_RECHECK_S until it passes or SETTLE_FOR_S have gone by."""
+        re-check every SETTLE_RECHECK_S until it settles or its time is up (checks.session)."""
         if self.settling is None or self.sweep_again or self.paused:
             return False
-        stage, deadline = self.settling
-        try:
-            passing = report.stage(stage).status.ok
-        except KeyError:
-            passing = True
-        if passing or time.monotonic() >= deadline:
+        if self.settling.over(report):
             self.settling = None
             return False
         return True
@@ -593,19 +586,7 @@ class MainScreen(Screen):
 
     def rebooting_reason(self) -> str | None:
         """Why the node is taken to be rebooting, from the last report and the running action."""
-        report = self.report
-        if report is None:
-            return None
-        machine = report.facts.get("machine_status")
-        stuck = report.facts.get("boot_failure")
-        if stuck is not None and stuck.ok and stuck.value is not None and not self.action_reboots:
-            return None  # not rebooting: its boot stops in a phase (cluster says why); it will not recover by itself
-        if machine is not None and machine.ok and machine.value.stage in REBOOTING_STAGES:
-            return f"machinestatus stage {machine.value.stage}"
-        version = report.facts.get("talos_version")
-        if self.action_reboots and version is not None and not version.ok:
-            return f"the Talos API does not answer while the {self.action_stage} action runs"
-        return None
+        return rebooting_reason(self.report, action_stage=self.action_stage, action_reboots=self.action_reboots)
 
     def _show_panes(self) -> None:
         if self.report is None:
@@ -865,7 +846,7 @@ class MainScreen(Screen):
             return  # cancelled because the app is closing (q, SIGTERM): start nothing new
         self.log_line("re-checking…", "note")
         if ok:
-            self.settling = (message.stage, time.monotonic() + SETTLE_FOR_S)
+            self.settling = Settling.after(message.stage)
             self.move_on_from = message.stage
         self.start_sweep()
 
