@@ -288,20 +288,27 @@ def run() -> NoReturn:
     the exit handlers run (the kubeconfig loader removes its temporary certificate files), the output
     is flushed, and the interpreter's teardown of ~1,000 modules (~80 ms) is skipped. Everything else,
     and `main()` called from Python, ends the ordinary way."""
-    code = main()
-    if _QUICK_EXIT:
-        import atexit
+    import atexit
 
-        run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-        if run_exit_handlers is not None:
-            run_exit_handlers()
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except OSError:  # the reader went away (a pipe closed early): the report's code all the same
-                silence_stdout()
-            os._exit(code)
+    atexit.register(_leave_after_the_exit_handlers)  # registered first, so it runs after every other one
+    code = main()
+    _EXIT_CODE.append(code)
     sys.exit(code)
+
+
+_EXIT_CODE: list[int] = []  # what run() exits with
+
+
+def _leave_after_the_exit_handlers() -> None:
+    """The last exit handler: after `check`, flush and end the process without the interpreter's teardown."""
+    if not _QUICK_EXIT or not _EXIT_CODE:
+        return  # not `check`: the ordinary teardown
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # the reader went away (a pipe closed early): the report's code all the same
+        silence_stdout()
+    os._exit(_EXIT_CODE[0])
 
 
 if __name__ == "__main__":
