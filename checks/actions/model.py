@@ -6,6 +6,7 @@ See checks/actions/CONTRACT.md: the TUI and `talos-gpu enable` are written again
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 # Stages that have an action, in stage order (gpu-workload runs the test pod, last). cluster's only
@@ -14,9 +15,14 @@ ACTION_STAGES: tuple[str, ...] = (
     "cluster", "extensions", "kernel-modules", "container-runtime", "runtimeclass", "device-plugin", "gpu-workload",
 )
 
-STEP_KINDS = ("write", "command", "api", "register-schematic", "follow-reboot", "test-pod")
-RESULT_STATUSES = ("ok", "failed", "cancelled", "timed-out")
-FILE_STATES = ("create", "same", "differs")
+
+class ActionStatus(StrEnum):
+    """How an action ended (the audit log's `result` records and `enable`'s lines carry the value)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed-out"
 
 
 class PlanError(ValueError):
@@ -104,13 +110,13 @@ class ActionEvent:
 
 @dataclass(frozen=True)
 class ActionResult:
-    status: str  # "ok" | "failed" | "cancelled" | "timed-out"
+    status: ActionStatus
     reason: str  # one line
     node_state: str = ""  # after cancel/failure: what state the node may be left in
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is ActionStatus.OK
 
 
 @dataclass

@@ -7,7 +7,6 @@ seed's content when that file is missing) and `helm repo list`.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -21,6 +20,8 @@ from checks.actions.files import file_change
 from checks.actions.model import FileChange, Plan, PlanError, Step
 from checks.engine import Target, make_context
 from checks.model import Report
+from checks.parsers.base import is_error
+from checks.parsers.kube import parse_helm_repo_list_json
 from checks.patch_guard import Violation
 from checks.redact import redact
 from checks.stages import SEED_STAGES
@@ -337,15 +338,10 @@ async def _helm_repos(target: Target) -> tuple[dict[str, str] | None, str]:
         if "no repositories" in (result.stderr + result.stdout).lower():
             return {}, ""
         return None, result.failure_reason()
-    try:
-        data = json.loads(result.stdout or "[]")
-    except ValueError:
-        return None, "helm repo list -o json: output is not JSON"
-    repos: dict[str, str] = {}
-    for entry in data if isinstance(data, list) else []:
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            repos[entry["name"]] = str(entry.get("url") or "")
-    return repos, ""
+    parsed = parse_helm_repo_list_json(result.stdout or "[]")
+    if is_error(parsed):
+        return None, f"helm repo list -o json: {parsed}"
+    return dict(parsed), ""
 
 
 async def _plan_device_plugin(target: Target, report: Report | None, _factory: str | None) -> Plan:

@@ -50,6 +50,7 @@ from widgets.key_hints import KeyHints
 if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when mounted (after the first frame)
     from textual.widgets import TabbedContent
 
+    from checks.actions.model import Plan
     from checks.model import ProbeResult, Report
     from checks.profile import Profile
     from checks.target import Target
@@ -738,7 +739,7 @@ class MainScreen(Screen):
 
         self.app.push_screen(ConfirmActionScreen(plan, blink=not self.settings.stable_output), answered)
 
-    def start_action(self, plan: Any) -> None:
+    def start_action(self, plan: Plan) -> None:
         if self.settings.read_only or self.action_running:
             return
         from widgets.context_bar import ActionProgress
@@ -764,7 +765,7 @@ class MainScreen(Screen):
 
         return self.settings.audit_path or default_audit_path()
 
-    async def _run_action(self, plan: Any) -> None:
+    async def _run_action(self, plan: Plan) -> None:
         from checks.actions import run_action
         from checks.audit import AuditLog
 
