@@ -73,6 +73,6 @@ class ActionOutputReady(Message):
 @dataclass
 class ActionFinished(Message):
     stage: str
-    status: ActionStatus | str  # an ActionStatus, or its value
+    status: ActionStatus
     reason: str
     node_state: str = ""

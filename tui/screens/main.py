@@ -50,7 +50,7 @@ from widgets.key_hints import KeyHints
 if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when mounted (after the first frame)
     from textual.widgets import TabbedContent
 
-    from checks.actions.model import Plan
+    from checks.actions.model import ActionEvent, Plan
     from checks.model import ProbeResult, Report
     from checks.profile import Profile
     from checks.target import Target
@@ -766,13 +766,13 @@ class MainScreen(Screen):
         return self.settings.audit_path or default_audit_path()
 
     async def _run_action(self, plan: Plan) -> None:
-        from checks.actions import run_action
+        from checks.actions import ActionStatus, run_action
         from checks.audit import AuditLog
 
         assert self.settings.target is not None
         stage = plan.stage
 
-        def emit(event: Any) -> None:
+        def emit(event: ActionEvent) -> None:
             self.output_buffer.append(ActionOutput(stage, event.kind, event.text, getattr(event, "stream", "")))
             if not self.output_posted:
                 self.output_posted = True
@@ -782,10 +782,10 @@ class MainScreen(Screen):
         try:
             result = await run_action(plan, self.settings.target, emit, audit=audit, read_only=self.settings.read_only)
         except asyncio.CancelledError:
-            self.post_message(ActionFinished(stage, "cancelled", "cancelled with x; its processes were stopped"))
+            self.post_message(ActionFinished(stage, ActionStatus.CANCELLED, "cancelled with x; its processes were stopped"))
             raise
         except Exception as exc:  # noqa: BLE001 - an action's bug is reported, the app keeps running
-            self.post_message(ActionFinished(stage, "failed", f"internal error: {one_line(exc)}"))
+            self.post_message(ActionFinished(stage, ActionStatus.FAILED, f"internal error: {one_line(exc)}"))
             return
         finally:
             audit.close()
