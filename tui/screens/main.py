@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from textual import on
 from textual.app import ComposeResult
@@ -71,6 +71,13 @@ FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5
 
 
 REPAIR_ONLY_ACTIONS = ("cluster", "container-runtime")
+
+
+class ExitLineApp(Protocol):
+    """The app as this screen sees it (`tui.app.TalosGpuApp`, which imports this module): the line it
+    prints after it exits."""
+
+    exit_line: str | None
 
 
 @dataclass
@@ -364,7 +371,7 @@ class MainScreen(Screen):
     def _target_failed(self, message: TargetFailed) -> None:
         # The runner prints the line once the terminal is restored (`TalosGpuApp.exit_line`): Textual's exit
         # message goes through Rich, which wraps it at the terminal's width.
-        self.app.exit_line = f"talos-gpu: {safe(message.reason, one_line=True)}"  # type: ignore[attr-defined]
+        cast("ExitLineApp", self.app).exit_line = f"talos-gpu: {safe(message.reason, one_line=True)}"
         self.app.exit(2, return_code=2)
 
     def on_resize(self) -> None:
