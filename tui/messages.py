@@ -32,6 +32,7 @@ class SweepFinished(Message):
     """A sweep ended with a report (stages that could not be checked are `unknown` inside it)."""
 
     report: Report
+    moved: bool = False  # a light sweep saw a stage's status change: a full one should follow at once
 
 
 @dataclass

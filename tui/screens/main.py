@@ -43,6 +43,7 @@ from tui.messages import (
     TargetFailed,
     TargetReady,
 )
+from tui.runners import ActionRunner, SweepRunner
 from widgets.checklist import StageChecklist
 from widgets.context_bar import ContextBar, ContextInfo
 from widgets.key_hints import KeyHints
@@ -50,7 +51,7 @@ from widgets.key_hints import KeyHints
 if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when mounted (after the first frame)
     from textual.widgets import TabbedContent
 
-    from checks.actions.model import ActionEvent, Plan
+    from checks.actions.model import Plan
     from checks.model import ProbeResult, Report
     from checks.profile import Profile
     from checks.target import Target
@@ -164,11 +165,10 @@ class MainScreen(Screen):
         self.sweep_worker: Worker[None] | None = None
         self.sweep_again = False
         self.sweep_again_full = False
-        self.last_full_sweep: float | None = None  # time.monotonic() of the last full sweep
+        self.sweeps = SweepRunner(self.post_message)  # the sweep worker's side: it only posts messages
         self.settling: Settling | None = None  # after an action: re-check until its stage passes
-        self.output_buffer: list[ActionOutput] = []  # a running action's events, drained in bursts
+        self.actions = ActionRunner(self.post_message)  # the action worker's side: it only posts messages
         self.cancelled_by_user = False  # x was pressed: re-check after the cancel (not when the app closes)
-        self.output_posted = False
         self.sweeps_done = 0
         self.paused = False
         self.next_sweep: Timer | None = None
@@ -409,31 +409,14 @@ class MainScreen(Screen):
         self.sweep_worker = self.run_worker(self._sweep(full), name="sweep", group="sweep", exit_on_error=False)
 
     def _light_sweep_allowed(self) -> bool:
-        if self.report is None or self.last_full_sweep is None or self.rebooting_reason() is not None:
+        if self.report is None or self.rebooting_reason() is not None:
             return False
-        every = FULL_SWEEP_EVERY * self.settings.refresh
-        return time.monotonic() - self.last_full_sweep < every
+        return self.sweeps.light_allowed(every_s=FULL_SWEEP_EVERY * self.settings.refresh)
 
     async def _sweep(self, full: bool = True) -> None:
-        from checks.engine import (  # the kubernetes client loads in the engine's thread
-            LIGHT_PROBES,
-            run_sweep,
-        )
-
         assert self.settings.target is not None
-        light = not full and self._light_sweep_allowed()
-        previous = self.report
-        try:
-            report = await run_sweep(self.settings.target, timeout=self.settings.sweep_timeout,
-                                     previous=previous if light else None, only=LIGHT_PROBES if light else None)
-        except Exception as exc:  # noqa: BLE001 - a bug in a sweep must not end the app
-            self.post_message(SweepCrashed(one_line(exc)))
-            return
-        if not light:
-            self.last_full_sweep = time.monotonic()
-        elif previous is not None and [s.status for s in report.stages] != [s.status for s in previous.stages]:
-            self.sweep_again, self.sweep_again_full = True, True  # something moved: look at everything now
-        self.post_message(SweepFinished(report))
+        await self.sweeps.sweep(self.settings.target, timeout=self.settings.sweep_timeout, previous=self.report,
+                                light=not full and self._light_sweep_allowed())
 
     def _periodic_sweep(self) -> None:
         self.start_sweep(full=False)
@@ -446,6 +429,8 @@ class MainScreen(Screen):
 
     @on(SweepFinished)
     def _sweep_finished(self, message: SweepFinished) -> None:
+        if message.moved:
+            self.sweep_again, self.sweep_again_full = True, True
         self.sweeps_done += 1
         self.context_bar.sweeping = False
         self.apply_report(message.report)
@@ -762,8 +747,10 @@ class MainScreen(Screen):
             self.log_line(f"recorded in the audit log {self.audit_path}", "note")
         self.action_output.clear()
         self.cancelled_by_user = False
-        self.action_worker = self.run_worker(self._run_action(plan), name=f"action {plan.stage}", group="action",
-                                             exit_on_error=False)
+        assert self.settings.target is not None
+        run = self.actions.run(plan, self.settings.target, audit_path=self.settings.audit_path,
+                               read_only=self.settings.read_only)
+        self.action_worker = self.run_worker(run, name=f"action {plan.stage}", group="action", exit_on_error=False)
         self.refresh_bindings()
 
     @property
@@ -772,46 +759,15 @@ class MainScreen(Screen):
 
         return self.settings.audit_path or default_audit_path()
 
-    async def _run_action(self, plan: Plan) -> None:
-        from checks.actions import ActionStatus, run_action
-        from checks.audit import AuditLog
-
-        assert self.settings.target is not None
-        stage = plan.stage
-
-        def emit(event: ActionEvent) -> None:
-            self.output_buffer.append(ActionOutput(stage, event.kind, event.text, getattr(event, "stream", "")))
-            if not self.output_posted:
-                self.output_posted = True
-                self.post_message(ActionOutputReady())
-
-        audit = AuditLog(self.settings.audit_path)
-        try:
-            result = await run_action(plan, self.settings.target, emit, audit=audit, read_only=self.settings.read_only)
-        except asyncio.CancelledError:
-            self.post_message(ActionFinished(stage, ActionStatus.CANCELLED, "cancelled with x; its processes were stopped"))
-            raise
-        except Exception as exc:  # noqa: BLE001 - an action's bug is reported, the app keeps running
-            self.post_message(ActionFinished(stage, ActionStatus.FAILED, f"internal error: {one_line(exc)}"))
-            return
-        finally:
-            audit.close()
-        self.post_message(ActionFinished(stage, result.status, result.reason, result.node_state))
-
     @on(ActionOutputReady)
     def _action_output_ready(self) -> None:
         """Up to OUTPUT_EVENTS_PER_TURN buffered events; the rest on the next turn, so that keys are
         answered in between even while a command floods its output."""
         self._drain_output(OUTPUT_EVENTS_PER_TURN)
-        if self.output_buffer:
-            self.post_message(ActionOutputReady())
-        else:
-            self.output_posted = False
+        self.actions.after_turn()
 
     def _drain_output(self, most: int | None = None) -> None:
-        buffered = self.output_buffer[:most] if most is not None else self.output_buffer
-        self.output_buffer = self.output_buffer[len(buffered):]
-        for event in buffered:
+        for event in self.actions.take(most):
             self._action_output(event)
 
     @on(ActionOutput)
