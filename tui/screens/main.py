@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when 
     from textual.widgets import TabbedContent
 
     from checks.actions.model import Plan
-    from checks.model import ProbeResult, Report
+    from checks.model import ProbeResult, Report, StageResult
     from checks.profile import Profile
     from checks.target import Target
     from widgets.action_log import ActionLog
@@ -183,7 +183,7 @@ class MainScreen(Screen):
         self.root_cause: str | None = "not checked yet"  # the last root cause written to the log
         self.audit_announced = False
         self.reboot_expected: str | None = None  # the stage whose action reboots the node, until it is back
-        self.test_pod_result: Any = None  # StageResult of a passing test pod, kept until a re-check invalidates it
+        self.test_pod_result: StageResult | None = None  # a passing test pod's, kept until a re-check invalidates it
         self.move_on_from: str | None = None  # after an action: select the next stage once this one passes
         self.expected: dict[str, str] = {}  # stage id -> why its failure is expected progress (see _expected)
         self._rest_mounted = not settings.lean_first_frame  # the panes, details, log and footer (see compose)
@@ -670,7 +670,7 @@ class MainScreen(Screen):
             return
         self.request_action(message.stage_id)
 
-    def _result(self, stage_id: str) -> Any:
+    def _result(self, stage_id: str) -> StageResult | None:
         if self.report is None:
             return None
         try:
@@ -814,7 +814,7 @@ class MainScreen(Screen):
             self.move_on_from = message.stage
         self.start_sweep()
 
-    def _test_pod_stage(self, summary: str, reason: str) -> Any:
+    def _test_pod_stage(self, summary: str, reason: str) -> StageResult:
         from checks.model import StageResult, Status
 
         spec = stage_spec("gpu-workload", self.settings.stages)
