@@ -85,26 +85,35 @@ class LiveOutput:
 
 
 def render_plan(plan: Plan, console: Console, *, preview: bool = True) -> None:
-    header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (safe(plan.title), "bold"))
-    if plan.reboots:
-        header.append(f"  [reboots the node: {plan.confirm_word}]", style="bold yellow")
-    console.print(header)
-    if plan.schematic_id:
-        console.print(Text(f"  schematic id:    {safe(plan.schematic_id)}"))
-    if plan.installer_image:
-        console.print(Text(f"  installer image: {safe(plan.installer_image)}"))
-    for change in plan.files:
-        style = {"create": "green", "same": "dim", "differs": "yellow"}.get(change.state, "")
-        console.print(Text.assemble("  file ", (safe(change.summary), style)))
-        if change.state == "differs":
-            for line in safe(change.diff).rstrip("\n").splitlines():
-                console.print(Text("    " + line, style="red" if line.startswith("-") else
-                                   "green" if line.startswith("+") else "dim"))
-    for warning in plan.warnings:
-        console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), safe(warning)))
-    console.print(Text("  steps:", style="bold"))
-    for index, step in enumerate(plan.steps, 1):
-        console.print(Text(f"    {index}. {safe(step.shown)}"))
+    """`Plan.outline`, styled for the console (the audit log gets the same lines plain: `Plan.describe`)."""
+    file_styles = {"create": "green", "same": "dim", "differs": "yellow"}
+    steps_said = False
+    for line in plan.outline():
+        text = safe(line.text)
+        if line.kind == "header":
+            header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (text, "bold"))
+            if plan.reboots:
+                header.append(f"  [reboots the node: {plan.confirm_word}]", style="bold yellow")
+            console.print(header)
+        elif line.kind == "schematic":
+            console.print(Text(f"  schematic id:    {text}"))
+        elif line.kind == "installer":
+            console.print(Text(f"  installer image: {text}"))
+        elif line.kind == "file":
+            console.print(Text.assemble("  file ", (text, file_styles.get(line.detail, ""))))
+        elif line.kind == "diff":
+            for diff in text.rstrip("\n").splitlines():
+                console.print(Text("    " + diff, style="red" if diff.startswith("-") else
+                                   "green" if diff.startswith("+") else "dim"))
+        elif line.kind == "warning":
+            console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), text))
+        elif line.kind == "step":
+            if not steps_said:
+                console.print(Text("  steps:", style="bold"))
+                steps_said = True
+            console.print(Text(f"    {line.detail}. {text}"))
+    if not steps_said:
+        console.print(Text("  steps:", style="bold"))
     if preview and plan.preview.strip():
         console.print(Text("  preview:", style="bold"))
         for line in safe(plan.preview).rstrip("\n").splitlines():

@@ -85,20 +85,41 @@ class Plan:
         """The exact commands (and the non-command steps, described), in order."""
         return [step.shown for step in self.steps]
 
+    def outline(self) -> list[PlanLine]:
+        """What every text rendering of the plan shows, in order: `describe` (the audit log, plain) and
+        `enable`'s console (styled) both render this list, so that neither can leave a part out."""
+        lines = [PlanLine("header", self.title)]
+        if self.schematic_id:
+            lines.append(PlanLine("schematic", self.schematic_id))
+        if self.installer_image:
+            lines.append(PlanLine("installer", self.installer_image))
+        for change in self.files:
+            lines.append(PlanLine("file", change.summary, change.state))
+            if change.state == "differs":
+                lines.append(PlanLine("diff", change.diff))  # whole: a secret over several lines is redacted whole
+        lines += [PlanLine("warning", warning) for warning in self.warnings]
+        lines += [PlanLine("step", step.shown, str(index)) for index, step in enumerate(self.steps, 1)]
+        return lines
+
     def describe(self) -> str:
         """The whole plan as plain text (the audit log's `plan` record, `enable --dry-run`)."""
-        lines = [f"{self.stage}: {self.title}"]
-        if self.schematic_id:
-            lines.append(f"schematic id: {self.schematic_id}")
-        if self.installer_image:
-            lines.append(f"installer image: {self.installer_image}")
-        for change in self.files:
-            lines.append(f"file {change.summary}")
-            if change.state == "differs":
-                lines += ["  " + line for line in change.diff.rstrip("\n").splitlines()]
-        lines += [f"warning: {warning}" for warning in self.warnings]
-        lines += [f"{index}. {step.shown}" for index, step in enumerate(self.steps, 1)]
-        return "\n".join(lines)
+        shown = {"header": lambda line: [f"{self.stage}: {line.text}"],
+                 "schematic": lambda line: [f"schematic id: {line.text}"],
+                 "installer": lambda line: [f"installer image: {line.text}"],
+                 "file": lambda line: [f"file {line.text}"],
+                 "diff": lambda line: ["  " + diff for diff in line.text.rstrip("\n").splitlines()],
+                 "warning": lambda line: [f"warning: {line.text}"],
+                 "step": lambda line: [f"{line.detail}. {line.text}"]}
+        return "\n".join(text for line in self.outline() for text in shown[line.kind](line))
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    """One line of a plan's outline (`Plan.outline`)."""
+
+    kind: str  # "header" | "schematic" | "installer" | "file" | "diff" | "warning" | "step"
+    text: str  # as the plan has it, not yet sanitised for a terminal ("diff": the whole diff, many lines)
+    detail: str = ""  # "file": the file's state (create, same, differs); "step": its number
 
 
 @dataclass(frozen=True)
