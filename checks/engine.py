@@ -7,29 +7,14 @@ from typing import Any
 
 import anyio
 
+from checks.context import make_context
 from checks.kube_process import KubeProcess
 from checks.model import Judgement, ProbeResult, Report, Status
-from checks.probes import PluginNames, Probe, ProbeContext, plugin_names, probe_nodename
+from checks.probes import Probe, ProbeContext, plugin_names, probe_nodename
 from checks.stages import StageSpec
 from checks.target import Target
 
 __all__ = ["Target", "gather", "judge_all", "make_context", "run_sweep", "start_kube_process"]
-
-
-def make_context(target: Target, *, timeout: float, pod_test: bool = False, remembered_node: str | None = None,
-                 remembered_plugin: PluginNames | None = None) -> ProbeContext:
-    return ProbeContext(
-        talos=target.talos,
-        kube=target.kube,
-        profile=target.profile,
-        talosctl=target.talosctl(),
-        helm=target.helm(),
-        deadline=time.monotonic() + timeout,
-        pod_test=pod_test,
-        kube_request_timeout=min(5.0, max(1.0, timeout / 4)),
-        remembered_node=remembered_node,
-        remembered_plugin=remembered_plugin,
-    )
 
 
 async def _warm_imports(kube: bool) -> None:

@@ -352,7 +352,7 @@ def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | No
                      probes: tuple[Probe, ...]) -> None:
     """(child) Import the client, then run the Kubernetes probes, sending each result as it is known."""
     from checks.adapters.kube_import import kubernetes_client
-    from checks.engine import make_context
+    from checks.context import make_context
 
     try:
         kubernetes_client()  # first, on this core: every read waits for it

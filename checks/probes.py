@@ -52,6 +52,10 @@ class ProbeContext:
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
 
+    async def kube_node(self) -> ProbeResult:
+        """This node's Kubernetes Node, read once a sweep (what the test pod is pinned to)."""
+        return await self.get(probe_kube_node)
+
     async def get(self, probe: Probe) -> ProbeResult:
         name = probe.name
         if name in self._results:

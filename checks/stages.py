@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from checks.actions.model import Plan
@@ -38,21 +38,8 @@ class StageSpec:
     reboots: bool = False  # its action reboots the node
 
 
-def stage_spec(stage_id: str, stages: tuple[StageSpec, ...] | None = None) -> StageSpec:
-    if stages is None:
-        from checks.paths import DEVICE_PLUGIN
-
-        stages = DEVICE_PLUGIN.stages
+def stage_spec(stage_id: str, stages: tuple[StageSpec, ...]) -> StageSpec:
     for spec in stages:
         if spec.id == stage_id:
             return spec
     raise KeyError(stage_id)
-
-
-def __getattr__(name: str) -> Any:
-    """`SEED_STAGES`: the runbook's table (the device-plugin path), for callers that name it."""
-    if name == "SEED_STAGES":
-        from checks.paths import DEVICE_PLUGIN
-
-        return DEVICE_PLUGIN.stages
-    raise AttributeError(name)

@@ -106,6 +106,6 @@ def incident_note(report: Report, *, checked_at: datetime) -> str:
 
 
 def _version() -> str:
-    from tui.cli import version
+    from tui.process import version
 
     return version()

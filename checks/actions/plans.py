@@ -7,23 +7,24 @@ seed's content when that file is missing) and `helm repo list`.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from checks import infra
 from checks.actions.files import file_change
 from checks.actions.model import FileChange, Plan, PlanError, Step
-from checks.engine import Target, make_context
+from checks.context import make_context
 from checks.model import Report
+from checks.parsers.base import is_error
+from checks.parsers.kube import parse_helm_repo_list_json
 from checks.patch_guard import Violation
 from checks.redact import redact
+from checks.target import Target
 
 PLAN_COMMAND_TIMEOUT_S = 30.0
 DEFAULT_FOLLOW_REBOOT_S = 900.0
@@ -51,37 +52,6 @@ def confirm_word(target: Target, report: Report | None) -> str:
     if report is not None and report.kube_node:
         return report.kube_node
     return target.talos.node
-
-
-async def plan_action(stage: str, target: Target, report: Report | None = None, *,
-                      factory: str | None = None) -> Plan:
-    """The plan of `stage`'s action on the report's enablement path (else the profile's, else the node's
-    version's); raises PlanError (a ValueError) when there is none or it cannot be made."""
-    path = await enablement_path(target, report)
-    spec = next((s for s in path.stages if s.id == stage), None)
-    if spec is None:
-        raise PlanError(f"unknown stage {stage!r}")
-    if spec.action is None:
-        why = {"gpu-resources": "it follows from device-plugin",
-               "runtimeclass": "on the gpu-operator path the GPU Operator creates the RuntimeClass (the "
-                               "device-plugin stage's action installs it)"}.get(stage, "nothing to run")
-        raise PlanError(f"stage {stage} has no action: {why}")
-    return await spec.action(target, report, factory)
-
-
-async def enablement_path(target: Target, report: Report | None) -> Any:
-    """The path the plan follows: the report's, else the profile's, else that of the version the node runs."""
-    from checks import paths
-
-    if report is not None:
-        return paths.named(report.path)
-    choices = paths.candidates(target.profile)
-    if len(choices) == 1:
-        return choices[0]
-    from checks.probes import probe_talos_version
-
-    fact = await make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S).get(probe_talos_version)
-    return paths.choose(target.profile, getattr(fact.value, "server_tag", None) if fact.ok else None)
 
 
 # --------------------------------------------------------------------------- extensions
@@ -359,15 +329,10 @@ async def _helm_repos(target: Target) -> tuple[dict[str, str] | None, str]:
         if "no repositories" in (result.stderr + result.stdout).lower():
             return {}, ""
         return None, result.failure_reason()
-    try:
-        data = json.loads(result.stdout or "[]")
-    except ValueError:
-        return None, "helm repo list -o json: output is not JSON"
-    repos: dict[str, str] = {}
-    for entry in data if isinstance(data, list) else []:
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            repos[entry["name"]] = str(entry.get("url") or "")
-    return repos, ""
+    parsed = parse_helm_repo_list_json(result.stdout or "[]")
+    if is_error(parsed):
+        return None, f"helm repo list -o json: {parsed}"
+    return dict(parsed), ""
 
 
 async def plan_device_plugin(target: Target, report: Report | None, _factory: str | None) -> Plan:

@@ -12,7 +12,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from checks.redact import redact
@@ -124,12 +123,6 @@ def _short_reason(text: str) -> str:
         detail = re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*", "", caused.group(2))
         return f"{caused.group(1)}: {detail}".rstrip(": ")[:160]
     return text.splitlines()[0][:160]
-
-
-@dataclass(frozen=True)
-class PodLog:
-    text: str
-    previous: bool
 
 
 class KubeReader:
@@ -340,4 +333,3 @@ def _read_body(response: Any, what: str) -> bytes:
     return b"".join(chunks)
 
 
-MUTATING_PREFIXES = ("CREATE", "DELETE", "PATCH", "UPDATE")

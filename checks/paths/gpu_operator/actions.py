@@ -16,7 +16,7 @@ from checks.actions.plans import (
     _write_step,
     command_step,
 )
-from checks.engine import Target, make_context
+from checks.context import make_context
 from checks.model import ProbeResult, Report
 from checks.paths.gpu_operator import infra as operator_infra
 from checks.paths.gpu_operator import kube
@@ -24,6 +24,7 @@ from checks.paths.gpu_operator.judges import cluster_policy_owner, leftover_rele
 from checks.paths.gpu_operator.probes import probe_helm_releases, probe_operator_namespace
 from checks.probes import probe_runtime_class
 from checks.redact import redact
+from checks.target import Target
 
 
 async def plan_kernel_modules_cdi(target: Target, report: Report | None, _factory: str | None) -> Plan:
