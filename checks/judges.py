@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from checks import parsers
+from checks import parsers, remedies
 from checks.model import Judgement, ProbeResult, Status
 from checks.profile import Profile
-from checks.schematic import installer_image, nvidia_schematic
-from checks.signatures import match_signatures
+from checks.remedies import Remedy
+from checks.signatures import DMESG, SignatureMatch, match_signatures
 
 KMOD_BASE = "nvidia-open-gpu-kernel-modules"
 TOOLKIT_BASE = "nvidia-container-toolkit"
@@ -42,13 +42,41 @@ class JudgeInput:
         return "v1.11.5"
 
 
+def judged(status: Status, summary: str, evidence: list[str], remedy: Remedy | None = None) -> Judgement:
+    """A judgement whose remediation and advice come from `checks.remedies`."""
+    remedy = remedy or remedies.NONE
+    return Judgement(status, summary, evidence, remedy.command, remedy.advice)
+
+
 def unknown(fact: ProbeResult) -> Judgement:
     return Judgement(Status.UNKNOWN, f"could not check: {fact.error}", [f"{fact.source}: {fact.error}"])
 
 
-def quote(text: str, limit: int = 140) -> str:
+def shorten(text: str, limit: int = 140, decisive: str | None = None) -> str:
+    """``text`` in at most ``limit`` characters, shortened around the part that names the cause (``decisive``,
+    else the tail: Go-style errors wrap their cause last, "a: b: c: <cause>"), never by cutting it off."""
     text = " ".join(text.split())
-    return f'"{text if len(text) <= limit else text[: limit - 1] + "…"}"'
+    if len(text) <= limit:
+        return text
+    if decisive:
+        at = text.find(decisive)
+        if at < 0:
+            decisive = None
+    if not decisive:
+        tail_at = text.rfind(": ", 0, len(text) - 1)
+        tail = text[tail_at + 2:] if tail_at >= 0 else text[-(limit // 2):]
+        decisive, at = tail, len(text) - len(tail)
+    keep = min(len(decisive), limit - 2)
+    head_room = limit - keep - 1
+    if at <= head_room:  # the decisive part fits after the start
+        return text[: at + keep] + ("…" if at + keep < len(text) else "")
+    head = text[: max(0, head_room - 1)]
+    end = at + keep
+    return head + "…" + text[at:end] + ("…" if end < len(text) else "")
+
+
+def quote(text: str, limit: int = 140, decisive: str | None = None) -> str:
+    return f'"{shorten(text, limit, decisive)}"'
 
 
 # ---- cluster ----------------------------------------------------------------------------------
@@ -76,12 +104,24 @@ def _stuck_boot(inp: JudgeInput, evidence: list[str]) -> Judgement | None:
     summary = (f"the node's boot stops in {task}: {why}; it waits, reboots and stops there again, so containerd, "
                "etcd and the kubelet never start")
     if refused:
-        remediation = (removal_command(inp.node, [index for index, _ in refused])
-                       + "  (removes the machine.files entries Talos refuses; the node reboots and boots through)")
+        remedy = remedies.remove_files(inp.node, [index for index, _ in refused])
     else:
-        remediation = (f"fix what the kernel log names while the node waits: talosctl --nodes {inp.node} edit mc  "
-                       "(or apply-config); then follow the reboot")
-    return Judgement(Status.FAIL, summary, evidence, remediation)
+        remedy = remedies.edit_config(inp.node)
+    return judged(Status.FAIL, summary, evidence, remedy)
+
+
+_CNI_DOWN = "cni plugin not initialized"
+
+
+def _health_remedy(inp: JudgeInput, message: str) -> Remedy:
+    if _CNI_DOWN in message or "NetworkPluginNotReady" in message:
+        node = inp.fact("kube_node")
+        name = node.value["metadata"]["name"] if node.ok else inp.node
+        return remedies.cni_not_ready(name)
+    matches = [m for m in match_signatures(message, sources="health") if m.signature.stage == "cluster"]
+    if matches:
+        return remedies.for_signature(matches[0].signature, inp.node, inp.profile, inp.talos_version)
+    return remedies.health(inp.node)
 
 
 def judge_cluster(inp: JudgeInput) -> Judgement:
@@ -90,15 +130,13 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
     if not version.ok:
         reason = version.error or "no answer"
         status = Status.UNKNOWN if _timed_out(reason) else Status.FAIL
-        return Judgement(status, f"the Talos API does not answer for node {inp.node}: {reason}",
-                         [f"talosctl version: {reason}"],
-                         f"check that node {inp.node} is up and that the talosconfig endpoints reach it: "
-                         f"talosctl --nodes {inp.node} version")
+        return judged(status, f"the Talos API does not answer for node {inp.node}: {reason}",
+                      [f"talosctl version: {reason}"], remedies.talos_version(inp.node))
     if not version.value.server_tag:
         # exit 0 but no Server section with a Tag: cut short (a dropped stream), not an answer
         reason = "talosctl version printed no server Tag (output cut short?)"
-        return Judgement(Status.UNKNOWN, f"could not check the Talos API for node {inp.node}: {reason}",
-                         [f"talosctl version: {reason}"], f"talosctl --nodes {inp.node} version")
+        return judged(Status.UNKNOWN, f"could not check the Talos API for node {inp.node}: {reason}",
+                      [f"talosctl version: {reason}"], remedies.talos_version(inp.node))
     evidence.append(f"talosctl version: server {version.value.server_tag}")
     if machine.ok:
         ms = machine.value
@@ -107,8 +145,8 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
         if stuck is not None:
             return stuck
         if ms.stage != "running":
-            return Judgement(Status.FAIL, f"the node is {ms.stage}, not running (machinestatus stage {ms.stage})",
-                             evidence, f"wait for the node to finish {ms.stage}, then re-check")
+            return judged(Status.FAIL, f"the node is {ms.stage}, not running (machinestatus stage {ms.stage})",
+                          evidence, Remedy(None, f"wait for the node to finish {ms.stage}, then re-check"))
     elif machine.error:
         evidence.append(f"talosctl get machinestatus: {machine.error}")
     health_failure: Judgement | None = None
@@ -117,33 +155,38 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
         if failed is not None:
             message = failed.message or health.value.error or "failed"
             evidence.append(f"talosctl health: waiting for {failed.name}: {message}")
-            health_failure = Judgement(Status.FAIL, f"talosctl health fails at {quote(failed.name)}: {quote(message)}",
-                                       evidence, f"talosctl --nodes {inp.node} health  (then fix what it reports)")
+            health_failure = judged(Status.FAIL, f"talosctl health fails at {quote(failed.name)}: {quote(message)}",
+                                    evidence, _health_remedy(inp, message))
         elif health.value.error:
             evidence.append(f"talosctl health: {health.value.error}")
-            health_failure = Judgement(Status.FAIL, f"talosctl health fails: {quote(health.value.error)}", evidence,
-                                       f"talosctl --nodes {inp.node} health")
+            health_failure = judged(Status.FAIL, f"talosctl health fails: {quote(health.value.error)}", evidence,
+                                    _health_remedy(inp, health.value.error))
         else:
             evidence.append(f"talosctl health: {len(health.value.checks)} checks OK")
     else:
         evidence.append(f"talosctl health: {health.error}")
     if not node.ok:
         if node.missing:
-            return Judgement(Status.FAIL, f"no Kubernetes Node has address {inp.node}", evidence,
-                             "kubectl get nodes -o wide  (is the kubelet registered? is this the right kubeconfig?)")
+            return judged(Status.FAIL, f"no Kubernetes Node has address {inp.node}", evidence, remedies.get_nodes())
         reason = node.error or "unknown error"
         evidence.append(f"Kubernetes API: {reason}")
         status = Status.UNKNOWN if _timed_out(reason) else Status.FAIL
-        return Judgement(status, f"the Kubernetes API is not usable: {reason}", evidence,
-                         "kubectl get nodes  (check the kubeconfig, its context, and that the API server is up)")
+        return judged(status, f"the Kubernetes API is not usable: {reason}", evidence,
+                      Remedy("kubectl get nodes", "check the kubeconfig, its context, and that the API server is up"))
     obj = node.value
     name = obj["metadata"]["name"]
     ready = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
     if ready is None or ready.get("status") != "True":
         why = (ready or {}).get("message") or (ready or {}).get("reason") or "no Ready condition"
-        evidence.append(f"kubectl get node {name}: Ready={(ready or {}).get('status', 'Unknown')} ({why})")
-        return Judgement(Status.FAIL, f"Node {name} is NotReady: {quote(why)}", evidence,
-                         f"kubectl describe node {name}  and  talosctl --nodes {inp.node} service kubelet")
+        evidence.append(f"kubectl get node {name}: Ready={(ready or {}).get('status', 'Unknown')} "
+                        f"({shorten(why, 200, _CNI_DOWN if _CNI_DOWN in why else None)})")
+        if _CNI_DOWN in why or "NetworkPluginNotReady" in why:
+            return judged(Status.FAIL, f"Node {name} is NotReady: {quote(why, 140, _CNI_DOWN if _CNI_DOWN in why else None)}"
+                          " — the kubelet runs; the pod network (CNI) is not up", evidence,
+                          remedies.cni_not_ready(name))
+        return judged(Status.FAIL, f"Node {name} is NotReady: {quote(why)}", evidence,
+                      remedies.describe_node(name, f"read its conditions; then talosctl --nodes {inp.node} service "
+                                             "kubelet for the kubelet's state"))
     evidence.append(f"kubectl get node {name}: Ready")
     if health_failure is not None:
         return health_failure
@@ -164,9 +207,7 @@ def nvidia_extensions(exts: list[Any]) -> tuple[Any | None, Any | None]:
 
 
 def upgrade_command(inp: JudgeInput) -> str:
-    _yaml, schematic = nvidia_schematic(inp.profile.track)
-    image = installer_image(schematic, inp.talos_version)
-    return f"talosctl upgrade --nodes {inp.node} --image {image}"
+    return remedies.upgrade(inp.node, inp.profile, inp.talos_version).command or ""
 
 
 def judge_extensions(inp: JudgeInput) -> Judgement:
@@ -181,25 +222,25 @@ def judge_extensions(inp: JudgeInput) -> Judgement:
         evidence.append(f"talosctl get extensions: schematic {schematic}")
     track = inp.profile.track
     kmod, toolkit = nvidia_extensions(exts)
-    remediation = upgrade_command(inp) + "  (reboots the node)"
+    remedy = remedies.upgrade(inp.node, inp.profile, inp.talos_version)
     missing = [f"{base}-{track}" for base, ext in ((KMOD_BASE, kmod), (TOOLKIT_BASE, toolkit)) if ext is None]
     if missing:
-        return Judgement(Status.FAIL, f"extension {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                         f"not installed (installed: {listed})", evidence, remediation)
+        return judged(Status.FAIL, f"extension {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         f"not installed (installed: {listed})", evidence, remedy)
     assert kmod is not None and toolkit is not None
     tracks = {ext.name: (parsers.extension_track(ext.name) or ("", ""))[1] for ext in (kmod, toolkit)}
     wrong = [f"{name} ({t or 'no track'})" for name, t in tracks.items() if t != track]
     if len(set(tracks.values())) > 1:
-        return Judgement(Status.FAIL, f"mixed tracks: {kmod.name} with {toolkit.name} (never mix lts with production)",
-                         evidence, remediation)
+        return judged(Status.FAIL, f"mixed tracks: {kmod.name} with {toolkit.name} (never mix lts with production)",
+                         evidence, remedy)
     if wrong:
-        return Judgement(Status.FAIL, f"extensions are not on the profile's {track} track: {', '.join(wrong)}",
-                         evidence, remediation)
+        return judged(Status.FAIL, f"extensions are not on the profile's {track} track: {', '.join(wrong)}",
+                         evidence, remedy)
     kmod_driver, _ = parsers.split_driver(kmod.version)
     toolkit_driver, _ = parsers.split_driver(toolkit.version)
     if kmod_driver != toolkit_driver:
-        return Judgement(Status.FAIL, f"driver versions differ: {kmod.name} {kmod.version} vs "
-                         f"{toolkit.name} {toolkit.version}", evidence, remediation)
+        return judged(Status.FAIL, f"driver versions differ: {kmod.name} {kmod.version} vs "
+                         f"{toolkit.name} {toolkit.version}", evidence, remedy)
     return Judgement(Status.PASS, f"{kmod.name} {kmod.version} and {toolkit.name} {toolkit.version} installed "
                      f"(driver {kmod_driver})", evidence)
 
@@ -208,7 +249,24 @@ def judge_extensions(inp: JudgeInput) -> Judgement:
 
 
 def modules_patch_command(inp: JudgeInput) -> str:
-    return f"talosctl patch mc --nodes {inp.node} --patch @talos/patches/nvidia-oss-modules.yaml"
+    return remedies.modules_patch(inp.node, inp.profile).command or ""
+
+
+# The kernel log's NVRM lines, most decisive first: the line that says WHY beats the generic
+# "RmInitAdapter failed" that follows it.
+_DECISIVE_NVRM = ("nvrm-gpu-not-supported", "nvrm-gsp-init-failed", "nvrm-fallen-off-bus", "nvrm-api-mismatch",
+                  "nvrm-rm-init-adapter-failed", "nvrm-no-devices-initialized")
+
+
+def decisive_nvrm(failures: list[Any]) -> SignatureMatch | None:
+    """The most decisive known NVRM message among the kernel log's GPU failures (signatures matched
+    against the dmesg text)."""
+    matches = [m for failure in failures for m in match_signatures(failure.message + "\n" + failure.line,
+                                                                   sources=DMESG)]
+    ranked = [m for m in matches if m.signature.id in _DECISIVE_NVRM]
+    if not ranked:
+        return None
+    return min(ranked, key=lambda m: _DECISIVE_NVRM.index(m.signature.id))
 
 
 def judge_kernel_modules(inp: JudgeInput) -> Judgement:
@@ -217,7 +275,7 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
     if not modules.ok:
         return unknown(modules)
     evidence: list[str] = []
-    remediation = modules_patch_command(inp)
+    remediation = remedies.modules_patch(inp.node, inp.profile)
     wanted = list(inp.profile.modules)
     loaded = {m.name: m for m in modules.value}
     live = [name for name in wanted if name in loaded and loaded[name].state == "Live"]
@@ -231,7 +289,7 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
             ", ".join(n for n in wanted if n in requested) or "no NVIDIA modules requested"))
     else:
         not_requested = []
-    problems: list[tuple[str, str]] = []  # (summary, remediation)
+    problems: list[tuple[str, Remedy]] = []  # (summary, remedy)
     if absent:
         why = ""
         if requested is not None and not_requested:
@@ -249,7 +307,8 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
                 ext_driver, _ = parsers.split_driver(kmod.version)
                 if ext_driver != dv.version:
                     problems.append((f"the loaded driver is {dv.version} but the extension {kmod.name} carries "
-                                     f"{ext_driver} (reboot pending?)", f"talosctl --nodes {inp.node} reboot"))
+                                     f"{ext_driver} (reboot pending?)",
+                                     remedies.reboot(inp.node, "the new driver loads at the next boot")))
     elif driver.missing:
         evidence.append("talosctl read /proc/driver/nvidia/version: no such file (the driver is not loaded)")
         if not absent:
@@ -264,10 +323,16 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
         if failures:
             ids = sorted({f.pci_id for f in failures if f.pci_id})
             which = ", ".join(ids) if ids else "a GPU"
-            first = failures[0]
-            problems.append((f"the driver failed to initialise {which}: {quote(first.message)}",
-                             f"talosctl --nodes {inp.node} dmesg | grep NVRM  (check the GPU's power, firmware, "
-                             "and seating; then reboot the node)"))
+            decisive = decisive_nvrm(failures)
+            if decisive is not None:
+                why = quote(decisive.line if len(decisive.line) < 140 else decisive.quote, 140, decisive.quote)
+                fix = remedies.for_signature(decisive.signature, inp.node, inp.profile, inp.talos_version)
+                evidence.append(f"talosctl dmesg: {shorten(decisive.line, 200, decisive.quote)}")
+            else:
+                why = quote(failures[0].message)
+                fix = remedies.kernel_log(inp.node, "read the NVRM lines around the failure; check the GPU's power, "
+                                          "firmware and seating, then reboot the node")
+            problems.append((f"the driver failed to initialise {which}: {why}", fix))
     elif dmesg.error:
         evidence.append(f"talosctl dmesg: {dmesg.error}")
     if sysctl.ok:
@@ -280,7 +345,7 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
         summary, fix = problems[0]
         if len(problems) > 1:
             summary += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
-        return Judgement(Status.FAIL, summary, evidence, fix)
+        return judged(Status.FAIL, summary, evidence, fix)
     if not driver.ok:
         return unknown(driver)
     for fact in (dmesg, sysctl, specs):
@@ -315,11 +380,7 @@ def refused_files(fact: ProbeResult) -> list[tuple[int, Any]]:
 
 def removal_command(node: str, indexes: list[int]) -> str:
     """The pasteable command that removes these machine.files entries (it reboots the node)."""
-    import shlex
-
-    from checks.patch_guard import removal_patch
-
-    return f"talosctl --nodes {node} patch mc --patch {shlex.quote(removal_patch(indexes))}"
+    return remedies.remove_files(node, indexes).command or ""
 
 
 def refused_evidence(refused: list[tuple[int, Any]]) -> list[str]:
@@ -334,11 +395,10 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
     if refused:
         evidence += refused_evidence(refused)
         first = refused[0][1]
-        return Judgement(Status.FAIL, f"the machine config holds {len(refused)} machine.files "
+        return judged(Status.FAIL, f"the machine config holds {len(refused)} machine.files "
                          f"entr{'y' if len(refused) == 1 else 'ies'} Talos refuses at boot ({first.talos_error}): "
                          "the next boot stops in writeUserFiles and never starts Kubernetes",
-                         evidence, removal_command(inp.node, [index for index, _ in refused])
-                         + "  (removes them; a machine.files change reboots the node)")
+                         evidence, remedies.remove_files(inp.node, [index for index, _ in refused]))
     if files.ok:
         evidence.append(f"talosctl get machineconfig: {len(files.value)} machine.files entr"
                         f"{'y' if len(files.value) == 1 else 'ies'}, none refused at boot")
