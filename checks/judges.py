@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from checks import parsers, remedies
+from checks import remedies
+from checks.lazy import parsers  # imported on first use (see checks/lazy.py)
 from checks.model import Judgement, ProbeResult, Status
 from checks.profile import Profile
 from checks.remedies import Remedy

@@ -113,6 +113,8 @@ class Report:
     root_cause: RootCause | None
     facts: dict[str, ProbeResult] = field(default_factory=dict)
     wall_ms: int = 0
+    path: str = "device-plugin"  # the enablement path the stages were judged against (checks/paths/)
+    talos_version: str | None = None  # the Talos version the node runs (talosctl version), when it answered
 
     @property
     def overall(self) -> Status:
@@ -132,6 +134,8 @@ class Report:
         return {
             "schema": 1,
             "node": self.node,
+            "talos_version": self.talos_version,
+            "path": self.path,
             "kube_node": self.kube_node,
             "overall": self.overall.value,
             "root_cause": self.root_cause.to_json() if self.root_cause else None,

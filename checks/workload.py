@@ -83,7 +83,9 @@ async def run_test_pod(
 ) -> WorkloadOutcome:
     """Run the test pod to completion (or failure) and delete it in every outcome, cancel included."""
     profile = ctx.profile
-    node = await ctx.get("kube_node")
+    from checks.probes import probe_kube_node
+
+    node = await ctx.get(probe_kube_node)
     node_name = node.value["metadata"]["name"] if node.ok else None
     name = new_test_pod_name()
     body = test_pod_manifest(name, image=profile.test_image, runtime_class=profile.runtime_class, node_name=node_name)

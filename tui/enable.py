@@ -24,7 +24,7 @@ import anyio
 from rich.console import Console
 from rich.text import Text
 
-from checks.actions import ACTION_STAGES, ActionEvent, ActionResult, Plan, PlanError, plan_action, run_action
+from checks.actions import ActionEvent, ActionResult, Plan, PlanError, plan_action, run_action
 from checks.actions.plans import RUNBOOK_STEP_NOTE
 from checks.audit import AuditLog, default_audit_path
 from checks.engine import Target, run_sweep
@@ -123,8 +123,15 @@ def render_stage_line(stage: StageResult, console: Console) -> None:
 # --------------------------------------------------------------------------- the walk
 
 
+def action_stages(report: Report) -> tuple[str, ...]:
+    """The stages with an action on the report's enablement path, in stage order."""
+    from checks.paths import named
+
+    return named(report.path).action_stages
+
+
 def _next_stage(state: EnableState) -> str | None:
-    for stage_id in ACTION_STAGES:
+    for stage_id in action_stages(state.report):
         if stage_id == WORKLOAD or stage_id in state.attempted or stage_id in state.declined or \
                 stage_id in state.no_action:
             continue
@@ -139,7 +146,7 @@ def _hopeless_block(state: EnableState, stage_id: str) -> str | None:
     blocker = stage.blocked_by
     if stage.status is not Status.BLOCKED or blocker is None:
         return None
-    if blocker not in ACTION_STAGES or blocker in state.no_action:
+    if blocker not in action_stages(state.report) or blocker in state.no_action:
         return f"stage {stage_id} is blocked by {blocker}, which has no action"
     if blocker in state.declined:
         return f"stage {stage_id} is blocked by {blocker}, whose action was declined"
@@ -265,11 +272,11 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
     factory = getattr(args, "factory", None)
     console.print(Text("Dry run: nothing below is run, written or registered.", style="bold"))
     planned = 0
-    for stage_id in ACTION_STAGES:
+    for stage_id in action_stages(report):
         stage = report.stage(stage_id)
         if stage_id != WORKLOAD and stage.status not in ACTING_ON:
             continue
-        if stage.status is Status.BLOCKED and stage.blocked_by not in ACTION_STAGES:
+        if stage.status is Status.BLOCKED and stage.blocked_by not in action_stages(report):
             console.print(Text(f"━━ {stage_id}: blocked by {stage.blocked_by}, which has no action: no plan",
                                style="yellow"))
             continue

@@ -39,6 +39,7 @@ def render_report(report: Report, console: Console) -> None:
     from rich.text import Text
 
     title = f"talos-gpu check — node {report.node}" + (f" (Kubernetes node {report.kube_node})" if report.kube_node else "")
+    title += f" — Talos {report.talos_version or 'unknown'}, path {report.path}"
     table = Table(title=Text(safe(title, one_line=True)), title_justify="left", expand=False, show_lines=False)
     table.add_column("stage", no_wrap=True)
     table.add_column("status", no_wrap=True)

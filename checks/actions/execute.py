@@ -47,6 +47,7 @@ _NODE_STATES = {
     "helm-repo-add": "only the local Helm repository list may have changed",
     "helm": "the Helm release may be partly installed — re-check, then re-run the action or `helm status`",
     "api": "the RuntimeClass may or may not have been created — re-check to see",
+    "kube": "the Kubernetes object may or may not have been changed — re-check to see",
     "test-pod": "the test pod is deleted whatever happened (a pod being deleted may linger a few seconds)",
 }
 
@@ -165,6 +166,7 @@ class _Runner:
             "write": self.step_write,
             "command": self.step_command,
             "api": self.step_api,
+            "kube": self.step_kube,
             "register-schematic": self.step_register,
             "follow-reboot": self.step_follow_reboot,
             "test-pod": self.step_test_pod,
@@ -304,6 +306,18 @@ class _Runner:
             return StepOutcome(True, "")
         self.emit("line", f"runtimeclass.node.k8s.io/{created.get('metadata', {}).get('name', name)} created "
                   f"(handler {created.get('handler')})", "stdout")
+        return StepOutcome(True, "")
+
+    async def step_kube(self, step: Step) -> StepOutcome:
+        """A Kubernetes API call the plan made (create a namespace, delete a RuntimeClass, ...)."""
+        if step.call is None:
+            return StepOutcome(False, f"step {step.description!r} has no API call", "the cluster is unchanged")
+        ctx = make_context(self.target, timeout=min(30.0, self.remaining()))
+        try:
+            said = await ctx.call_kube(step.call)
+        except KubeError as exc:
+            return StepOutcome(False, _one_line(f"{step.description}: {exc.message}"), _NODE_STATES["kube"])
+        self.emit("line", str(said), "stdout")
         return StepOutcome(True, "")
 
     async def step_test_pod(self, step: Step) -> StepOutcome:

@@ -5,16 +5,22 @@ See checks/actions/CONTRACT.md: the TUI and `talos-gpu enable` are written again
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-# Stages that have an action, in stage order (gpu-workload runs the test pod, last). cluster's only
-# repairs a node stuck at boot on machine.files entries Talos refuses.
-ACTION_STAGES: tuple[str, ...] = (
-    "cluster", "extensions", "kernel-modules", "container-runtime", "runtimeclass", "device-plugin", "gpu-workload",
-)
 
-STEP_KINDS = ("write", "command", "api", "register-schematic", "follow-reboot", "test-pod")
+def __getattr__(name: str) -> Any:
+    """`ACTION_STAGES`: the stages of the runbook's (device-plugin) path that have an action, in stage order,
+    read from its stage table (another path's: `checks.paths.named(...).action_stages`)."""
+    if name == "ACTION_STAGES":
+        from checks.paths import DEVICE_PLUGIN
+
+        return DEVICE_PLUGIN.action_stages
+    raise AttributeError(name)
+
+STEP_KINDS = ("write", "command", "api", "kube", "register-schematic", "follow-reboot", "test-pod")
 RESULT_STATUSES = ("ok", "failed", "cancelled", "timed-out")
 FILE_STATES = ("create", "same", "differs")
 
@@ -42,12 +48,14 @@ class FileChange:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "write" | "command" | "api" | "register-schematic" | "follow-reboot" | "test-pod"
+    kind: str  # "write" | "command" | "api" | "kube" | "register-schematic" | "follow-reboot" | "test-pod"
     description: str  # one line a person reads in the confirm modal
     argv: tuple[str, ...] = ()  # for "command": the exact argv (talosctl/helm), shown verbatim
     display: str = ""  # the command as shown (argv joined, global flags kept)
     # Extra inputs the step needs at run time (file path, schematic, factory URL, ...): name → value.
     params: tuple[tuple[str, str], ...] = ()
+    # for "kube": the API call itself, given the KubeReader; it returns the line to show ("namespace/x created")
+    call: Callable[[Any], str] | None = field(default=None, compare=False)
 
     def param(self, name: str, default: str = "") -> str:
         for key, value in self.params:

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,7 +24,6 @@ from checks.engine import Target, make_context
 from checks.model import Report
 from checks.patch_guard import Violation
 from checks.redact import redact
-from checks.stages import SEED_STAGES
 
 PLAN_COMMAND_TIMEOUT_S = 30.0
 DEFAULT_FOLLOW_REBOOT_S = 900.0
@@ -55,15 +55,33 @@ def confirm_word(target: Target, report: Report | None) -> str:
 
 async def plan_action(stage: str, target: Target, report: Report | None = None, *,
                       factory: str | None = None) -> Plan:
-    """The plan of `stage`'s action; raises PlanError (a ValueError) when there is none or it cannot be made."""
-    spec = next((s for s in SEED_STAGES if s.id == stage), None)
+    """The plan of `stage`'s action on the report's enablement path (else the profile's, else the node's
+    version's); raises PlanError (a ValueError) when there is none or it cannot be made."""
+    path = await enablement_path(target, report)
+    spec = next((s for s in path.stages if s.id == stage), None)
     if spec is None:
         raise PlanError(f"unknown stage {stage!r}")
     if spec.action is None:
-        why = "it follows from device-plugin" if stage == "gpu-resources" else "nothing to run"
+        why = {"gpu-resources": "it follows from device-plugin",
+               "runtimeclass": "on the gpu-operator path the GPU Operator creates the RuntimeClass (the "
+                               "device-plugin stage's action installs it)"}.get(stage, "nothing to run")
         raise PlanError(f"stage {stage} has no action: {why}")
-    builder = _BUILDERS[spec.action]
-    return await builder(target, report, factory)
+    return await spec.action(target, report, factory)
+
+
+async def enablement_path(target: Target, report: Report | None) -> Any:
+    """The path the plan follows: the report's, else the profile's, else that of the version the node runs."""
+    from checks import paths
+
+    if report is not None:
+        return paths.named(report.path)
+    choices = paths.candidates(target.profile)
+    if len(choices) == 1:
+        return choices[0]
+    from checks.probes import probe_talos_version
+
+    fact = await make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S).get(probe_talos_version)
+    return paths.choose(target.profile, getattr(fact.value, "server_tag", None) if fact.ok else None)
 
 
 # --------------------------------------------------------------------------- extensions
@@ -75,8 +93,10 @@ async def _talos_version(target: Target, report: Report | None) -> tuple[str, st
         return target.profile.talos_version, "the profile's talos_version"
     fact = report.facts.get("talos_version") if report is not None else None
     if fact is None or not fact.ok:
+        from checks.probes import probe_talos_version
+
         ctx = make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S)
-        fact = await ctx.get("talos_version")
+        fact = await ctx.get(probe_talos_version)
     tag = getattr(fact.value, "server_tag", None) if fact.ok else None
     if not tag:
         raise PlanError("cannot tell which Talos version the installer image should have: the node's version is "
@@ -96,7 +116,7 @@ def _installed_schematic(report: Report | None) -> str | None:
     return None
 
 
-async def _plan_extensions(target: Target, report: Report | None, factory: str | None) -> Plan:
+async def plan_extensions(target: Target, report: Report | None, factory: str | None) -> Plan:
     from checks.schematic import installer_image, nvidia_schematic
 
     profile = target.profile
@@ -235,7 +255,7 @@ async def _plan_patch(target: Target, report: Report | None, stage: str, relativ
     )
 
 
-async def _plan_kernel_modules(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_kernel_modules(target: Target, report: Report | None, _factory: str | None) -> Plan:
     modules = ", ".join(target.profile.modules)
     return await _plan_patch(
         target, report, "kernel-modules", infra.MODULES_PATCH,
@@ -254,8 +274,10 @@ async def _refused_entries(target: Target, report: Report | None) -> list[tuple[
 
     fact = report.facts.get("machine_files") if report is not None else None
     if fact is None or not fact.ok:
+        from checks.probes import probe_machine_files
+
         ctx = make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S)
-        fact = await ctx.get("machine_files")
+        fact = await ctx.get(probe_machine_files)
     if not fact.ok:
         raise PlanError(f"cannot read the machine config's machine.files: {fact.error}")
     return refused_files(fact)
@@ -300,18 +322,18 @@ async def _plan_remove_refused_files(stage: str, target: Target, report: Report 
     )
 
 
-async def _plan_cluster(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_cluster(target: Target, report: Report | None, _factory: str | None) -> Plan:
     return await _plan_remove_refused_files("cluster", target, report)
 
 
-async def _plan_container_runtime(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_container_runtime(target: Target, report: Report | None, _factory: str | None) -> Plan:
     return await _plan_remove_refused_files("container-runtime", target, report)
 
 
 # --------------------------------------------------------------------------- RuntimeClass
 
 
-async def _plan_runtimeclass(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_runtimeclass(target: Target, report: Report | None, _factory: str | None) -> Plan:
     profile = target.profile
     relative = infra.RUNTIMECLASS_MANIFEST
     change = file_change(profile, relative, infra.seed_files(profile)[relative])
@@ -348,7 +370,7 @@ async def _helm_repos(target: Target) -> tuple[dict[str, str] | None, str]:
     return repos, ""
 
 
-async def _plan_device_plugin(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_device_plugin(target: Target, report: Report | None, _factory: str | None) -> Plan:
     profile = target.profile
     spec = profile.device_plugin
     helm = target.helm()
@@ -386,7 +408,7 @@ async def _plan_device_plugin(target: Target, report: Report | None, _factory: s
 # --------------------------------------------------------------------------- GPU test pod
 
 
-async def _plan_gpu_workload(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_gpu_workload(target: Target, report: Report | None, _factory: str | None) -> Plan:
     from checks.workload import TEST_POD_NAMESPACE, test_pod_manifest
 
     profile = target.profile
@@ -406,14 +428,3 @@ async def _plan_gpu_workload(target: Target, report: Report | None, _factory: st
         warnings=(),
         preview=yaml.safe_dump(manifest, sort_keys=False),
     )
-
-
-_BUILDERS = {
-    "cluster": _plan_cluster,
-    "extensions": _plan_extensions,
-    "kernel-modules": _plan_kernel_modules,
-    "container-runtime": _plan_container_runtime,
-    "runtimeclass": _plan_runtimeclass,
-    "device-plugin": _plan_device_plugin,
-    "gpu-workload": _plan_gpu_workload,
-}

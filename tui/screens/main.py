@@ -498,6 +498,7 @@ class MainScreen(Screen):
             self.context_bar.redraw()
             return
         self.report = report
+        self._follow_path(report)
         if self.rebooting_reason() is None:
             self.last_good_facts = {name: fact for name, fact in report.facts.items() if fact.ok}
         if first and report.root_cause is not None:
@@ -642,6 +643,16 @@ class MainScreen(Screen):
 
         return PaneContext(self.settings.profile, self.settings.clock(), self.settings.stable_output,
                            self.rebooting_reason(), self.last_test_pod)
+
+    def _follow_path(self, report: Report) -> None:
+        """The context bar names the node's Talos version and the path; the checklist's titles follow it."""
+        from checks.paths import PATHS, named
+
+        self.context_bar.show_report(report.talos_version, report.path)
+        stages = named(report.path).stages
+        if stages is not self.settings.stages and any(self.settings.stages is p.stages for p in PATHS):
+            self.settings.stages = stages
+            self.checklist.stages = stages
 
     def _show_details(self) -> None:
         if not self._rest_mounted:
