@@ -7,6 +7,7 @@ remediation, a concrete command or file change.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -405,7 +406,7 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
                         f"{'y' if len(files.value) == 1 else 'ies'}, none refused at boot")
     else:
         evidence.append(f"talosctl get machineconfig: {files.error}")
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, Remedy]] = []
     if cri.ok and CRI_PART in cri.value:
         evidence.append(f"talosctl ls /etc/cri/conf.d: {CRI_PART} (containerd runtime nvidia registered)")
     elif cri.ok or cri.missing:
@@ -413,7 +414,9 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
         evidence.append(f"talosctl ls /etc/cri/conf.d: {listed}, no {CRI_PART}")
         problems.append((f"containerd has no nvidia runtime: /etc/cri/conf.d/{CRI_PART} is missing (the "
                          "nvidia-container-toolkit extension installs it)",
-                         "install the nvidia-container-toolkit extension (the extensions stage's action)"))
+                         Remedy(remedies.upgrade(inp.node, inp.profile, inp.talos_version).command,
+                                "install the nvidia-container-toolkit extension (the extensions stage's action); "
+                                f"this reboots node {inp.node}")))
     else:
         return Judgement(Status.UNKNOWN, f"could not check: {cri.error}", evidence + [f"{cri.source}: {cri.error}"])
     if services.ok:
@@ -424,8 +427,8 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
             state = service.state if service is not None else "not registered"
             evidence.append(f"talosctl services: {PERSISTENCED} {state}")
             problems.append((f"service {PERSISTENCED} is {state}, not Running",
-                             f"talosctl --nodes {inp.node} service {PERSISTENCED}  and  talosctl --nodes "
-                             f"{inp.node} logs {PERSISTENCED}"))
+                             remedies.logs(inp.node, PERSISTENCED, f"its log says why; talosctl --nodes {inp.node} "
+                                           f"service {PERSISTENCED} shows its state")))
     else:
         return Judgement(Status.UNKNOWN, f"could not check: {services.error}",
                          evidence + [f"{services.source}: {services.error}"])
@@ -433,7 +436,7 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
         summary, fix = problems[0]
         if len(problems) > 1:
             summary += f" (and {len(problems) - 1} more problem)"
-        return Judgement(Status.FAIL, summary, evidence, fix)
+        return judged(Status.FAIL, summary, evidence, fix)
     if not files.ok:
         if "permissiondenied" in (files.error or "").lower().replace(" ", ""):
             # reading the machine config needs the os:admin role; the rest of the stage was checked
@@ -456,17 +459,16 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
 def judge_runtimeclass(inp: JudgeInput) -> Judgement:
     fact = inp.fact("runtime_class")
     name = inp.profile.runtime_class
-    remediation = ("kubectl apply -f k8s/manifests/runtimeclass-nvidia.yaml  (in a GitOps setup, let ArgoCD sync it)")
+    remedy = remedies.runtimeclass_apply(inp.profile)
     if fact.missing:
-        return Judgement(Status.FAIL, f'RuntimeClass "{name}" not found',
-                         [f'kubectl get runtimeclass {name}: runtimeclasses.node.k8s.io "{name}" not found'],
-                         remediation)
+        return judged(Status.FAIL, f'RuntimeClass "{name}" not found',
+                      [f'kubectl get runtimeclass {name}: runtimeclasses.node.k8s.io "{name}" not found'], remedy)
     if not fact.ok:
         return unknown(fact)
     handler = fact.value.get("handler")
     if handler != name:
-        return Judgement(Status.FAIL, f'RuntimeClass "{name}" has handler "{handler}", expected "{name}"',
-                         [f"kubectl get runtimeclass {name}: handler {handler}"], remediation)
+        return judged(Status.FAIL, f'RuntimeClass "{name}" has handler "{handler}", expected "{name}"',
+                      [f"kubectl get runtimeclass {name}: handler {handler}"], remedy)
     return Judgement(Status.PASS, f'RuntimeClass "{name}" exists with handler "{handler}"',
                      [f"kubectl get runtimeclass {name}: handler {handler}"])
 
@@ -475,8 +477,62 @@ def judge_runtimeclass(inp: JudgeInput) -> Judgement:
 
 
 def helm_install_command(profile: Profile) -> str:
-    spec = profile.device_plugin
-    return (f"helm upgrade --install {spec.release} {spec.chart} -n {spec.namespace} -f {spec.values}")
+    return remedies.helm_install(profile).command or ""
+
+
+def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
+    """Kubernetes' rule: a toleration matches a taint by key (empty key with Exists: every key), by value
+    (operator Equal) and by effect (empty: every effect)."""
+    for tol in tolerations:
+        operator = tol.get("operator") or "Equal"
+        if tol.get("key") and tol.get("key") != taint.get("key"):
+            continue
+        if not tol.get("key") and operator != "Exists":
+            continue
+        if operator == "Equal" and (tol.get("value") or "") != (taint.get("value") or ""):
+            continue
+        if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+            continue
+        return True
+    return False
+
+
+def untolerated_taints(node: dict[str, Any], tolerations: list[dict[str, Any]]) -> list[str]:
+    """The node's NoSchedule/NoExecute taints that these tolerations do not cover, as key=value:effect."""
+    out = []
+    for taint in ((node.get("spec") or {}).get("taints") or []):
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        if not _tolerated(taint, tolerations):
+            value = taint.get("value")
+            out.append(f"{taint.get('key')}{'=' + value if value else ''}:{taint.get('effect')}")
+    return out
+
+
+def _node_matches_affinity(node: dict[str, Any], ds: dict[str, Any]) -> bool:
+    """Whether the node's labels satisfy the DaemonSet's required node affinity (terms ORed, expressions ANDed)."""
+    template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    required = (((template.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    for term in terms:
+        ok = True
+        for expr in term.get("matchExpressions") or []:
+            key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+            if op == "In":
+                ok = ok and labels.get(key) in values
+            elif op == "NotIn":
+                ok = ok and labels.get(key) not in values
+            elif op == "Exists":
+                ok = ok and key in labels
+            elif op == "DoesNotExist":
+                ok = ok and key not in labels
+        if ok:
+            return True
+    return False
 
 
 def _event_lines(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -515,9 +571,14 @@ def _pod_state(pod: dict[str, Any]) -> tuple[str, bool, str]:
     return phase, ready, ""
 
 
+def _kube_node(inp: JudgeInput) -> dict[str, Any] | None:
+    node = inp.fact("kube_node")
+    return node.value if node.ok and isinstance(node.value, dict) else None
+
+
 def judge_device_plugin(inp: JudgeInput) -> Judgement:
     fact, helm = inp.fact("device_plugin"), inp.fact("helm_release")
-    install = helm_install_command(inp.profile)
+    install = remedies.helm_install(inp.profile)
     evidence: list[str] = []
     if helm.ok:
         r = helm.value
@@ -527,61 +588,81 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
     elif helm.error:
         evidence.append(f"helm: {helm.error}")
     if fact.missing:
-        return Judgement(Status.FAIL, "the NVIDIA device plugin is not installed (no DaemonSet labelled "
-                         "app.kubernetes.io/name=nvidia-device-plugin)", evidence, install)
+        return judged(Status.FAIL, "the NVIDIA device plugin is not installed (no DaemonSet labelled "
+                      "app.kubernetes.io/name=nvidia-device-plugin, nor a pod template labelled "
+                      "name=nvidia-device-plugin-ds)", evidence, install)
     if not fact.ok:
         return unknown(fact)
     facts = fact.value
     ds = facts.daemonset
     meta, status = ds["metadata"], ds.get("status") or {}
-    ds_name = f"{meta['namespace']}/{meta['name']}"
+    namespace = meta["namespace"]
+    ds_name = f"{namespace}/{meta['name']}"
     desired = int(status.get("desiredNumberScheduled") or 0)
     ready_count = int(status.get("numberReady") or 0)
     evidence.append(f"kubectl get ds {ds_name}: desired {desired}, ready {ready_count}")
     template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
     rc_name = template.get("runtimeClassName")
-    problems: list[tuple[str, str]] = []
-    fix_values = (f"set runtimeClassName: {inp.profile.runtime_class} and affinity: null in "
-                  f"{inp.profile.device_plugin.values}, then {install}")
+    node = _kube_node(inp)
+    node_name = node["metadata"]["name"] if node else None
+    problems: list[tuple[str, Remedy]] = []
+    fix_values = remedies.values_fix(inp.profile, f"runtimeClassName: {inp.profile.runtime_class} and affinity: null")
     for reason, message in _event_lines(facts.ds_events):
         if reason in ("FailedCreate",) or "forbidden" in message:
-            evidence.append(f"DaemonSet event {reason}: {message[:200]}")
+            evidence.append(f"DaemonSet event {reason}: {shorten(message, 200)}")
     ds_matches = match_signatures("\n".join(m for _, m in _event_lines(facts.ds_events)))
-    if desired == 0:
-        affinity = _required_affinity_terms(ds)
-        if affinity:
+    # the pod on THIS node (not any pod of the DaemonSet)
+    pods = list(facts.pods)
+    mine = [p for p in pods if ((p.get("spec") or {}).get("nodeName")) == node_name] if node_name else pods[:1]
+    if node_name:
+        evidence.append(f"pods of {ds_name} on node {node_name}: {len(mine)} (of {len(pods)} on all nodes)")
+    tolerations = list(template.get("tolerations") or [])
+    taints = untolerated_taints(node, tolerations) if node else []
+    affinity = _required_affinity_terms(ds)
+    not_here = desired == 0 or (node_name is not None and not mine and (taints or (
+        affinity and node is not None and not _node_matches_affinity(node, ds))))
+    if not_here:
+        where = "DESIRED 0" if desired == 0 else f"no pod on node {node_name}"
+        if taints:
+            evidence.append(f"kubectl get node {node_name}: taints {', '.join(taints)}; DaemonSet tolerations "
+                            f"{len(tolerations)}, none covers them")
+            problems.append((f"DaemonSet {ds_name} has {where}: node {node_name} has the taint "
+                             f"{', '.join(taints)}, which its tolerations do not cover",
+                             remedies.tolerate_taint(inp.profile, taints)))
+        elif affinity and (node is None or not _node_matches_affinity(node, ds)):
             evidence.append("DaemonSet pod template: required node affinity on " + " OR ".join(affinity))
-            problems.append((f"DaemonSet {ds_name} has DESIRED 0: its node affinity requires "
+            problems.append((f"DaemonSet {ds_name} has {where}: its node affinity requires "
                              f"{' or '.join(affinity)}, labels that only NFD/GFD set and no node has",
-                             f"set affinity: null in {inp.profile.device_plugin.values}, then {install}"))
+                             remedies.values_fix(inp.profile, "affinity: null")))
         elif ds_matches:
             first = ds_matches[0]
-            problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}", first.signature.remediation))
-        else:
+            problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}",
+                             remedies.for_signature(first.signature, inp.node, inp.profile, inp.talos_version)))
+        elif desired == 0:
             selector = template.get("nodeSelector") or {}
             problems.append((f"DaemonSet {ds_name} has DESIRED 0: it is not scheduled on any node "
-                             f"(nodeSelector {selector or 'none'}, tolerations {len(template.get('tolerations') or [])})",
+                             f"(nodeSelector {selector or 'none'}, tolerations {len(tolerations)})",
                              fix_values))
     if rc_name != inp.profile.runtime_class:
         evidence.append(f"DaemonSet pod template: runtimeClassName {rc_name or 'not set'}")
         problems.append((f"the device plugin pods do not use runtimeClassName {inp.profile.runtime_class} "
-                         f"(they have {rc_name or 'none'}), so they cannot see the driver", fix_values))
-    if ds_matches and desired > 0 and not facts.pods:
+                         f"(they have {rc_name or 'none'}), so they cannot see the driver",
+                         remedies.values_fix(inp.profile, f"runtimeClassName: {inp.profile.runtime_class}")))
+    if ds_matches and desired > 0 and not mine:
         first = ds_matches[0]
-        problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}", first.signature.remediation))
-    registered = False
-    for pod in facts.pods:
+        problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}",
+                         remedies.for_signature(first.signature, inp.node, inp.profile, inp.talos_version)))
+    for pod in mine:
         name = pod["metadata"]["name"]
         word, ready, message = _pod_state(pod)
         restarts = sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or [])
-        evidence.append(f"pod {name}: {word}, ready {str(ready).lower()}, restarts {restarts}"
-                        + (f" ({message[:120]})" if message else ""))
+        evidence.append(f"pod {name} (node {(pod.get('spec') or {}).get('nodeName') or 'none'}): {word}, ready "
+                        f"{str(ready).lower()}, restarts {restarts}" + (f" ({shorten(message, 160)})" if message else ""))
         for reason, ev_message in _event_lines(facts.pod_events.get(name, [])):
             if reason not in ("Scheduled", "Pulled", "Created", "Started", "Pulling"):
-                evidence.append(f"pod event {reason}: {ev_message[:200]}")
+                evidence.append(f"pod event {reason}: {shorten(ev_message, 200)}")
         log = facts.logs.get(name, "")
         scan = parsers.scan_device_plugin_log(log)
-        registered = registered or scan.registered
         for match in scan.failures[:3]:
             evidence.append(f"pod log: {match.line}")
         text_matches = match_signatures("\n".join([message] + [m for _, m in _event_lines(facts.pod_events.get(name, []))]))
@@ -591,21 +672,24 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
             continue
         if all_matches:
             first = all_matches[0]
-            problems.append((f"device plugin pod {name} is {word}: {quote(first.quote)}", first.signature.remediation))
+            problems.append((f"device plugin pod {name} is {word}: {quote(first.line, 160, first.quote)}",
+                             remedies.for_signature(first.signature, inp.node, inp.profile, inp.talos_version,
+                                                    node_name, (namespace, name))))
         elif not ready:
             problems.append((f"device plugin pod {name} is {word}" + (f": {quote(message)}" if message else ""),
-                             f"kubectl -n {meta['namespace']} describe pod {name}"))
+                             remedies.describe_pod(namespace, name)))
         elif not scan.registered:
             problems.append((f"device plugin pod {name} runs but its log does not show the registration of "
-                             "nvidia.com/gpu with the kubelet", f"kubectl -n {meta['namespace']} logs {name}"))
+                             "nvidia.com/gpu with the kubelet", remedies.pod_log(namespace, name)))
     if problems:
         summary, fix = problems[0]
-        return Judgement(Status.FAIL, summary, evidence, fix)
-    if not facts.pods:
-        return Judgement(Status.FAIL, f"DaemonSet {ds_name} has no pods yet", evidence,
-                         f"kubectl -n {meta['namespace']} describe ds {meta['name']}")
-    return Judgement(Status.PASS, f"DaemonSet {ds_name} {ready_count}/{desired} ready; the plugin registered "
-                     "nvidia.com/gpu with the kubelet", evidence)
+        return judged(Status.FAIL, summary, evidence, fix)
+    if not mine:
+        where = f" on node {node_name}" if node_name else " yet"
+        return judged(Status.FAIL, f"DaemonSet {ds_name} has no pod{where}", evidence,
+                      remedies.describe_ds(namespace, meta["name"]))
+    return judged(Status.PASS, f"DaemonSet {ds_name} {ready_count}/{desired} ready; the plugin on "
+                  f"{node_name or 'the node'} registered nvidia.com/gpu with the kubelet", evidence)
 
 
 # ---- GPU resources ----------------------------------------------------------------------------
@@ -632,6 +716,23 @@ def node_gpu_counts(node: dict[str, Any]) -> tuple[int, int]:
     return count("capacity"), count("allocatable")
 
 
+_XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)")
+
+
+def _unhealthy_xids(inp: JudgeInput) -> list[str]:
+    """The plugin's "XidCriticalError: Xid=<n> on Device=<uuid>" lines from this node's pod log."""
+    fact = inp.fact("device_plugin")
+    if not fact.ok or fact.value is None:
+        return []
+    out: list[str] = []
+    for log in fact.value.logs.values():
+        for match in _XID_RE.finditer(log or ""):
+            text = f"Xid {match.group('xid')} on {match.group('device')}"
+            if text not in out:
+                out.append(text)
+    return out
+
+
 def judge_gpu_resources(inp: JudgeInput) -> Judgement:
     node, dmesg, alloc = inp.fact("kube_node"), inp.fact("dmesg"), inp.fact("gpu_allocations")
     if not node.ok:
@@ -648,16 +749,26 @@ def judge_gpu_resources(inp: JudgeInput) -> Judgement:
     if expected is None:
         return Judgement(Status.UNKNOWN, f"cannot tell how many GPUs to expect: {basis}", evidence)
     if capacity == 0:
-        return Judgement(Status.FAIL, f"Node {name} advertises no {GPU_RESOURCE} (expected {expected})", evidence,
-                         "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it registers")
+        return judged(Status.FAIL, f"Node {name} advertises no {GPU_RESOURCE} (expected {expected})", evidence,
+                      Remedy(None, "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it "
+                             "registers"))
+    if capacity > allocatable:
+        xids = _unhealthy_xids(inp)
+        named = f"; the plugin logged {', '.join(xids[:3])}" if xids else ""
+        evidence.extend(f"pod log: {line}" for line in xids[:3])
+        return judged(Status.FAIL, f"Node {name} has {capacity - allocatable} unhealthy {GPU_RESOURCE} (capacity "
+                      f"{capacity}, allocatable {allocatable}){named}", evidence,
+                      remedies.reboot(inp.node, "the device plugin never marks a device healthy again without a "
+                                      "restart; read the node's kernel log for the Xid (talosctl dmesg) and, after a "
+                                      "hardware fault, reset the GPU by rebooting the node"))
     if capacity < expected or allocatable < expected:
         why = ""
         if dmesg.ok and dmesg.value.failures:
             failure = dmesg.value.failures[0]
             why = f"; dmesg: {quote(failure.message)}"
-        return Judgement(Status.FAIL, f"Node {name} advertises {min(capacity, allocatable)} {GPU_RESOURCE} but "
-                         f"{expected} are expected ({basis}){why}", evidence,
-                         f"talosctl --nodes {inp.node} dmesg | grep NVRM")
+        return judged(Status.FAIL, f"Node {name} advertises {min(capacity, allocatable)} {GPU_RESOURCE} but "
+                      f"{expected} are expected ({basis}){why}", evidence,
+                      remedies.kernel_log(inp.node, "read the NVRM lines: they say why a GPU was not initialised"))
     if capacity > expected:
         return Judgement(Status.WARN, f"Node {name} advertises {capacity} {GPU_RESOURCE}, more than the "
                          f"{expected} expected ({basis})", evidence)

@@ -526,7 +526,11 @@ async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, 
     """Events of the first few pods, and the log of those whose container has started, all at once;
     with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again."""
     wanted: list[Detail] = [("ds_events", "")] if ds_events else []
-    for pod in facts.pods[:DETAILED_PODS]:
+    # the pod on THIS node first: its details are the ones the stage is judged by
+    node = await ctx.get(probe_kube_node)
+    here = node.value["metadata"]["name"] if node.ok and isinstance(node.value, dict) else None
+    ordered = sorted(facts.pods, key=lambda pod: ((pod.get("spec") or {}).get("nodeName") != here))
+    for pod in ordered[:DETAILED_PODS]:
         pod_name = pod["metadata"]["name"]
         wanted.append(("events", pod_name))
         if _pod_started(pod):
