@@ -21,6 +21,7 @@ from checks.signatures import DMESG, SignatureMatch, match_signatures
 
 KMOD_BASE = "nvidia-open-gpu-kernel-modules"
 TOOLKIT_BASE = "nvidia-container-toolkit"
+FABRICMANAGER_BASE = "nvidia-fabricmanager"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
@@ -243,8 +244,34 @@ def judge_extensions(inp: JudgeInput) -> Judgement:
     if kmod_driver != toolkit_driver:
         return judged(Status.FAIL, f"driver versions differ: {kmod.name} {kmod.version} vs "
                          f"{toolkit.name} {toolkit.version}", evidence, remedy)
+    switches = nvswitches(inp)
+    fabric = next((e for e in exts if e.name.startswith(FABRICMANAGER_BASE)), None)
+    if switches:
+        evidence.append(f"talosctl get pcidevices: {len(switches)} NVSwitch bridge{'s' if len(switches) != 1 else ''} "
+                        f"({switches[0].product}, class 0680, {switches[0].vendor_id.removeprefix('0x')}:"
+                        f"{switches[0].product_id.removeprefix('0x')}): an NVLink/NVSwitch board")
+        if fabric is None:
+            return judged(Status.FAIL, f"this board has {len(switches)} NVSwitch bridge{'s' if len(switches) != 1 else ''} "
+                          f"but extension {FABRICMANAGER_BASE}-{track} is not installed: without Fabric Manager CUDA "
+                          "fails with cudaErrorSystemNotReady although nvidia-smi lists the GPUs", evidence,
+                          remedies.upgrade(inp.node, inp.profile, inp.talos_version, fabricmanager=True))
+        fabric_driver, _ = parsers.split_driver(fabric.version)
+        if fabric.name != f"{FABRICMANAGER_BASE}-{track}" or fabric_driver != kmod_driver:
+            return judged(Status.FAIL, f"{fabric.name} {fabric.version} does not match {kmod.name} {kmod.version} "
+                          "(Fabric Manager must carry the same driver version, same track)", evidence,
+                          remedies.upgrade(inp.node, inp.profile, inp.talos_version, fabricmanager=True))
+        return Judgement(Status.PASS, f"{kmod.name} {kmod.version}, {toolkit.name} {toolkit.version} and "
+                         f"{fabric.name} {fabric.version} installed (driver {kmod_driver}; NVSwitch board)", evidence)
     return Judgement(Status.PASS, f"{kmod.name} {kmod.version} and {toolkit.name} {toolkit.version} installed "
                      f"(driver {kmod_driver})", evidence)
+
+
+def nvswitches(inp: JudgeInput) -> list[Any]:
+    """The NVSwitch bridges on this node's PCI bus (HGX/DGX boards): they are not GPUs."""
+    pci = inp.facts.get("pci_devices")
+    if pci is None or not pci.ok:
+        return []
+    return [d for d in pci.value if d.is_nvswitch]
 
 
 # ---- kernel modules ---------------------------------------------------------------------------
