@@ -731,16 +731,39 @@ def expected_gpus(inp: JudgeInput) -> tuple[int | None, str]:
     return None, pci.error or "pci devices unknown"
 
 
-def node_gpu_counts(node: dict[str, Any]) -> tuple[int, int]:
+def node_gpu_counts(node: dict[str, Any], resource: str = GPU_RESOURCE) -> tuple[int, int]:
     status = node.get("status") or {}
 
     def count(field: str) -> int:
         try:
-            return int(str((status.get(field) or {}).get(GPU_RESOURCE, "0")))
+            return int(str((status.get(field) or {}).get(resource, "0")))
         except ValueError:
             return 0
 
     return count("capacity"), count("allocatable")
+
+
+def mig_resources(node: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(resource, capacity, allocatable) of the Node's MIG resources (``nvidia.com/mig-<profile>``, the
+    device plugin's mixed MIG strategy)."""
+    capacity = (node.get("status") or {}).get("capacity") or {}
+    return [(name, *node_gpu_counts(node, name)) for name in sorted(capacity)
+            if isinstance(name, str) and name.startswith("nvidia.com/mig-")]
+
+
+def node_plugin_sharing(inp: JudgeInput) -> Any:
+    """How the device plugin pod on THIS node shares its GPUs (`parsers.PluginSharing` from the config it
+    logged at start), or None when no log of it was read."""
+    fact, node = inp.facts.get("device_plugin"), inp.facts.get("kube_node")
+    if fact is None or not fact.ok or fact.value is None or node is None or not node.ok:
+        return None
+    name = node.value["metadata"]["name"]
+    for pod in fact.value.pods:
+        if (pod.get("spec") or {}).get("nodeName") == name:
+            log = fact.value.logs.get(pod["metadata"]["name"])
+            if log:
+                return parsers.plugin_sharing(log)
+    return None
 
 
 _XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)")
@@ -764,26 +787,55 @@ def judge_gpu_resources(inp: JudgeInput) -> Judgement:
     node, dmesg, alloc = inp.fact("kube_node"), inp.fact("dmesg"), inp.fact("gpu_allocations")
     if not node.ok:
         return unknown(node) if node.error else Judgement(Status.UNKNOWN, "the Kubernetes Node is not known", [])
-    expected, basis = expected_gpus(inp)
+    gpus, basis = expected_gpus(inp)
     name = node.value["metadata"]["name"]
-    capacity, allocatable = node_gpu_counts(node.value)
-    evidence = [f"kubectl get node {name}: capacity {GPU_RESOURCE} {capacity}, allocatable {allocatable}"]
-    if expected is not None:
-        evidence.append(f"talosctl get pcidevices: {expected} NVIDIA GPU{'s' if expected != 1 else ''}"
-                        if basis == "NVIDIA PCI devices" else f"profile: gpu_count {expected}")
+    sharing = node_plugin_sharing(inp)
+    resource = sharing.advertised_as(GPU_RESOURCE) if sharing is not None else GPU_RESOURCE
+    replicas = sharing.replicas_of(GPU_RESOURCE) if sharing is not None else 1
+    capacity, allocatable = node_gpu_counts(node.value, resource)
+    evidence = [f"kubectl get node {name}: capacity {resource} {capacity}, allocatable {allocatable}"]
+    if gpus is not None:
+        evidence.append(f"talosctl get pcidevices: {gpus} NVIDIA GPU{'s' if gpus != 1 else ''} (display/3D "
+                        "controllers; NVSwitch bridges are not GPUs)"
+                        if basis == "NVIDIA PCI devices" else f"profile: gpu_count {gpus}")
+    expected = gpus * replicas if gpus is not None else None
+    if sharing is not None and sharing.strategy and replicas > 1:
+        renamed = f", advertised as {resource}" if resource != GPU_RESOURCE else ""
+        evidence.append(f"device plugin pod on {name}: {sharing.strategy} with {replicas} replicas of "
+                        f"{GPU_RESOURCE} per GPU{renamed} (its running config)")
+        basis = f"{gpus} GPU{'s' if gpus != 1 else ''} × {replicas} {sharing.strategy} replicas"
+    migs = mig_resources(node.value)
+    if migs or (sharing is not None and sharing.mig_strategy in ("single", "mixed")):
+        listed = ", ".join(f"{n} {c}" for n, c, _a in migs) or f"{resource} {capacity}"
+        evidence.append(f"kubectl get node {name}: MIG resources {listed} (strategy "
+                        f"{sharing.mig_strategy if sharing is not None else 'mixed'})")
+        unhealthy = [(n, c, a) for n, c, a in migs if c > a]
+        if unhealthy:
+            n, c, a = unhealthy[0]
+            return judged(Status.FAIL, f"Node {name} has {c - a} unhealthy {n} (capacity {c}, allocatable {a})",
+                          evidence, remedies.kernel_log(inp.node, "read the node's kernel log for the Xid; the "
+                                                        "plugin marks a device healthy again only after a restart"))
+        if migs and capacity == 0:
+            total = sum(c for _n, c, _a in migs)
+            return Judgement(Status.PASS, f"Node {name} advertises {total} MIG instance{'s' if total != 1 else ''} "
+                             f"({listed}) on {gpus if gpus is not None else 'its'} GPU{'s' if gpus != 1 else ''}; "
+                             "MIG instances are counted per profile, not per GPU", evidence)
+        if sharing is not None and sharing.mig_strategy == "single" and capacity > 0 and capacity == allocatable:
+            return Judgement(Status.PASS, f"Node {name} advertises {capacity} {resource} (MIG strategy single: one per "
+                             "MIG instance, not per GPU)", evidence)
     if alloc.ok:
-        evidence.append(f"pods on {name}: {alloc.value} {GPU_RESOURCE} allocated")
+        evidence.append(f"pods on {name}: {alloc.value} {resource} allocated")
     if expected is None:
         return Judgement(Status.UNKNOWN, f"cannot tell how many GPUs to expect: {basis}", evidence)
     if capacity == 0:
-        return judged(Status.FAIL, f"Node {name} advertises no {GPU_RESOURCE} (expected {expected})", evidence,
+        return judged(Status.FAIL, f"Node {name} advertises no {resource} (expected {expected})", evidence,
                       Remedy(None, "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it "
                              "registers"))
     if capacity > allocatable:
         xids = _unhealthy_xids(inp)
         named = f"; the plugin logged {', '.join(xids[:3])}" if xids else ""
         evidence.extend(f"pod log: {line}" for line in xids[:3])
-        return judged(Status.FAIL, f"Node {name} has {capacity - allocatable} unhealthy {GPU_RESOURCE} (capacity "
+        return judged(Status.FAIL, f"Node {name} has {capacity - allocatable} unhealthy {resource} (capacity "
                       f"{capacity}, allocatable {allocatable}){named}", evidence,
                       remedies.reboot(inp.node, "the device plugin never marks a device healthy again without a "
                                       "restart; read the node's kernel log for the Xid (talosctl dmesg) and, after a "
@@ -793,13 +845,13 @@ def judge_gpu_resources(inp: JudgeInput) -> Judgement:
         if dmesg.ok and dmesg.value.failures:
             failure = dmesg.value.failures[0]
             why = f"; dmesg: {quote(failure.message)}"
-        return judged(Status.FAIL, f"Node {name} advertises {min(capacity, allocatable)} {GPU_RESOURCE} but "
+        return judged(Status.FAIL, f"Node {name} advertises {min(capacity, allocatable)} {resource} but "
                       f"{expected} are expected ({basis}){why}", evidence,
                       remedies.kernel_log(inp.node, "read the NVRM lines: they say why a GPU was not initialised"))
     if capacity > expected:
-        return Judgement(Status.WARN, f"Node {name} advertises {capacity} {GPU_RESOURCE}, more than the "
+        return Judgement(Status.WARN, f"Node {name} advertises {capacity} {resource}, more than the "
                          f"{expected} expected ({basis})", evidence)
-    return Judgement(Status.PASS, f"Node {name} advertises {capacity} {GPU_RESOURCE} (capacity = allocatable = "
+    return Judgement(Status.PASS, f"Node {name} advertises {capacity} {resource} (capacity = allocatable = "
                      f"{expected}, {basis})", evidence)
 
 

@@ -56,7 +56,11 @@ def upgrade(node: str, profile: Profile, talos_version: str, *, nonfree: bool = 
             fabricmanager: bool = False) -> Remedy:
     """Install the NVIDIA extensions of the profile's track with `talosctl upgrade` (reboots)."""
     track = profile.track
-    if nonfree or fabricmanager:
+    if fabricmanager and not nonfree:
+        _yaml, schematic = nvidia_schematic(track, fabricmanager=True)
+        listed = (f"nvidia-open-gpu-kernel-modules-{track}, nvidia-container-toolkit-{track}, "
+                  f"nvidia-fabricmanager-{track}")
+    elif nonfree or fabricmanager:
         kmod = NONFREE_KMOD_BASE if nonfree else "nvidia-open-gpu-kernel-modules"
         names = [f"siderolabs/nvidia-container-toolkit-{track}", f"siderolabs/{kmod}-{track}"]
         if fabricmanager:
