@@ -16,7 +16,7 @@ def propagate(stages: tuple[StageSpec, ...], judgements: dict[str, Judgement],
     for spec in dependency_order(stages):
         own = judgements[spec.id]
         result = StageResult(spec.id, spec.title, own.status, own.summary, list(own.evidence), own.remediation,
-                             None, durations.get(spec.id, 0))
+                             None, durations.get(spec.id, 0), own.advice)
         if own.status in (Status.FAIL, Status.UNKNOWN):
             failing_deps = [results[d] for d in spec.depends_on if d in results and results[d].status in NOT_PASSING]
             if failing_deps:
@@ -55,5 +55,5 @@ def root_cause(results: list[StageResult]) -> RootCause | None:
     for wanted in (Status.FAIL, Status.UNKNOWN, Status.BLOCKED):
         for result in results:
             if result.status is wanted:
-                return RootCause(result.id, result.summary, result.remediation)
+                return RootCause(result.id, result.summary, result.remediation, result.advice)
     return None

@@ -64,6 +64,7 @@ class Judgement:
     summary: str
     evidence: list[str] = field(default_factory=list)
     remediation: str | None = None
+    advice: str | None = None
 
 
 @dataclass
@@ -76,6 +77,7 @@ class StageResult:
     remediation: str | None = None
     blocked_by: str | None = None
     duration_ms: int = 0
+    advice: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class StageResult:
             "summary": self.summary,
             "evidence": list(self.evidence),
             "remediation": self.remediation,
+            "advice": self.advice,
             "blocked_by": self.blocked_by,
             "duration_ms": self.duration_ms,
         }
@@ -95,9 +98,11 @@ class RootCause:
     stage: str
     summary: str
     remediation: str | None
+    advice: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "summary": self.summary, "remediation": self.remediation}
+        return {"stage": self.stage, "summary": self.summary, "remediation": self.remediation,
+                "advice": self.advice}
 
 
 @dataclass

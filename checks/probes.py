@@ -448,6 +448,19 @@ def plugin_names(fact: ProbeResult | None) -> PluginNames | None:
 Detail = tuple[str, str]  # ("ds_events", ""), ("events", pod), ("log", pod)
 
 
+def _template_labelled(ds: dict[str, Any], label: str) -> bool:
+    key, _, value = label.partition("=")
+    spec = ds.get("spec") or {}
+    template = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    return template.get(key) == value or selector.get(key) == value
+
+
+PLUGIN_CONTAINER = "nvidia-device-plugin-ctr"
+"""The device plugin's container: a pod with time-slicing's config-manager sidecar has two, and a log
+request that names none gets 400 (FACTS.md)."""
+
+
 def _detail_call(namespace: str, name: str, detail: Detail) -> Callable[[KubeReader], Any]:
     kind, pod_name = detail
     if kind == "ds_events":
@@ -457,7 +470,7 @@ def _detail_call(namespace: str, name: str, detail: Detail) -> Callable[[KubeRea
 
     def log(r: KubeReader) -> str | KubeError:  # a log that cannot be read is a fact about the pod
         try:
-            return r.pod_log(namespace, pod_name, tail_lines=POD_LOG_TAIL)
+            return r.pod_log(namespace, pod_name, container=PLUGIN_CONTAINER, tail_lines=POD_LOG_TAIL)
         except KubeError as exc:
             return exc
     return log
@@ -481,7 +494,10 @@ async def probe_device_plugin(ctx: ProbeContext) -> ProbeResult:
         *(_optional(_detail_call(was_ns, was_ds, guess)) for guess in guesses),
     )  # call_kube_all raises the first failure (the DaemonSet list's) itself
     if not found:
-        found = await ctx.call_kube(lambda r: r.list_daemonsets(STATIC_MANIFEST_LABEL))
+        # the static manifest: its label name=nvidia-device-plugin-ds is on the selector and the pod
+        # template, not on the DaemonSet's own metadata (FACTS.md), so no label selector finds it
+        found = [ds for ds in await ctx.call_kube(lambda r: r.list_daemonsets(""))
+                 if _template_labelled(ds, STATIC_MANIFEST_LABEL)]
     ds = _pick_daemonset(found, ctx.profile)
     facts = DevicePluginFacts(ds, found, [], [], {}, {}, {})
     source = "kubectl get ds -A -l " + DEVICE_PLUGIN_LABEL
@@ -514,7 +530,11 @@ async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, 
     """Events of the first few pods, and the log of those whose container has started, all at once;
     with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again."""
     wanted: list[Detail] = [("ds_events", "")] if ds_events else []
-    for pod in facts.pods[:DETAILED_PODS]:
+    # the pod on THIS node first: its details are the ones the stage is judged by
+    node = await ctx.get(probe_kube_node)
+    here = node.value["metadata"]["name"] if node.ok and isinstance(node.value, dict) else None
+    ordered = sorted(facts.pods, key=lambda pod: ((pod.get("spec") or {}).get("nodeName") != here))
+    for pod in ordered[:DETAILED_PODS]:
         pod_name = pod["metadata"]["name"]
         wanted.append(("events", pod_name))
         if _pod_started(pod):

@@ -45,7 +45,8 @@ OUTPUT_FORMATS = ("table", "json", "yaml", "markdown")
 # tests/test_cli.py checks this list against lab.scenarios.SCENARIOS.
 SCENARIO_NAMES = ("fresh", "healthy", "extensions-missing", "mixed-tracks", "driver-mismatch", "modules-not-loaded",
                   "bpf-sysctl-missing", "runbook-patch-applied", "runbook-patch-in-repo", "runtimeclass-missing", "nfd-affinity",
-                  "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready")
+                  "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready",
+                  "time-slicing", "time-slicing-renamed", "nvswitch-no-fabricmanager")
 
 # `check` when its reader goes away before the report is out (`check | head -1`): no traceback, no message,
 # and the exit code of the report itself (0 all pass, 1 a stage fails); before a report exists, 141

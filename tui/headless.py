@@ -42,6 +42,8 @@ def render_report(report: Report, console: Console) -> None:
         console.print(Text("  • " + safe(line), style="dim"))
     if cause.remediation:
         console.print(Text.assemble(("Next: ", "bold"), (safe(cause.remediation), "bold cyan")))
+    if cause.advice:
+        console.print(Text(safe(cause.advice), style="dim"))
 
 
 async def _until_stopped(sweep: Callable[[], Awaitable[Report]]) -> Report:

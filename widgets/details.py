@@ -93,6 +93,8 @@ class StageDetails(VerticalScroll, can_focus=True):
         if result.remediation:
             parts.append(Text("Fix", style="bold underline"))
             parts.append(Text.assemble("  $ ", (safe(result.remediation), "bold green")))
+            if getattr(result, "advice", None):
+                parts.append(Text("  " + safe(result.advice), style="dim"))
             parts.append(Text("  c copies it" + (f" · {self._action_hint}" if self._action_hint else ""), style="dim"))
         elif self._action_hint:
             parts.append(Text(f"  {self._action_hint}", style="dim"))

@@ -86,11 +86,18 @@ def _installed_schematic(report: Report | None) -> str | None:
     return None
 
 
+def _has_nvswitch(report: Report | None) -> bool:
+    """Whether the last sweep saw NVSwitch bridges on the node's PCI bus (then Fabric Manager goes into the
+    schematic too)."""
+    fact = report.facts.get("pci_devices") if report is not None else None
+    return bool(fact is not None and fact.ok and any(getattr(d, "is_nvswitch", False) for d in fact.value or []))
+
+
 async def plan_extensions(target: Target, report: Report | None, factory: str | None) -> Plan:
     from checks.schematic import installer_image, nvidia_schematic
 
     profile = target.profile
-    schematic_yaml, schematic = nvidia_schematic(profile.track)
+    schematic_yaml, schematic = nvidia_schematic(profile.track, fabricmanager=_has_nvswitch(report))
     version, version_source = await _talos_version(target, report)
     image = installer_image(schematic, version)
     talosctl = target.talosctl()

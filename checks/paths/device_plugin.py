@@ -25,7 +25,7 @@ EXTENSIONS = StageSpec(
     "NVIDIA system extensions installed",
     "2–3",
     ("cluster",),
-    (p.probe_extensions,),
+    (p.probe_extensions, p.probe_pci_devices),  # PCI: NVSwitch boards need Fabric Manager
     judges.judge_extensions,
     plans.plan_extensions,
     reboots=True,

@@ -19,7 +19,7 @@ STAGES: tuple[StageSpec, ...] = (
         "NVIDIA system extensions installed (this Talos release's versions)",
         "2–3",
         ("cluster",),
-        (p.probe_extensions, p.probe_talos_version),
+        (p.probe_extensions, p.probe_talos_version, p.probe_pci_devices),  # PCI: NVSwitch → Fabric Manager
         judges.judge_extensions_release,
         plans.plan_extensions,
         reboots=True,
