@@ -52,6 +52,10 @@ class ProbeContext:
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
 
+    def known(self, probe: Probe) -> ProbeResult | None:
+        """The probe's result if it has already answered, else None (never waits)."""
+        return self._results.get(probe.name)
+
     async def kube_node(self) -> ProbeResult:
         """This node's Kubernetes Node, read once a sweep (what the test pod is pinned to)."""
         return await self.get(probe_kube_node)
@@ -530,9 +534,12 @@ async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, 
     """Events of the first few pods, and the log of those whose container has started, all at once;
     with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again."""
     wanted: list[Detail] = [("ds_events", "")] if ds_events else []
-    # the pod on THIS node first: its details are the ones the stage is judged by
-    node = await ctx.get(probe_kube_node)
-    here = node.value["metadata"]["name"] if node.ok and isinstance(node.value, dict) else None
+    # the pod on THIS node first: its details are the ones the stage is judged by. The Node's name as far as it
+    # is known now (the Node read, else the last run's): waiting for it would tie the pods' details to the
+    # talosctl call the Node read may be waiting on.
+    node = ctx.known(probe_kube_node)
+    here = (node.value["metadata"]["name"] if node is not None and node.ok and isinstance(node.value, dict)
+            else ctx.remembered_node)
     ordered = sorted(facts.pods, key=lambda pod: ((pod.get("spec") or {}).get("nodeName") != here))
     for pod in ordered[:DETAILED_PODS]:
         pod_name = pod["metadata"]["name"]

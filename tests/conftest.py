@@ -4,6 +4,7 @@ TUI tests need a deterministic Textual: no animations, set here before anything 
 """
 
 import os
+import re
 
 os.environ["TEXTUAL_ANIMATIONS"] = "none"  # must precede every Textual import (snapshots, pilot tests)
 # the engine's node-name cache (checks/node_cache.py) lives in this run's directory, not in ~/.cache
@@ -200,7 +201,8 @@ def stable_report(report: Any) -> Any:
         if isinstance(value, str):
             for old, new in renames.items():
                 value = value.replace(old, new)
-            return value
+            # pytest's numbered temporary directory (the lab's infra repo in a fix command)
+            return re.sub(r"/tmp/pytest-of-[^/\s]+/pytest-\d+/", "/tmp/pytest/", value)
         if isinstance(value, dict):
             return {rewrite(k): rewrite(v) for k, v in value.items()}
         if isinstance(value, list):
@@ -212,4 +214,4 @@ def stable_report(report: Any) -> Any:
             return dataclasses.replace(value, **changes)
         return value
 
-    return rewrite(report) if renames else report
+    return rewrite(report)
