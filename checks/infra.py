@@ -100,16 +100,18 @@ def path_in_repo(repo: Path, relative: str) -> Path:
 # --------------------------------------------------------------------------- seed content
 
 
-def modules_patch(profile: Profile) -> str:
+def modules_machine_config(profile: Profile) -> str:
+    """`machine.kernel.modules` with the profile's modules: the body of both paths' modules patches."""
     modules = "".join(f"      - name: {name}\n" for name in profile.modules)
+    return "machine:\n  kernel:\n    modules:\n" + modules
+
+
+def modules_patch(profile: Profile) -> str:
     return (
         "# Load the NVIDIA open GPU kernel modules (shipped by the nvidia-open-gpu-kernel-modules extension)\n"
         "# and harden the BPF JIT as the NVIDIA container toolkit expects. Apply with:\n"
         f"#   talosctl patch mc --nodes <node> --patch @{MODULES_PATCH}\n"
-        "machine:\n"
-        "  kernel:\n"
-        "    modules:\n"
-        f"{modules}"
+        f"{modules_machine_config(profile)}"
         "  sysctls:\n"
         f"    {BPF_SYSCTL}: 1\n"
     )

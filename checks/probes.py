@@ -289,18 +289,23 @@ async def probe_machine_files(ctx: ProbeContext) -> ProbeResult:
     return ProbeResult("machine_files", source, value=parsed)
 
 
-@probe("cri_conf", "talosctl ls /etc/cri/conf.d", order=90)
-async def probe_cri_conf(ctx: ProbeContext) -> ProbeResult:
-    source = "talosctl ls /etc/cri/conf.d"
-    result = await ctx.talosctl.run("ls", "/etc/cri/conf.d", timeout=ctx.remaining())
+async def talos_ls(ctx: ProbeContext, name: str, directory: str) -> ProbeResult:
+    """The names in a node directory (`talosctl ls DIR`); a directory that does not exist is `missing`."""
+    source = f"talosctl ls {directory}"
+    result = await ctx.talosctl.run("ls", directory, timeout=ctx.remaining())
     if result.ok and "no such file or directory" in result.stderr.lower():
-        return ProbeResult("cri_conf", source, missing=True)
+        return ProbeResult(name, source, missing=True)
     if not result.ok:
-        return ProbeResult("cri_conf", source, error=f"{source}: {result.failure_reason()}")
+        return ProbeResult(name, source, error=f"{source}: {result.failure_reason()}")
     parsed = parser("parse_ls_names")(result.stdout)
     if parsers().is_error(parsed):
-        return ProbeResult("cri_conf", source, error=f"{source}: output not understood ({parsed})")
-    return ProbeResult("cri_conf", source, value=parsed)
+        return ProbeResult(name, source, error=f"{source}: output not understood ({parsed})")
+    return ProbeResult(name, source, value=parsed)
+
+
+@probe("cri_conf", "talosctl ls /etc/cri/conf.d", order=90)
+async def probe_cri_conf(ctx: ProbeContext) -> ProbeResult:
+    return await talos_ls(ctx, "cri_conf", "/etc/cri/conf.d")
 
 
 @probe("services", "talosctl services", order=100)

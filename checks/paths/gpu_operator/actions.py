@@ -72,7 +72,8 @@ async def plan_gpu_operator(target: Target, report: Report | None, _factory: str
     spec = profile.gpu_operator
     helm = target.helm()
     if helm is None:
-        raise PlanError("helm not found: install helm or set $HELM (the device-plugin action runs helm)")
+        raise PlanError("helm not found: install helm or set $HELM (the device-plugin action installs the GPU "
+                        "Operator with helm)")
     steps: list[Step] = []
     warnings: list[str] = []
     # 1. the old path's leftovers (Talos's upgrade notes: remove both before 1.13)

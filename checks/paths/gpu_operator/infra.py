@@ -11,15 +11,11 @@ from checks.profile import Profile
 
 def modules_patch(profile: Profile) -> str:
     """The modules only: Talos ≥ 1.13 (CDI, the GPU Operator) needs no bpf_jit_harden sysctl."""
-    modules = "".join(f"      - name: {name}\n" for name in profile.modules)
     return (
         "# Load the NVIDIA GPU kernel modules that the kernel-modules extension ships. On Talos 1.13 and later\n"
         "# (CDI and the GPU Operator) no sysctl is needed. Apply with:\n"
         f"#   talosctl patch mc --nodes <node> --patch @{infra.MODULES_PATCH}\n"
-        "machine:\n"
-        "  kernel:\n"
-        "    modules:\n"
-        f"{modules}"
+        f"{infra.modules_machine_config(profile)}"
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from checks.adapters.kube import KubeError
 from checks.model import ProbeResult
 from checks.paths.gpu_operator import kube
-from checks.probes import ProbeContext, parse_off_loop, parser, parsers, probe, probe_kube_node
+from checks.probes import ProbeContext, parse_off_loop, parser, parsers, probe, probe_kube_node, talos_ls
 
 CDI_DIR = "/run/cdi"
 CDI_SPEC = "nvidia.yaml"
@@ -21,16 +21,7 @@ NO_CRD = "no ClusterPolicy CRD"  # the value of a missing cluster_policy when th
 @probe("cdi_specs", f"talosctl ls {CDI_DIR}", order=105)
 async def probe_cdi_specs(ctx: ProbeContext) -> ProbeResult:
     """The CDI specs `ext-nvidia-cdi-gen` writes (`nvidia-ctk cdi generate --output /run/cdi/nvidia.yaml`)."""
-    source = f"talosctl ls {CDI_DIR}"
-    result = await ctx.talosctl.run("ls", CDI_DIR, timeout=ctx.remaining())
-    if result.ok and "no such file or directory" in result.stderr.lower():
-        return ProbeResult("cdi_specs", source, missing=True)
-    if not result.ok:
-        return ProbeResult("cdi_specs", source, error=f"{source}: {result.failure_reason()}")
-    names = parser("parse_ls_names")(result.stdout)
-    if parsers().is_error(names):
-        return ProbeResult("cdi_specs", source, error=f"{source}: output not understood ({names})")
-    return ProbeResult("cdi_specs", source, value=names)
+    return await talos_ls(ctx, "cdi_specs", CDI_DIR)
 
 
 @probe("helm_releases", "helm list -A", order=155)
