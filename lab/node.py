@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lab.schematics import KERNEL_VERSION, KMOD, TOOLKIT
+from lab import releases
+from lab.schematics import KMOD, TOOLKIT
 
 UPGRADE_INSTALL_S = 1.0
 NVIDIA_MODULES = ("nvidia", "nvidia_uvm", "nvidia_drm", "nvidia_modeset")
@@ -98,6 +99,8 @@ class NodeView:
     container_runtime_ok: bool
     boot_error: str | None = None  # writeUserFiles' error when this boot stops there (the node loops)
     boot_stuck: bool = False       # the boot stopped in writeUserFiles: apid answers, nothing else started
+    cdi: bool = False              # Talos >= 1.13: GPUs through CDI (ext-nvidia-cdi-gen, no nvidia-container-cli)
+    cdi_spec: bool = False         # ext-nvidia-cdi-gen has Finished and /run/cdi/nvidia.yaml exists
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ def extension_listing(talos: dict[str, Any]) -> list[dict[str, Any]]:
                 "id": "modules.dep",
                 "image": "modules.dep.sqsh",
                 "name": "modules.dep",
-                "version": KERNEL_VERSION,
+                "version": releases.get(talos.get("version")).kernel,
                 "author": "Talos Machinery",
                 "description": "Combined modules.dep for all extensions",
             }
@@ -310,6 +313,13 @@ TOOLKIT_CRI_PART = "/etc/cri/conf.d/10-nvidia-container-runtime.part"
 CRI_CONFIG = "/etc/cri/conf.d/cri.toml"
 TOOLKIT_RUNTIME_CONFIG = "/usr/local/etc/nvidia-container-runtime/config.toml"
 TOOLKIT_SERVICE = "ext-nvidia-persistenced"
+CDI_SERVICE = "ext-nvidia-cdi-gen"      # Talos >= 1.13: nvidia-ctk cdi generate --output /run/cdi/nvidia.yaml
+CDI_SPEC = "/run/cdi/nvidia.yaml"
+CRI_CDI_CONFIG = (
+    '\n[plugins."io.containerd.cri.v1.runtime"]\n'
+    '  enable_cdi = true\n'
+    '  cdi_spec_dirs = ["/run/cdi"]\n'
+)
 MANIFESTS_DIRECTORY = "/etc/kubernetes/manifests"
 CRI_CUSTOMIZATION_PART = "/etc/cri/conf.d/20-customization.part"
 
@@ -366,12 +376,44 @@ def rootfs_files(talos: dict[str, Any]) -> dict[str, str]:
     files = {path: "" for path in BASE_FILES}
     toolkit = _driver_of(talos.get("extensions") or [], TOOLKIT) is not None
     cri = BASE_CRI_CONFIG
+    release = releases.get(talos.get("version"))
+    if release.cdi:
+        cri += CRI_CDI_CONFIG
     if toolkit:
         files[TOOLKIT_CRI_PART] = TOOLKIT_CRI_PART_CONTENT
         files[TOOLKIT_RUNTIME_CONFIG] = TOOLKIT_RUNTIME_CONFIG_CONTENT
         cri += "\n" + TOOLKIT_CRI_PART_CONTENT
     files[CRI_CONFIG] = cri
+    if cdi_spec_written(talos):
+        files[CDI_SPEC] = cdi_spec_text(talos)
     return files
+
+
+def cdi_spec_written(talos: dict[str, Any]) -> bool:
+    """ext-nvidia-cdi-gen finished: a CDI release, the toolkit extension, and the driver loaded (nvidia-ctk
+    asks NVML for the devices)."""
+    return (releases.get(talos.get("version")).cdi and _driver_of(talos.get("extensions") or [], TOOLKIT) is not None
+            and "nvidia" in loaded_nvidia_modules(talos))
+
+
+def cdi_spec_text(talos: dict[str, Any]) -> str:
+    """``/run/cdi/nvidia.yaml`` as ``nvidia-ctk cdi generate`` writes it (one device per GPU, plus ``all``)."""
+    broken = {str(device).lower() for device in talos.get("broken_gpus") or []}
+    gpus = [device for device in nvidia_pci_devices(talos) if str(device["id"]).lower() not in broken]
+    driver = _driver_of(talos.get("extensions") or [], TOOLKIT) or ""
+    lines = ["---", "cdiVersion: 0.5.0", "containerEdits:", "  env:", "  - NVIDIA_VISIBLE_DEVICES=void",
+             "  hooks:", "  - args:", "    - nvidia-cdi-hook", "    - update-ldcache", "    - --folder",
+             "    - /usr/local/glibc/usr/lib", "    hookName: createContainer",
+             "    path: /usr/local/bin/nvidia-cdi-hook", "  mounts:", "  - containerPath: /usr/local/glibc/usr/lib/"
+             f"libnvidia-ml.so.{driver}", f"    hostPath: /usr/local/glibc/usr/lib/libnvidia-ml.so.{driver}",
+             "    options:", "    - ro", "    - nosuid", "    - nodev", "    - rbind", "    - rprivate",
+             "devices:"]
+    for index, _ in enumerate(gpus):
+        lines += [f"- name: \"{index}\"", "  containerEdits:", "    deviceNodes:", f"    - path: /dev/nvidia{index}"]
+    lines += ["- name: all", "  containerEdits:", "    deviceNodes:"]
+    lines += [f"    - path: /dev/nvidia{index}" for index, _ in enumerate(gpus)]
+    lines += ["    - path: /dev/nvidiactl", "    - path: /dev/nvidia-uvm", "kind: nvidia.com/gpu"]
+    return "\n".join(lines) + "\n"
 
 
 def write_user_files_error(talos: dict[str, Any]) -> str | None:
@@ -447,7 +489,7 @@ def nvidia_version_file(driver: str) -> str:
 def kernel_log(talos: dict[str, Any], modules: list[str], toolkit_driver: str | None) -> list[KernelLogRecord]:
     """The kernel ring buffer (the lines the lab models), oldest first."""
     records = [
-        KernelLogRecord(0.0, "kern", "notice", f"Linux version {KERNEL_VERSION} (@buildkitsandbox) #1 SMP"),
+        KernelLogRecord(0.0, "kern", "notice", f"Linux version {releases.get(talos.get('version')).kernel} (@buildkitsandbox) #1 SMP"),
         KernelLogRecord(
             0.0,
             "kern",
@@ -594,6 +636,7 @@ def node_view(state: dict[str, Any], now: float) -> NodeView:
     bpf = str(sysctls.get(BPF_SYSCTL, TALOS_DEFAULT_BPF_JIT_HARDEN))
     no_cgroups = no_cgroups_configured(talos)
     handler = toolkit_driver is not None
+    cdi = releases.get(talos.get("version")).cdi
     log = kernel_log(talos, nvidia_modules, toolkit_driver) if phase != "down" else []
     if boot_stuck and boot_error is not None:
         log = sorted(log + boot_failure_records(boot_error, BOOT_FAIL_OFFSET_S), key=lambda record: record.offset_s)
@@ -616,9 +659,12 @@ def node_view(state: dict[str, Any], now: float) -> NodeView:
         no_cgroups=no_cgroups,
         dmesg=[raw_dmesg_line(record) for record in log],
         # the runtime needs no no-cgroups file: the extension's own config is used (FACTS.md)
-        container_runtime_ok=handler and bpf == "1",
+        # on 1.13+ (CDI) there is no nvidia-container-cli and no bpf_jit_harden step
+        container_runtime_ok=handler and (cdi or bpf == "1"),
         boot_error=boot_error,
         boot_stuck=boot_stuck,
+        cdi=cdi,
+        cdi_spec=cdi and phase != "down" and not boot_stuck and cdi_spec_written(talos),
     )
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from lab import scenarios
+from lab import releases, scenarios
 from lab import state as lab_state
 from lab.certs import PendingCertificate
 
@@ -55,6 +55,16 @@ PLACEHOLDER_CERT = "-----BEGIN CERTIFICATE-----\nTEFCIFBMQUNFSE9MREVSOiBub3QgYSB
 
 class LabError(RuntimeError):
     """The lab could not start."""
+
+
+TALOS_VERSION_VARIABLE = "TALOS_GPU_LAB_TALOS_VERSION"  # the Talos release a lab starts on when none is given
+
+
+def talos_version_from_environment(given: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The release to run: ``given``, else $TALOS_GPU_LAB_TALOS_VERSION, else v1.11.5; ValueError when unknown."""
+    environ = os.environ if environ is None else environ
+    version = given or environ.get(TALOS_VERSION_VARIABLE, "").strip() or releases.DEFAULT
+    return releases.check_known(version)
 
 
 def knobs_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, float]:
@@ -196,9 +206,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def build_state(scenario: str, *, knobs: Mapping[str, Any] | None = None, faults: Mapping[str, Any] | None = None,
-                extra_nodes: int = 0) -> dict[str, Any]:
-    """The initial state for `scenario`, with env knobs, then explicit knobs and faults applied."""
-    state = scenarios.build(scenario, extra_nodes=extra_nodes)
+                extra_nodes: int = 0, talos_version: str | None = None) -> dict[str, Any]:
+    """The initial state for `scenario` on `talos_version` (else $TALOS_GPU_LAB_TALOS_VERSION, else v1.11.5),
+    with env knobs, then explicit knobs and faults applied."""
+    state = scenarios.build(scenario, extra_nodes=extra_nodes,
+                            talos_version=talos_version_from_environment(talos_version))
     state.setdefault("knobs", {}).update(knobs_from_environment())
     state["knobs"].update(dict(knobs or {}))
     if faults:
@@ -232,6 +244,7 @@ class LabHandle:
     env: dict[str, str]
     scenario: str
     extra_nodes: int = 0
+    talos_version: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     owns_state_dir: bool = False
     _stopped: bool = field(default=False, repr=False)
@@ -262,7 +275,8 @@ class LabHandle:
     def reset(self, scenario: str, *, knobs: Mapping[str, Any] | None = None,
               faults: Mapping[str, Any] | None = None) -> None:
         """Re-initialise state.json to `scenario` (the server picks it up on its next request)."""
-        state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=self.extra_nodes)
+        state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=self.extra_nodes,
+                            talos_version=self.talos_version)
         write_infra_files(self.state_dir, state)
         lab_state.init(self.state_dir, state)
         self.scenario = scenario
@@ -311,8 +325,9 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 
 def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: dict | None = None,
-              extra_nodes: int = 0, faults: dict | None = None) -> LabHandle:
+              extra_nodes: int = 0, faults: dict | None = None, talos_version: str | None = None) -> LabHandle:
     """Build the scenario's state, write configs and wrappers, start the API server; return the handle."""
+    talos_version = talos_version_from_environment(talos_version)  # an unknown one: ValueError, nothing started
     owns = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="talos-gpu-lab-")) if state_dir is None else Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -322,7 +337,8 @@ def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: 
         for stale in (PORT_FILE, "server.crt", "server.key"):
             (directory / stale).unlink(missing_ok=True)
         certificate = PendingCertificate(directory)
-        state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=extra_nodes)
+        state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=extra_nodes,
+                            talos_version=talos_version)
         write_infra_files(directory, state)
         lab_state.init(directory, state)
         token = f"lab-SECRET-token-{secrets.token_hex(16)}"
@@ -365,7 +381,8 @@ def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: 
         "PATH": os.pathsep.join([str(bin_dir), *filter(None, [os.environ.get("PATH")])]),
     }
     handle = LabHandle(state_dir=directory, api_url=api_url, kubeconfig=kubeconfig, talosconfig=talosconfig,
-                       bin_dir=bin_dir, env=env, scenario=scenario, extra_nodes=extra_nodes, process=process,
+                       bin_dir=bin_dir, env=env, scenario=scenario, extra_nodes=extra_nodes, talos_version=talos_version,
+                       process=process,
                        owns_state_dir=owns)
     atexit.register(handle.stop)
     return handle
@@ -406,7 +423,7 @@ def talos_gpu_dir() -> Path | None:
 
 
 HOW_TO = """\
-# The lab is running (scenario: {scenario}). In another shell:
+# The lab is running (scenario: {scenario}, Talos {talos_version}). In another shell:
 {exports}
 #   kubectl get nodes,ds,pods -A        talosctl get extensions        talos-gpu check
 #   talos-gpu                           (the terminal UI against this lab)
@@ -414,10 +431,10 @@ HOW_TO = """\
 """
 
 
-def run_foreground(scenario: str = "fresh", *, state_dir: Path | None = None) -> int:
+def run_foreground(scenario: str = "fresh", *, state_dir: Path | None = None, talos_version: str | None = None) -> int:
     """`talos-gpu lab`: start the lab, print the export lines, wait for Ctrl-C or SIGTERM, clean up."""
     try:
-        handle = start_lab(scenario, state_dir=state_dir)
+        handle = start_lab(scenario, state_dir=state_dir, talos_version=talos_version)
     except (LabError, ValueError, OSError) as error:
         print(f"talos-gpu lab: {error}", file=sys.stderr)
         return 2
@@ -425,7 +442,7 @@ def run_foreground(scenario: str = "fresh", *, state_dir: Path | None = None) ->
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     status = 0
     try:
-        print(HOW_TO.format(scenario=scenario, exports=handle.export_lines(), state_dir=handle.state_dir), flush=True)
+        print(HOW_TO.format(scenario=scenario, talos_version=handle.talos_version, exports=handle.export_lines(), state_dir=handle.state_dir), flush=True)
         while not stop.wait(0.5):
             if not handle.alive():
                 print(f"talos-gpu lab: the API server stopped: {_log_tail(handle.state_dir / LOG_FILE)}",
@@ -503,10 +520,11 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="start a lab in the foreground until Ctrl-C")
     run_parser.add_argument("--scenario", default="fresh", choices=sorted(scenarios.SCENARIOS))
     run_parser.add_argument("--state", type=Path, default=None, help="state directory (default: a temporary one)")
+    run_parser.add_argument("--talos-version", default=None, choices=releases.KNOWN)
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args.state.resolve(), args.port, args.apid_socket)
-    return run_foreground(args.scenario, state_dir=args.state)
+    return run_foreground(args.scenario, state_dir=args.state, talos_version=args.talos_version)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from lab import chart, schematics
+from lab import chart, releases, schematics
 from lab.node import BPF_SYSCTL, NO_CGROUPS_PATH
 from lab.schematics import KMOD, TALOS_VERSION, TOOLKIT
 
@@ -47,7 +47,14 @@ SCENARIOS: dict[str, str] = {
     "time-slicing-renamed": "as time-slicing, with renameByDefault: the node advertises 8 nvidia.com/gpu.shared",
     "nvswitch-no-fabricmanager": "an HGX-style board: NVSwitch bridges on the PCI bus, no nvidia-fabricmanager "
                                  "extension",
+    "old-path-leftovers": "Talos 1.13 (GPU Operator path) with the extensions and modules right, but still the "
+                          "nvidia-device-plugin release and the hand-made RuntimeClass nvidia; no operator",
+    "operator-healthy": "Talos 1.13: every stage passes on the GPU Operator path (gpu-operator v26.3.1, "
+                        "ClusterPolicy ready, RuntimeClass nvidia owned by it)",
 }
+# Scenarios of the gpu-operator path: a Talos >= 1.13 node (v1.13.9 unless another 1.13+ release is given).
+OPERATOR_SCENARIOS = ("old-path-leftovers", "operator-healthy")
+OPERATOR_DEFAULT_VERSION = "v1.13.9"
 
 SEED_VALUES: dict[str, Any] = {
     "runtimeClassName": "nvidia",
@@ -153,7 +160,9 @@ def _conditions(ready: bool, since: float) -> list[dict[str, str]]:
     return conditions
 
 
-def gpu_node_object(now: float, *, ready: bool = True, resource_version: int = 1) -> dict[str, Any]:
+def gpu_node_object(now: float, *, ready: bool = True, resource_version: int = 1,
+                    talos_version: str = TALOS_VERSION) -> dict[str, Any]:
+    release = releases.get(talos_version)
     created = now - 12 * 86400
     return {
         "apiVersion": "v1",
@@ -194,10 +203,10 @@ def gpu_node_object(now: float, *, ready: bool = True, resource_version: int = 1
                 "machineID": "5c1a2e0e7d3f4b7f9b2d6a8e4f0c1d23",
                 "systemUUID": "4c4c4544-0047-3010-8052-b4c04f4e4e32",
                 "bootID": _stable_uid("boot", HOSTNAME),
-                "kernelVersion": "6.12.57-talos",
-                "osImage": f"Talos ({TALOS_VERSION})",
-                "containerRuntimeVersion": CONTAINERD_VERSION,
-                "kubeletVersion": KUBELET_VERSION,
+                "kernelVersion": release.kernel,
+                "osImage": f"Talos ({release.version})",
+                "containerRuntimeVersion": release.containerd,
+                "kubeletVersion": release.kubelet,
                 "kubeProxyVersion": "",
                 "operatingSystem": "linux",
                 "architecture": "amd64",
@@ -263,8 +272,8 @@ def runtimeclass_object(created: float, resource_version: int) -> dict[str, Any]
     }
 
 
-def _extensions(kmod_track: str, toolkit_track: str) -> list[dict[str, str]]:
-    records = schematics.extension_records([f"{TOOLKIT}-{toolkit_track}", f"{KMOD}-{kmod_track}"])
+def _extensions(kmod_track: str, toolkit_track: str, talos_version: str = TALOS_VERSION) -> list[dict[str, str]]:
+    records = schematics.extension_records([f"{TOOLKIT}-{toolkit_track}", f"{KMOD}-{kmod_track}"], talos_version)
     assert records is not None
     return records
 
@@ -273,7 +282,7 @@ def default_knobs() -> dict[str, Any]:
     return {"talosctl_latency_ms": 0, "api_latency_ms": 0, "reboot_s": 6.0, "boot_fail_wait_s": 20.0}
 
 
-def _healthy(now: float) -> dict[str, Any]:
+def _healthy(now: float, talos_version: str = TALOS_VERSION) -> dict[str, Any]:
     installed = now - 3 * 86400
     created = now - 12 * 86400
     release_values = copy.deepcopy(SEED_VALUES)
@@ -288,13 +297,13 @@ def _healthy(now: float) -> dict[str, Any]:
         "talos": {
             "node": NODE_ADDRESS,
             "hostname": HOSTNAME,
-            "version": TALOS_VERSION,
+            "version": talos_version,
             "schematic": schematics.PRODUCTION_ID,
-            "extensions": _extensions("production", "production"),
+            "extensions": _extensions("production", "production", talos_version),
             "reboot": None,
             "config": {
                 "kernel_modules": list(SEED_MODULES),
-                "sysctls": {BPF_SYSCTL: "1"},
+                "sysctls": {} if releases.get(talos_version).cdi else {BPF_SYSCTL: "1"},
                 "files": [],
             },
             "staged_config": None,
@@ -303,7 +312,7 @@ def _healthy(now: float) -> dict[str, Any]:
             "boot_time": now - 3 * 86400,
         },
         "kube": {
-            "nodes": [gpu_node_object(now, resource_version=30)],
+            "nodes": [gpu_node_object(now, resource_version=30, talos_version=talos_version)],
             "namespaces": [
                 namespace_object(name, created, 2 + index)
                 for index, name in enumerate(["default", "kube-node-lease", "kube-public", "kube-system"])
@@ -329,6 +338,7 @@ def _healthy(now: float) -> dict[str, Any]:
             ],
         },
         "factory": {},
+        "talosctl_version": talos_version,
     }
 
 
@@ -346,12 +356,20 @@ def _reinstall_plugin(state: dict[str, Any], values: dict[str, Any]) -> None:
     ]
 
 
-def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now: float | None = None) -> dict[str, Any]:
-    """A complete initial ``state.json`` for scenario ``name``."""
+def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now: float | None = None,
+          talos_version: str | None = None) -> dict[str, Any]:
+    """A complete initial ``state.json`` for scenario ``name`` on Talos ``talos_version`` (lab.releases; None:
+    the scenario's own default, v1.11.5 except for the GPU Operator scenarios, which need 1.13)."""
     if name not in SCENARIOS:
         raise ValueError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    if talos_version is None:
+        talos_version = OPERATOR_DEFAULT_VERSION if name in OPERATOR_SCENARIOS else TALOS_VERSION
+    release = releases.get(releases.check_known(talos_version))
+    if name in OPERATOR_SCENARIOS and not release.cdi:
+        raise ValueError(f"scenario {name!r} is a Talos 1.13+ node (GPU Operator path); "
+                         f"it does not run on {talos_version}")
     now = time.time() if now is None else now
-    state = _healthy(now)
+    state = _healthy(now, talos_version)
     state["scenario"] = name
     talos = state["talos"]
     config = talos["config"]
@@ -366,12 +384,12 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         talos["schematic"] = schematics.VANILLA_ID
         talos["extensions"] = []
     elif name == "mixed-tracks":
-        talos["extensions"] = _extensions("production", "lts")
+        talos["extensions"] = _extensions("production", "lts", talos_version)
         talos["schematic"] = schematics.extensions_id([f"{TOOLKIT}-lts", f"{KMOD}-production"])
     elif name == "driver-mismatch":
         for extension in talos["extensions"]:
             if extension["name"].startswith(TOOLKIT):
-                extension["version"] = f"570.158.01-{schematics.TOOLKIT_VERSION}"
+                extension["version"] = f"570.158.01-{release.toolkit}"
     elif name == "modules-not-loaded":
         config.update(kernel_modules=[], sysctls={})
     elif name == "bpf-sysctl-missing":
@@ -399,7 +417,7 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         talos["broken_gpus"] = ["0000:8b:00.0"]
     elif name == "node-notready":
         state["faults"]["kubelet_not_ready"] = True
-        state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30)]
+        state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30, talos_version=talos_version)]
     elif name in ("time-slicing", "time-slicing-renamed"):
         values = copy.deepcopy(SEED_VALUES)
         values["config"] = {"map": {"default": time_slicing_config(4, renamed=name == "time-slicing-renamed")},

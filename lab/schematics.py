@@ -12,6 +12,7 @@ import hashlib
 import itertools
 from typing import Any
 
+from lab import releases
 from lab.goyaml import dump_talos
 
 TALOS_VERSION = "v1.11.5"
@@ -111,13 +112,17 @@ OTHER_EXTENSIONS = {
 
 def extension_record(name: str, talos_version: str = TALOS_VERSION) -> dict[str, str] | None:
     """``{"name", "version", "author", "description"}`` of an official extension, None if unknown."""
-    if name in OTHER_EXTENSIONS:
+    if name in OTHER_EXTENSIONS and not name.startswith("nvidia-fabricmanager-"):
         version, description = OTHER_EXTENSIONS[name]
         return {"name": name, "version": version, "author": "Sidero Labs", "description": description}
+    release = releases.get(talos_version)
+    if name.startswith("nvidia-fabricmanager-") and name.split("-")[-1] in release.drivers:
+        return {"name": name, "version": release.drivers[name.split("-")[-1]], "author": "Sidero Labs",
+                "description": OTHER_EXTENSIONS[name][1] if name in OTHER_EXTENSIONS else ""}
     for base in (KMOD, TOOLKIT):
-        for track, driver in DRIVER_BY_TRACK.items():
+        for track, driver in release.drivers.items():
             if name == f"{base}-{track}":
-                version = f"{driver}-{talos_version}" if base == KMOD else f"{driver}-{TOOLKIT_VERSION}"
+                version = f"{driver}-{talos_version}" if base == KMOD else f"{driver}-{release.toolkit}"
                 return {"name": name, "version": version, "author": "Sidero Labs", "description": _DESCRIPTIONS[base]}
     return None
 

@@ -25,11 +25,11 @@ from typing import Any
 
 from lab import faults as lab_faults
 from lab import node as lab_node
-from lab import schematics
+from lab import releases, schematics
 from lab import state as lab_state
 from lab.goyaml import Raw, dump_talos
 
-CLIENT_VERSION = "v1.11.5"
+CLIENT_VERSION = "v1.11.5"  # the default release; a lab started on another one records its own (client_version)
 CLIENT_SHA = "6e0ff4a2"  # lab placeholder, not the real build's commit
 GO_VERSION = "go1.24.9"
 TALOS_API_PORT = 50000
@@ -351,11 +351,16 @@ def check_reachable(state: dict[str, Any], session: Session, view: lab_node.Node
         raise CommandError(connection_error(session.endpoint))
 
 
-def version_skew_warning(view: lab_node.NodeView, node: str) -> str | None:
+def client_version(state: dict[str, Any] | None) -> str:
+    """The lab talosctl's own version: the release the lab was started on (talosctl and node match)."""
+    return str((state or {}).get("talosctl_version") or CLIENT_VERSION)
+
+
+def version_skew_warning(view: lab_node.NodeView, node: str, client: str = CLIENT_VERSION) -> str | None:
     def numbers(version: str) -> tuple[int, ...]:
         return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
 
-    server, client = view.talos_version, CLIENT_VERSION
+    server = view.talos_version
     if numbers(server) < numbers(client):
         return f"WARNING: {node}: server version {server.lstrip('v')} is older than client version {client.lstrip('v')}\n"
     return None
@@ -646,7 +651,7 @@ def _reachable_context(session: Session, out: lab_faults.Output) -> NodeContext:
     state = _read_state(session)
     ctx = node_context(state, time.time())
     check_reachable(state, session, ctx.view)
-    warning = version_skew_warning(ctx.view, session.nodes[0])
+    warning = version_skew_warning(ctx.view, session.nodes[0], client_version(state))
     if warning:
         out.err(warning)
     return ctx
@@ -656,15 +661,20 @@ def _reachable_context(session: Session, out: lab_faults.Output) -> NodeContext:
 
 
 def cmd_version(invocation: Invocation, session: Session | None, out: lab_faults.Output) -> int:
+    try:
+        client = client_version(_read_state(session)) if session is not None else CLIENT_VERSION
+    except CommandError:
+        client = CLIENT_VERSION
+    go_version = releases.get(client).go_version
     if invocation.flag("short"):
-        out.out(f"Client:\n\tTalos {CLIENT_VERSION}\n")
+        out.out(f"Client:\n\tTalos {client}\n")
     else:
         out.out(
             "Client:\n"
-            f"\tTag:         {CLIENT_VERSION}\n"
+            f"\tTag:         {client}\n"
             f"\tSHA:         {CLIENT_SHA}\n"
             "\tBuilt:       \n"
-            f"\tGo version:  {GO_VERSION}\n"
+            f"\tGo version:  {go_version}\n"
             "\tOS/Arch:     linux/amd64\n"
         )
     if invocation.flag("client"):
@@ -681,7 +691,7 @@ def cmd_version(invocation: Invocation, session: Session | None, out: lab_faults
             f"\tTag:         {ctx.view.talos_version}\n"
             f"\tSHA:         {CLIENT_SHA}\n"
             "\tBuilt:       \n"
-            f"\tGo version:  {GO_VERSION}\n"
+            f"\tGo version:  {releases.get(ctx.view.talos_version).go_version}\n"
             "\tOS/Arch:     linux/amd64\n"
             "\tEnabled:     RBAC\n"
         )
@@ -728,7 +738,7 @@ def node_file(ctx: NodeContext, path: str) -> str | None:
     if normalized == "/proc/sys/net/core/bpf_jit_harden":
         return view.bpf_jit_harden + "\n"
     if normalized == "/proc/sys/kernel/osrelease":
-        return schematics.KERNEL_VERSION + "\n"
+        return releases.get(ctx.view.talos_version).kernel + "\n"
     if view.boot_error is None:
         written = lab_node.config_file(ctx.talos, normalized)
         if written is not None:
@@ -831,6 +841,9 @@ def node_tree(ctx: NodeContext) -> dict[str, tuple[str, int]]:
             tree.setdefault(parent, ("drwxr-xr-x", 4096))
             parent = parent.rsplit("/", 1)[0]
     tree.setdefault("/", ("drwxr-xr-x", 4096))
+    if ctx.view.cdi:
+        tree.setdefault("/run", ("drwxr-xr-x", 4096))
+        tree.setdefault("/run/cdi", ("drwxr-xr-x", 4096))  # containerd's cdi_spec_dirs, there even when empty
     return tree
 
 
@@ -887,6 +900,13 @@ def _services(ctx: NodeContext) -> list[tuple[str, str, str, str]]:
         ("cri", "Running", "OK", "Health check successful"),
         ("etcd", "Running", "OK", "Health check successful"),
     ]
+    if view.toolkit_ext_driver is not None and view.cdi:
+        # Talos >= 1.13: the toolkit extension's one-shot CDI generator (nvidia-ctk cdi generate)
+        if view.cdi_spec:
+            services.append((lab_node.CDI_SERVICE, "Finished", "?", "Service finished successfully"))
+        else:
+            services.append((lab_node.CDI_SERVICE, "Failed", "?",
+                             "Failed to run service: exit status 1"))
     if view.toolkit_ext_driver is not None:
         services.append((lab_node.TOOLKIT_SERVICE, "Running", "?",
                          f"Started task {lab_node.TOOLKIT_SERVICE} (PID 2877) for container {lab_node.TOOLKIT_SERVICE}"))
@@ -942,7 +962,14 @@ def cmd_logs(invocation: Invocation, session: Session, out: lab_faults.Output) -
     if not any(service[0] == wanted for service in _services(ctx)):
         raise CommandError(f"error getting logs: 1 error occurred:\n\t* {node}: rpc error: code = Unknown desc = "
                            f'service "{wanted}" is not registered\n')
-    if wanted == lab_node.TOOLKIT_SERVICE:
+    if wanted == lab_node.CDI_SERVICE:
+        if ctx.view.cdi_spec:
+            lines = [f'{node}: level=info msg="Generated CDI spec with version 0.5.0"',
+                     f'{node}: level=info msg="Wrote CDI spec to {lab_node.CDI_SPEC}"']
+        else:
+            lines = [f'{node}: level=error msg="failed to generate CDI spec: failed to create device CDI specs: '
+                     'failed to initialize NVML: ERROR_LIBRARY_NOT_FOUND"']
+    elif wanted == lab_node.TOOLKIT_SERVICE:
         driver = ctx.view.toolkit_ext_driver
         lines = [f"{node}: NVIDIA Persistence Daemon, version {driver}",
                  f"{node}: Started (2877)"]
@@ -1383,7 +1410,7 @@ def follow_reboot(session: Session, out: lab_faults.Output, timeout_s: float, de
 def cmd_upgrade(invocation: Invocation, session: Session, out: lab_faults.Output) -> int:
     _install_signal_handlers()
     node = session.nodes[0]
-    image = invocation.value("image") or f"factory.talos.dev/installer/{schematics.VANILLA_ID}:{CLIENT_VERSION}"
+    image = invocation.value("image") or f"factory.talos.dev/installer/{schematics.VANILLA_ID}:{client_version(_read_state(session))}"
     wait = invocation.flag("wait", default=True)
     timeout_s = parse_duration(invocation.value("timeout", "30m") or "30m")
     _reachable_context(session, out)

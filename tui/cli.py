@@ -46,7 +46,12 @@ OUTPUT_FORMATS = ("table", "json", "yaml", "markdown")
 SCENARIO_NAMES = ("fresh", "healthy", "extensions-missing", "mixed-tracks", "driver-mismatch", "modules-not-loaded",
                   "bpf-sysctl-missing", "runbook-patch-applied", "runbook-patch-in-repo", "runtimeclass-missing", "nfd-affinity",
                   "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready",
-                  "time-slicing", "time-slicing-renamed", "nvswitch-no-fabricmanager")
+                  "time-slicing", "time-slicing-renamed", "nvswitch-no-fabricmanager",
+                  "old-path-leftovers", "operator-healthy")
+# The Talos releases the lab runs (lab.releases.KNOWN, checked by tests/test_lab_versions.py); the scenarios of the
+# GPU Operator path run on 1.13+ only (lab.scenarios.OPERATOR_SCENARIOS).
+LAB_TALOS_VERSIONS = ("v1.11.5", "v1.12.11", "v1.13.9")
+LAB_OPERATOR_SCENARIOS = ("old-path-leftovers", "operator-healthy")
 
 # `check` when its reader goes away before the report is out (`check | head -1`): no traceback, no message,
 # and the exit code of the report itself (0 all pass, 1 a stage fails); before a report exists, 141
@@ -77,6 +82,19 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {port}")
     return port
+
+
+def _lab_talos_version(text: str) -> str:
+    if text not in LAB_TALOS_VERSIONS:
+        raise argparse.ArgumentTypeError(f"unknown Talos version {text!r}; the lab runs: {', '.join(LAB_TALOS_VERSIONS)}")
+    return text
+
+
+def _runs_cdi(version: str) -> bool:
+    """Whether a lab release enables GPUs through CDI and the GPU Operator (Talos 1.13+)."""
+    from lab.releases import get
+
+    return get(version).cdi
 
 
 def _scenario(text: str) -> str:
@@ -132,6 +150,9 @@ def build_parser() -> OneLineParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--scenario", metavar="NAME", type=_scenario, default="fresh",
                        help=f"lab scenario (default: fresh): {', '.join(SCENARIO_NAMES)}")
+        p.add_argument("--talos-version", metavar="VERSION", type=_lab_talos_version, default=None,
+                       help=f"the Talos release the lab node runs: {', '.join(LAB_TALOS_VERSIONS)} (default: "
+                            "$TALOS_GPU_LAB_TALOS_VERSION, else v1.11.5; v1.13.9 for the GPU Operator scenarios)")
         if name == "demo":
             p.add_argument("--refresh", metavar="SECONDS", type=_positive_float, default=3.0,
                            help="how often the panes re-read the lab (default 3)")
@@ -257,10 +278,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         _stop_like_ctrl_c()  # while no action runs; during one, enable's own handler cancels it (audited)
         return enable(args, target_from_args(args))
+    if command in ("lab", "demo"):
+        version = args.talos_version
+        if args.scenario in LAB_OPERATOR_SCENARIOS and version is not None and not _runs_cdi(version):
+            print(f"talos-gpu {command}: scenario {args.scenario!r} is a Talos 1.13+ node (GPU Operator path); "
+                  f"it does not run on {version}", file=sys.stderr)
+            return 2
     if command == "lab":
         from lab.runtime import run_foreground
 
-        return int(run_foreground(args.scenario) or 0)
+        return int(run_foreground(args.scenario, talos_version=args.talos_version) or 0)
     from tui.keymap import load_keymap
 
     args.keymap = load_keymap()  # a bad keymap file is one line, before the lab or the screen starts

@@ -36,8 +36,9 @@ def demo_target(env: dict[str, str], state_dir: Path) -> Target:
 class LabStarter:
     """Starts the lab in a thread; `target()` waits for it; `stop()` stops it whenever it got up."""
 
-    def __init__(self, scenario: str) -> None:
+    def __init__(self, scenario: str, talos_version: str | None = None) -> None:
         self.scenario = scenario
+        self.talos_version = talos_version
         self.lab: Any = None
         self.error: BaseException | None = None
         self.stopped = False
@@ -48,7 +49,7 @@ class LabStarter:
         try:
             from lab.runtime import start_lab
 
-            self.lab = start_lab(self.scenario)
+            self.lab = start_lab(self.scenario, talos_version=self.talos_version)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the target
             self.error = exc
 
@@ -68,7 +69,7 @@ class LabStarter:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    starter = LabStarter(args.scenario)
+    starter = LabStarter(args.scenario, getattr(args, "talos_version", None))
     atexit.register(starter.stop)
     try:
         from tui.interactive import run_tui

@@ -20,6 +20,8 @@ DEFAULT_PORT = 8000
 def demo_command(args: argparse.Namespace) -> str:
     """The shell command textual-serve runs for each browser session: this Python, this package's demo."""
     argv = [sys.executable, "-m", "tui.cli", "demo", "--scenario", args.scenario, "--refresh", f"{args.refresh:g}"]
+    if getattr(args, "talos_version", None):
+        argv += ["--talos-version", args.talos_version]
     if args.read_only:
         argv.append("--read-only")
     return shlex.join(argv)
