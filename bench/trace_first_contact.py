@@ -53,6 +53,7 @@ def _install(path: str) -> None:
         os.write(fd, (line + "\n").encode())
 
     mark("process", "interpreter up, tracing installed", time.monotonic(), time.monotonic(), "-")
+    _watch_milestones(mark, main_pid)
 
     original_get = probes.ProbeContext.get
 
@@ -142,6 +143,30 @@ def _install(path: str) -> None:
     kube_process.KubeProcess.start = classmethod(start_child)  # type: ignore[method-assign]
 
 
+MILESTONE_IMPORTS = ("tui.headless", "checks.engine", "asyncio", "anyio._backends._asyncio", "checks.parsers",
+                     "checks.judges", "rich")
+
+
+def _watch_milestones(mark: Any, main_pid: int) -> None:
+    """Marks from the interpreter's audit events (PEP 578): the first import of a few modules, the fork,
+    the first and last program started by the check process."""
+    seen: set[str] = set()
+    spawns: list[float] = []
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "import" and args and args[0] in MILESTONE_IMPORTS and args[0] not in seen:
+            seen.add(args[0])
+            now = time.monotonic()
+            mark("milestone", f"import {args[0]} begins", now, now, "-")
+        elif event in ("subprocess.Popen", "os.posix_spawn") and os.getpid() == main_pid:
+            spawns.append(time.monotonic())
+            if len(spawns) in (1, 16):
+                mark("milestone", f"program #{len(spawns)} spawned ({os.path.basename(str(args[0]))})", spawns[-1],
+                     spawns[-1], "-")
+
+    sys.addaudithook(hook)
+
+
 def _inside(argv: list[str]) -> int:
     sys.path.insert(0, str(HERE.parent))
     _install(os.environ[TRACE_VARIABLE])
@@ -167,7 +192,7 @@ def traced_check(env: dict[str, str], trace: Path) -> tuple[float, float, subpro
     return spawned, time.monotonic(), result
 
 
-ORDER = {"process": 0, "fork": 1, "import": 2, "reader": 3, "probe": 4, "answer": 4, "command": 5, "request": 5,
+ORDER = {"process": 0, "milestone": 0, "fork": 1, "import": 2, "reader": 3, "probe": 4, "answer": 4, "command": 5, "request": 5,
          "pipe": 5}
 
 
