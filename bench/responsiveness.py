@@ -25,9 +25,10 @@ LINE_BYTES = 100  # the fault's junk line: 99 characters and a newline
 
 async def measure(presses: int) -> tuple[list[float], int, int]:
     from checks.actions import plan_action
+    from checks.redact import REDACTOR
+    from checks.target import build_target
     from lab.faults import set_fault
     from tui.app import TalosGpuApp
-    from tui.cli import build_parser, build_target
     from tui.interactive import collector_paused_until_first_frame, freeze_long_lived
 
     with lab("modules-not-loaded") as handle:
@@ -36,7 +37,7 @@ async def measure(presses: int) -> tuple[list[float], int, int]:
         infra.mkdir()
         profile = infra / "profile.yaml"
         profile.write_text("infra_repo: .\n")
-        target = build_target(build_parser().parse_args(["--profile", str(profile)]))
+        target = build_target(profile=str(profile), redactor=REDACTOR)
         state = Path(handle.state_dir)
         # the collector set up as `talos-gpu` sets it up (tui/interactive.py): paused until the first
         # frame, then what start-up built frozen; frozen again once the first sweep is on the screen

@@ -19,9 +19,10 @@ def main(runs: int = 5) -> list[Figure]:
 
     with lab("healthy") as handle:
         os.environ.update(handle.env)
-        from tui.cli import build_parser, build_target
+        from checks.redact import REDACTOR
+        from checks.target import build_target
 
-        target = build_target(build_parser().parse_args(["check"]))
+        target = build_target(redactor=REDACTOR)
         from checks.engine import run_sweep
 
         walls: list[float] = []

@@ -58,14 +58,15 @@ def _install(path: str) -> None:
     original_get = probes.ProbeContext.get
 
     @functools.wraps(original_get)
-    async def get(self: Any, name: str) -> Any:
+    async def get(self: Any, probe: Any) -> Any:
+        name = probe.name
         if name in self._results or name in self._tasks:
-            return await original_get(self, name)
+            return await original_get(self, probe)
         waiter = owner.get()
         token = owner.set(name)
         start = time.monotonic()
         try:
-            return await original_get(self, name)
+            return await original_get(self, probe)
         finally:
             kind = "answer" if name in self.elsewhere else "probe"
             mark(kind, name, start, time.monotonic(), waiter)
@@ -122,10 +123,10 @@ def _install(path: str) -> None:
 
     original_nodename = kube_process._Parent.nodename
 
-    async def nodename(self: Any, name: str) -> Any:
+    async def nodename(self: Any, probe: Any) -> Any:
         start = time.monotonic()
         try:
-            return await original_nodename(self, name)
+            return await original_nodename(self, probe)
         finally:
             mark("pipe", "nodename fact from the parent", start, time.monotonic())
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from checks.errors import UsageError, one_line, read_user_file, user_file_path
-from checks.redact import install_secrets_from, redact
+from checks.redact import redact
+from checks.secrets import install_secrets_from
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import anyio
 
-from checks.kube_process import KUBE_PROBES, KubeProcess
+from checks.context import make_context
+from checks.kube_process import KubeProcess
 from checks.model import Judgement, ProbeResult, Report, Status
-from checks.probes import PROBES, PluginNames, ProbeContext, plugin_names
-from checks.stages import SEED_STAGES, StageSpec
+from checks.probes import Probe, ProbeContext, plugin_names, probe_nodename
+from checks.stages import StageSpec
 from checks.target import Target
 
-__all__ = ["LIGHT_PROBES", "Target", "gather", "judge_all", "make_context", "run_sweep", "start_kube_process"]
-
-# talosctl probes first: they overlap the import of the kubernetes client. nodename leads: the Node
-# (and the pods on it) can only be read once it has answered.
-PROBE_ORDER = (
-    "nodename", "talos_version", "extensions", "proc_modules", "driver_version", "dmesg", "bpf_sysctl",
-    "module_specs", "machine_files", "cri_conf", "services", "pci_devices", "machine_status", "boot_failure",
-    "health", "helm_release",
-    "kube_node", "runtime_class", "device_plugin", "gpu_allocations", "gpu_workload",
-)
-
-
-def make_context(target: Target, *, timeout: float, pod_test: bool = False, remembered_node: str | None = None,
-                 remembered_plugin: PluginNames | None = None) -> ProbeContext:
-    return ProbeContext(
-        talos=target.talos,
-        kube=target.kube,
-        profile=target.profile,
-        talosctl=target.talosctl(),
-        helm=target.helm(),
-        deadline=time.monotonic() + timeout,
-        pod_test=pod_test,
-        kube_request_timeout=min(5.0, max(1.0, timeout / 4)),
-        remembered_node=remembered_node,
-        remembered_plugin=remembered_plugin,
-    )
+__all__ = ["Target", "gather", "judge_all", "make_context", "run_sweep", "start_kube_process"]
 
 
 async def _warm_imports(kube: bool) -> None:
@@ -58,59 +35,60 @@ async def _warm_imports(kube: bool) -> None:
     await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
 
 
-async def gather(ctx: ProbeContext, names: tuple[str, ...], timeout: float, *,
+async def gather(ctx: ProbeContext, probes: tuple[Probe, ...], timeout: float, *,
                  kube: KubeProcess | None = None) -> dict[str, ProbeResult]:
-    """Run the named probes concurrently; any still running at `timeout` becomes an error result.
-    With `kube`, the Kubernetes probes are answered by that child process, which is handed the
+    """Run the probes concurrently, in their order; any still running at `timeout` becomes an error result.
+    With `kube`, the Kubernetes probes it runs are answered by that child process, which is handed the
     `nodename` fact as soon as it is known."""
     if kube is not None:
-        for name in KUBE_PROBES:
-            ctx.elsewhere[name] = kube.answer
+        for probe in kube.probes:
+            ctx.elsewhere[probe.name] = kube.answer
 
     async def hand_over_nodename(kube: KubeProcess) -> None:
-        kube.send_nodename(await ctx.get("nodename"))
+        kube.send_nodename(await ctx.get(probe_nodename))
 
     with anyio.move_on_after(timeout):
         async with anyio.create_task_group() as group:
             group.start_soon(_warm_imports, kube is None)  # its thread imports while this one starts talosctl
-            for name in names:
-                group.start_soon(ctx.get, name)
+            for probe in probes:
+                group.start_soon(ctx.get, probe)
             if kube is not None:
                 group.start_soon(hand_over_nodename, kube)
                 group.start_soon(kube.receive)
     results = ctx.results()
-    for name in names:
-        if name not in results:
-            results[name] = ctx.timed_out(name)
+    for probe in probes:
+        if probe.name not in results:
+            results[probe.name] = ctx.timed_out(probe)
     return results
 
 
 def judge_all(stages: tuple[StageSpec, ...], facts: dict[str, ProbeResult], target: Target,
-              pod_test: bool) -> tuple[dict[str, Judgement], dict[str, int]]:
-    from checks.judges import JUDGES, JudgeInput
+              pod_test: bool, lint: Any = None) -> tuple[dict[str, Judgement], dict[str, int]]:
+    from checks.judges import JudgeInput
 
     inp = JudgeInput(facts, target.profile, target.talos.node, pod_test)
     judgements: dict[str, Judgement] = {}
     durations: dict[str, int] = {}
     for spec in stages:
         try:
-            judgements[spec.id] = JUDGES[spec.judge](inp)
+            judgements[spec.id] = spec.judge(inp)
         except Exception as exc:  # noqa: BLE001 - a judge bug is reported, not a crash
             from checks.errors import one_line
 
             judgements[spec.id] = Judgement(Status.UNKNOWN, f"internal error judging {spec.id}: {one_line(exc)}")
-        durations[spec.id] = max((facts[p].duration_ms for p in spec.probes if p in facts), default=0)
-    add_infra_drift(judgements, target)
+        durations[spec.id] = max((facts[p.name].duration_ms for p in spec.probes if p.name in facts), default=0)
+    add_infra_drift(judgements, target, lint)
     return judgements, durations
 
 
-def add_infra_drift(judgements: dict[str, Judgement], target: Target) -> None:
-    """The infra repo's files should say what the seed needs: drift is `warn` evidence on its stage."""
+def add_infra_drift(judgements: dict[str, Judgement], target: Target, lint: Any = None) -> None:
+    """The infra repo's files should say what the path needs: drift is `warn` evidence on its stage."""
     from checks.errors import one_line
-    from checks.infra import lint_infra
 
+    if lint is None:
+        from checks.infra import lint_infra as lint
     try:
-        drift = lint_infra(target.profile)
+        drift = lint(target.profile)
     except Exception as exc:  # noqa: BLE001 - a lint problem must never hide the checks
         drift = {"cluster": [f"infra repo: could not be read ({one_line(exc)})"]}
     for stage_id, lines in drift.items():
@@ -123,18 +101,26 @@ def add_infra_drift(judgements: dict[str, Judgement], target: Target) -> None:
             judgement.summary += f"; but {lines[0].removeprefix('infra repo: ')} (infra repo drift)"
 
 
-# A light refresh re-reads only these: cheap, and they change when anything that matters changes
-# (a reboot, the Node, the device plugin's pods, the RuntimeClass). The rest is reused.
-LIGHT_PROBES = frozenset({"machine_status", "kube_node", "runtime_class", "device_plugin", "gpu_allocations"})
+def __getattr__(name: str) -> Any:
+    """`LIGHT_PROBES`: the names of the probes a light refresh re-reads (their `light` property: cheap, and
+    they change when anything that matters changes); the rest is reused."""
+    if name == "LIGHT_PROBES":
+        from checks.paths import light_probes
+
+        return light_probes()
+    raise AttributeError(name)
 
 
 async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = False,
-                    stages: tuple[StageSpec, ...] = SEED_STAGES, previous: Report | None = None,
+                    stages: tuple[StageSpec, ...] | None = None, previous: Report | None = None,
                     only: frozenset[str] | None = None, kube: KubeProcess | None = None) -> Report:
-    """Gather, judge, diagnose. With `previous` and `only`, re-run just the probes in `only` and
-    reuse the previous report's other facts (a light refresh); a fact that failed is always re-run.
-    With `kube` (`start_kube_process`), the Kubernetes probes are answered by that child process."""
-    from checks import node_cache
+    """Gather, judge, diagnose. The stages are those of the enablement path (checks/paths/): the profile's
+    `path`, else the one of the Talos version the node runs — with `auto`, the probes of every path are
+    started at once and the path is picked once `talosctl version` has answered. `stages` judges just
+    those instead. With `previous` and `only`, re-run just the probes in `only` and reuse the previous
+    report's other facts (a light refresh); a fact that failed is always re-run. With `kube`
+    (`start_kube_process`), the Kubernetes probes are answered by that child process."""
+    from checks import node_cache, paths
 
     if kube is None:
         from checks.adapters.kube_import import prewarm
@@ -150,30 +136,57 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
         remembered, plugin = node_cache.recall(target.kube.server, target.talos.node)
     ctx = make_context(target, timeout=timeout, pod_test=pod_test, remembered_node=remembered,
                        remembered_plugin=plugin)
-    wanted = {p for spec in stages for p in spec.probes} | {"nodename"}
-    names = tuple(n for n in PROBE_ORDER if n in wanted and n in PROBES)
+    guess = previous.path if previous is not None else \
+        node_cache.remembered_path(target.kube.server, target.talos.node)
+    choices = guessed_paths(target, guess)
+    probes = _with_nodename(paths.probes_of(choices if stages is None else (), stages or ()))
+    wanted = {probe.name for probe in probes}
     if previous is not None and only is not None:
         for name, fact in previous.facts.items():
             if name not in only and name in wanted and fact.error is None and name != "gpu_workload":
                 ctx.seed(fact)
-    facts = await gather(ctx, names, timeout, kube=kube)
+    facts = await gather(ctx, probes, timeout, kube=kube)
+    version = facts.get("talos_version")
+    talos_version = getattr(version.value, "server_tag", None) if version is not None and version.ok else None
+    path = paths.choose(target.profile, talos_version)
+    if stages is None and path not in choices:  # the node moved to another path (an upgrade): its facts too
+        missing = tuple(probe for probe in path.probes() if probe.name not in facts)
+        facts = await gather(ctx, missing, max(0.5, ctx.deadline - time.monotonic()))
+    judged = stages if stages is not None else path.stages
 
     def conclude() -> Report:
         """Judge, propagate, diagnose, remember the names: in a worker thread, so that an event loop
         (the TUI's) keeps answering keys meanwhile (the judges match signatures over logs and events)."""
         from checks.diagnosis import propagate, root_cause
 
-        judgements, durations = judge_all(stages, facts, target, pod_test)
-        results = propagate(stages, judgements, durations)
+        judgements, durations = judge_all(judged, facts, target, pod_test, path.lint)
+        results = propagate(judged, judgements, durations)
         node = facts.get("kube_node")
         kube_node = node.value["metadata"]["name"] if node is not None and node.ok else None
         plugin = plugin_names(facts.get("device_plugin"))
-        if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin):
-            node_cache.remember(target.kube.server, target.talos.node, kube_node, plugin=plugin)
+        if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin or path.name != guess):
+            node_cache.remember(target.kube.server, target.talos.node, kube_node, plugin=plugin,
+                                enablement_path=path.name)
         return Report(target.talos.node, kube_node, results, root_cause(results), facts,
-                      int((time.monotonic() - started) * 1000))
+                      int((time.monotonic() - started) * 1000), path=path.name,
+                      talos_version=str(talos_version) if talos_version else None)
 
     return await anyio.to_thread.run_sync(conclude)
+
+
+def guessed_paths(target: Target, guess: str | None) -> tuple[Any, ...]:
+    """The paths whose facts a sweep gathers at once: the profile's; else the one the last run found for this
+    node (a wrong guess costs a second round for the other path's facts, never a wrong answer); else all."""
+    from checks import paths
+
+    choices = paths.candidates(target.profile)
+    remembered = [path for path in choices if path.name == guess]
+    return tuple(remembered) or choices
+
+
+def _with_nodename(probes: tuple[Probe, ...]) -> tuple[Probe, ...]:
+    return tuple(sorted({probe_nodename.name: probe_nodename, **{p.name: p for p in probes}}.values(),
+                        key=lambda probe: probe.order))
 
 
 def start_kube_process(target: Target, *, timeout: float, pod_test: bool = False) -> KubeProcess | None:
@@ -184,6 +197,9 @@ def start_kube_process(target: Target, *, timeout: float, pod_test: bool = False
     if pod_test:
         return None
     from checks import node_cache
+    from checks.paths import probes_of
 
     node, plugin = node_cache.recall(target.kube.server, target.talos.node)
-    return KubeProcess.start(target, timeout=timeout, remembered_node=node, remembered_plugin=plugin)
+    guess = node_cache.remembered_path(target.kube.server, target.talos.node)
+    probes = tuple(probe for probe in probes_of(guessed_paths(target, guess)) if probe.kube)
+    return KubeProcess.start(target, timeout=timeout, remembered_node=node, remembered_plugin=plugin, probes=probes)

@@ -7,18 +7,21 @@ remediation, a concrete command or file change.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from checks import parsers
+from checks import remedies
+from checks.lazy import parsers  # imported on first use (see checks/lazy.py)
 from checks.model import Judgement, ProbeResult, Status
 from checks.profile import Profile
-from checks.schematic import installer_image, nvidia_schematic
-from checks.signatures import match_signatures
+from checks.remedies import Remedy
+from checks.signatures import DMESG, SignatureMatch, match_signatures
 
 KMOD_BASE = "nvidia-open-gpu-kernel-modules"
 TOOLKIT_BASE = "nvidia-container-toolkit"
+FABRICMANAGER_BASE = "nvidia-fabricmanager"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
@@ -42,13 +45,41 @@ class JudgeInput:
         return "v1.11.5"
 
 
+def judged(status: Status, summary: str, evidence: list[str], remedy: Remedy | None = None) -> Judgement:
+    """A judgement whose remediation and advice come from `checks.remedies`."""
+    remedy = remedy or remedies.NONE
+    return Judgement(status, summary, evidence, remedy.command, remedy.advice)
+
+
 def unknown(fact: ProbeResult) -> Judgement:
     return Judgement(Status.UNKNOWN, f"could not check: {fact.error}", [f"{fact.source}: {fact.error}"])
 
 
-def quote(text: str, limit: int = 140) -> str:
+def shorten(text: str, limit: int = 140, decisive: str | None = None) -> str:
+    """``text`` in at most ``limit`` characters, shortened around the part that names the cause (``decisive``,
+    else the tail: Go-style errors wrap their cause last, "a: b: c: <cause>"), never by cutting it off."""
     text = " ".join(text.split())
-    return f'"{text if len(text) <= limit else text[: limit - 1] + "…"}"'
+    if len(text) <= limit:
+        return text
+    if decisive:
+        at = text.find(decisive)
+        if at < 0:
+            decisive = None
+    if not decisive:
+        tail_at = text.rfind(": ", 0, len(text) - 1)
+        tail = text[tail_at + 2:] if tail_at >= 0 else text[-(limit // 2):]
+        decisive, at = tail, len(text) - len(tail)
+    keep = min(len(decisive), limit - 2)
+    head_room = limit - keep - 1
+    if at <= head_room:  # the decisive part fits after the start
+        return text[: at + keep] + ("…" if at + keep < len(text) else "")
+    head = text[: max(0, head_room - 1)]
+    end = at + keep
+    return head + "…" + text[at:end] + ("…" if end < len(text) else "")
+
+
+def quote(text: str, limit: int = 140, decisive: str | None = None) -> str:
+    return f'"{shorten(text, limit, decisive)}"'
 
 
 # ---- cluster ----------------------------------------------------------------------------------
@@ -76,12 +107,24 @@ def _stuck_boot(inp: JudgeInput, evidence: list[str]) -> Judgement | None:
     summary = (f"the node's boot stops in {task}: {why}; it waits, reboots and stops there again, so containerd, "
                "etcd and the kubelet never start")
     if refused:
-        remediation = (removal_command(inp.node, [index for index, _ in refused])
-                       + "  (removes the machine.files entries Talos refuses; the node reboots and boots through)")
+        remedy = remedies.remove_files(inp.node, [index for index, _ in refused])
     else:
-        remediation = (f"fix what the kernel log names while the node waits: talosctl --nodes {inp.node} edit mc  "
-                       "(or apply-config); then follow the reboot")
-    return Judgement(Status.FAIL, summary, evidence, remediation)
+        remedy = remedies.edit_config(inp.node)
+    return judged(Status.FAIL, summary, evidence, remedy)
+
+
+_CNI_DOWN = "cni plugin not initialized"
+
+
+def _health_remedy(inp: JudgeInput, message: str) -> Remedy:
+    if _CNI_DOWN in message or "NetworkPluginNotReady" in message:
+        node = inp.fact("kube_node")
+        name = node.value["metadata"]["name"] if node.ok else inp.node
+        return remedies.cni_not_ready(name)
+    matches = [m for m in match_signatures(message, sources="health") if m.signature.stage == "cluster"]
+    if matches:
+        return remedies.for_signature(matches[0].signature, inp.node, inp.profile, inp.talos_version)
+    return remedies.health(inp.node)
 
 
 def judge_cluster(inp: JudgeInput) -> Judgement:
@@ -90,15 +133,13 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
     if not version.ok:
         reason = version.error or "no answer"
         status = Status.UNKNOWN if _timed_out(reason) else Status.FAIL
-        return Judgement(status, f"the Talos API does not answer for node {inp.node}: {reason}",
-                         [f"talosctl version: {reason}"],
-                         f"check that node {inp.node} is up and that the talosconfig endpoints reach it: "
-                         f"talosctl --nodes {inp.node} version")
+        return judged(status, f"the Talos API does not answer for node {inp.node}: {reason}",
+                      [f"talosctl version: {reason}"], remedies.talos_version(inp.node))
     if not version.value.server_tag:
         # exit 0 but no Server section with a Tag: cut short (a dropped stream), not an answer
         reason = "talosctl version printed no server Tag (output cut short?)"
-        return Judgement(Status.UNKNOWN, f"could not check the Talos API for node {inp.node}: {reason}",
-                         [f"talosctl version: {reason}"], f"talosctl --nodes {inp.node} version")
+        return judged(Status.UNKNOWN, f"could not check the Talos API for node {inp.node}: {reason}",
+                      [f"talosctl version: {reason}"], remedies.talos_version(inp.node))
     evidence.append(f"talosctl version: server {version.value.server_tag}")
     if machine.ok:
         ms = machine.value
@@ -107,8 +148,8 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
         if stuck is not None:
             return stuck
         if ms.stage != "running":
-            return Judgement(Status.FAIL, f"the node is {ms.stage}, not running (machinestatus stage {ms.stage})",
-                             evidence, f"wait for the node to finish {ms.stage}, then re-check")
+            return judged(Status.FAIL, f"the node is {ms.stage}, not running (machinestatus stage {ms.stage})",
+                          evidence, Remedy(None, f"wait for the node to finish {ms.stage}, then re-check"))
     elif machine.error:
         evidence.append(f"talosctl get machinestatus: {machine.error}")
     health_failure: Judgement | None = None
@@ -117,33 +158,38 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
         if failed is not None:
             message = failed.message or health.value.error or "failed"
             evidence.append(f"talosctl health: waiting for {failed.name}: {message}")
-            health_failure = Judgement(Status.FAIL, f"talosctl health fails at {quote(failed.name)}: {quote(message)}",
-                                       evidence, f"talosctl --nodes {inp.node} health  (then fix what it reports)")
+            health_failure = judged(Status.FAIL, f"talosctl health fails at {quote(failed.name)}: {quote(message)}",
+                                    evidence, _health_remedy(inp, message))
         elif health.value.error:
             evidence.append(f"talosctl health: {health.value.error}")
-            health_failure = Judgement(Status.FAIL, f"talosctl health fails: {quote(health.value.error)}", evidence,
-                                       f"talosctl --nodes {inp.node} health")
+            health_failure = judged(Status.FAIL, f"talosctl health fails: {quote(health.value.error)}", evidence,
+                                    _health_remedy(inp, health.value.error))
         else:
             evidence.append(f"talosctl health: {len(health.value.checks)} checks OK")
     else:
         evidence.append(f"talosctl health: {health.error}")
     if not node.ok:
         if node.missing:
-            return Judgement(Status.FAIL, f"no Kubernetes Node has address {inp.node}", evidence,
-                             "kubectl get nodes -o wide  (is the kubelet registered? is this the right kubeconfig?)")
+            return judged(Status.FAIL, f"no Kubernetes Node has address {inp.node}", evidence, remedies.get_nodes())
         reason = node.error or "unknown error"
         evidence.append(f"Kubernetes API: {reason}")
         status = Status.UNKNOWN if _timed_out(reason) else Status.FAIL
-        return Judgement(status, f"the Kubernetes API is not usable: {reason}", evidence,
-                         "kubectl get nodes  (check the kubeconfig, its context, and that the API server is up)")
+        return judged(status, f"the Kubernetes API is not usable: {reason}", evidence,
+                      Remedy("kubectl get nodes", "check the kubeconfig, its context, and that the API server is up"))
     obj = node.value
     name = obj["metadata"]["name"]
     ready = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
     if ready is None or ready.get("status") != "True":
         why = (ready or {}).get("message") or (ready or {}).get("reason") or "no Ready condition"
-        evidence.append(f"kubectl get node {name}: Ready={(ready or {}).get('status', 'Unknown')} ({why})")
-        return Judgement(Status.FAIL, f"Node {name} is NotReady: {quote(why)}", evidence,
-                         f"kubectl describe node {name}  and  talosctl --nodes {inp.node} service kubelet")
+        evidence.append(f"kubectl get node {name}: Ready={(ready or {}).get('status', 'Unknown')} "
+                        f"({shorten(why, 200, _CNI_DOWN if _CNI_DOWN in why else None)})")
+        if _CNI_DOWN in why or "NetworkPluginNotReady" in why:
+            return judged(Status.FAIL, f"Node {name} is NotReady: {quote(why, 140, _CNI_DOWN if _CNI_DOWN in why else None)}"
+                          " — the kubelet runs; the pod network (CNI) is not up", evidence,
+                          remedies.cni_not_ready(name))
+        return judged(Status.FAIL, f"Node {name} is NotReady: {quote(why)}", evidence,
+                      remedies.describe_node(name, f"read its conditions; then talosctl --nodes {inp.node} service "
+                                             "kubelet for the kubelet's state"))
     evidence.append(f"kubectl get node {name}: Ready")
     if health_failure is not None:
         return health_failure
@@ -164,9 +210,7 @@ def nvidia_extensions(exts: list[Any]) -> tuple[Any | None, Any | None]:
 
 
 def upgrade_command(inp: JudgeInput) -> str:
-    _yaml, schematic = nvidia_schematic(inp.profile.track)
-    image = installer_image(schematic, inp.talos_version)
-    return f"talosctl upgrade --nodes {inp.node} --image {image}"
+    return remedies.upgrade(inp.node, inp.profile, inp.talos_version).command or ""
 
 
 def judge_extensions(inp: JudgeInput) -> Judgement:
@@ -181,34 +225,77 @@ def judge_extensions(inp: JudgeInput) -> Judgement:
         evidence.append(f"talosctl get extensions: schematic {schematic}")
     track = inp.profile.track
     kmod, toolkit = nvidia_extensions(exts)
-    remediation = upgrade_command(inp) + "  (reboots the node)"
+    remedy = remedies.upgrade(inp.node, inp.profile, inp.talos_version)
     missing = [f"{base}-{track}" for base, ext in ((KMOD_BASE, kmod), (TOOLKIT_BASE, toolkit)) if ext is None]
     if missing:
-        return Judgement(Status.FAIL, f"extension {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                         f"not installed (installed: {listed})", evidence, remediation)
+        return judged(Status.FAIL, f"extension {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                         f"not installed (installed: {listed})", evidence, remedy)
     assert kmod is not None and toolkit is not None
     tracks = {ext.name: (parsers.extension_track(ext.name) or ("", ""))[1] for ext in (kmod, toolkit)}
     wrong = [f"{name} ({t or 'no track'})" for name, t in tracks.items() if t != track]
     if len(set(tracks.values())) > 1:
-        return Judgement(Status.FAIL, f"mixed tracks: {kmod.name} with {toolkit.name} (never mix lts with production)",
-                         evidence, remediation)
+        return judged(Status.FAIL, f"mixed tracks: {kmod.name} with {toolkit.name} (never mix lts with production)",
+                         evidence, remedy)
     if wrong:
-        return Judgement(Status.FAIL, f"extensions are not on the profile's {track} track: {', '.join(wrong)}",
-                         evidence, remediation)
+        return judged(Status.FAIL, f"extensions are not on the profile's {track} track: {', '.join(wrong)}",
+                         evidence, remedy)
     kmod_driver, _ = parsers.split_driver(kmod.version)
     toolkit_driver, _ = parsers.split_driver(toolkit.version)
     if kmod_driver != toolkit_driver:
-        return Judgement(Status.FAIL, f"driver versions differ: {kmod.name} {kmod.version} vs "
-                         f"{toolkit.name} {toolkit.version}", evidence, remediation)
+        return judged(Status.FAIL, f"driver versions differ: {kmod.name} {kmod.version} vs "
+                         f"{toolkit.name} {toolkit.version}", evidence, remedy)
+    switches = nvswitches(inp)
+    fabric = next((e for e in exts if e.name.startswith(FABRICMANAGER_BASE)), None)
+    if switches:
+        evidence.append(f"talosctl get pcidevices: {len(switches)} NVSwitch bridge{'s' if len(switches) != 1 else ''} "
+                        f"({switches[0].product}, class 0680, {switches[0].vendor_id.removeprefix('0x')}:"
+                        f"{switches[0].product_id.removeprefix('0x')}): an NVLink/NVSwitch board")
+        if fabric is None:
+            return judged(Status.FAIL, f"this board has {len(switches)} NVSwitch bridge{'s' if len(switches) != 1 else ''} "
+                          f"but extension {FABRICMANAGER_BASE}-{track} is not installed: without Fabric Manager CUDA "
+                          "fails with cudaErrorSystemNotReady although nvidia-smi lists the GPUs", evidence,
+                          remedies.upgrade(inp.node, inp.profile, inp.talos_version, fabricmanager=True))
+        fabric_driver, _ = parsers.split_driver(fabric.version)
+        if fabric.name != f"{FABRICMANAGER_BASE}-{track}" or fabric_driver != kmod_driver:
+            return judged(Status.FAIL, f"{fabric.name} {fabric.version} does not match {kmod.name} {kmod.version} "
+                          "(Fabric Manager must carry the same driver version, same track)", evidence,
+                          remedies.upgrade(inp.node, inp.profile, inp.talos_version, fabricmanager=True))
+        return Judgement(Status.PASS, f"{kmod.name} {kmod.version}, {toolkit.name} {toolkit.version} and "
+                         f"{fabric.name} {fabric.version} installed (driver {kmod_driver}; NVSwitch board)", evidence)
     return Judgement(Status.PASS, f"{kmod.name} {kmod.version} and {toolkit.name} {toolkit.version} installed "
                      f"(driver {kmod_driver})", evidence)
+
+
+def nvswitches(inp: JudgeInput) -> list[Any]:
+    """The NVSwitch bridges on this node's PCI bus (HGX/DGX boards): they are not GPUs."""
+    pci = inp.facts.get("pci_devices")
+    if pci is None or not pci.ok:
+        return []
+    return [d for d in pci.value if d.is_nvswitch]
 
 
 # ---- kernel modules ---------------------------------------------------------------------------
 
 
 def modules_patch_command(inp: JudgeInput) -> str:
-    return f"talosctl patch mc --nodes {inp.node} --patch @talos/patches/nvidia-oss-modules.yaml"
+    return remedies.modules_patch(inp.node, inp.profile).command or ""
+
+
+# The kernel log's NVRM lines, most decisive first: the line that says WHY beats the generic
+# "RmInitAdapter failed" that follows it.
+_DECISIVE_NVRM = ("nvrm-gpu-not-supported", "nvrm-gsp-init-failed", "nvrm-fallen-off-bus", "nvrm-api-mismatch",
+                  "nvrm-rm-init-adapter-failed", "nvrm-no-devices-initialized")
+
+
+def decisive_nvrm(failures: list[Any]) -> SignatureMatch | None:
+    """The most decisive known NVRM message among the kernel log's GPU failures (signatures matched
+    against the dmesg text)."""
+    matches = [m for failure in failures for m in match_signatures(failure.message + "\n" + failure.line,
+                                                                   sources=DMESG)]
+    ranked = [m for m in matches if m.signature.id in _DECISIVE_NVRM]
+    if not ranked:
+        return None
+    return min(ranked, key=lambda m: _DECISIVE_NVRM.index(m.signature.id))
 
 
 def judge_kernel_modules(inp: JudgeInput) -> Judgement:
@@ -217,7 +304,7 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
     if not modules.ok:
         return unknown(modules)
     evidence: list[str] = []
-    remediation = modules_patch_command(inp)
+    remediation = remedies.modules_patch(inp.node, inp.profile)
     wanted = list(inp.profile.modules)
     loaded = {m.name: m for m in modules.value}
     live = [name for name in wanted if name in loaded and loaded[name].state == "Live"]
@@ -231,7 +318,7 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
             ", ".join(n for n in wanted if n in requested) or "no NVIDIA modules requested"))
     else:
         not_requested = []
-    problems: list[tuple[str, str]] = []  # (summary, remediation)
+    problems: list[tuple[str, Remedy]] = []  # (summary, remedy)
     if absent:
         why = ""
         if requested is not None and not_requested:
@@ -249,7 +336,8 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
                 ext_driver, _ = parsers.split_driver(kmod.version)
                 if ext_driver != dv.version:
                     problems.append((f"the loaded driver is {dv.version} but the extension {kmod.name} carries "
-                                     f"{ext_driver} (reboot pending?)", f"talosctl --nodes {inp.node} reboot"))
+                                     f"{ext_driver} (reboot pending?)",
+                                     remedies.reboot(inp.node, "the new driver loads at the next boot")))
     elif driver.missing:
         evidence.append("talosctl read /proc/driver/nvidia/version: no such file (the driver is not loaded)")
         if not absent:
@@ -264,10 +352,16 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
         if failures:
             ids = sorted({f.pci_id for f in failures if f.pci_id})
             which = ", ".join(ids) if ids else "a GPU"
-            first = failures[0]
-            problems.append((f"the driver failed to initialise {which}: {quote(first.message)}",
-                             f"talosctl --nodes {inp.node} dmesg | grep NVRM  (check the GPU's power, firmware, "
-                             "and seating; then reboot the node)"))
+            decisive = decisive_nvrm(failures)
+            if decisive is not None:
+                why = quote(decisive.line if len(decisive.line) < 140 else decisive.quote, 140, decisive.quote)
+                fix = remedies.for_signature(decisive.signature, inp.node, inp.profile, inp.talos_version)
+                evidence.append(f"talosctl dmesg: {shorten(decisive.line, 200, decisive.quote)}")
+            else:
+                why = quote(failures[0].message)
+                fix = remedies.kernel_log(inp.node, "read the NVRM lines around the failure; check the GPU's power, "
+                                          "firmware and seating, then reboot the node")
+            problems.append((f"the driver failed to initialise {which}: {why}", fix))
     elif dmesg.error:
         evidence.append(f"talosctl dmesg: {dmesg.error}")
     if sysctl.ok:
@@ -280,7 +374,7 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
         summary, fix = problems[0]
         if len(problems) > 1:
             summary += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
-        return Judgement(Status.FAIL, summary, evidence, fix)
+        return judged(Status.FAIL, summary, evidence, fix)
     if not driver.ok:
         return unknown(driver)
     for fact in (dmesg, sysctl, specs):
@@ -315,11 +409,7 @@ def refused_files(fact: ProbeResult) -> list[tuple[int, Any]]:
 
 def removal_command(node: str, indexes: list[int]) -> str:
     """The pasteable command that removes these machine.files entries (it reboots the node)."""
-    import shlex
-
-    from checks.patch_guard import removal_patch
-
-    return f"talosctl --nodes {node} patch mc --patch {shlex.quote(removal_patch(indexes))}"
+    return remedies.remove_files(node, indexes).command or ""
 
 
 def refused_evidence(refused: list[tuple[int, Any]]) -> list[str]:
@@ -334,17 +424,16 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
     if refused:
         evidence += refused_evidence(refused)
         first = refused[0][1]
-        return Judgement(Status.FAIL, f"the machine config holds {len(refused)} machine.files "
+        return judged(Status.FAIL, f"the machine config holds {len(refused)} machine.files "
                          f"entr{'y' if len(refused) == 1 else 'ies'} Talos refuses at boot ({first.talos_error}): "
                          "the next boot stops in writeUserFiles and never starts Kubernetes",
-                         evidence, removal_command(inp.node, [index for index, _ in refused])
-                         + "  (removes them; a machine.files change reboots the node)")
+                         evidence, remedies.remove_files(inp.node, [index for index, _ in refused]))
     if files.ok:
         evidence.append(f"talosctl get machineconfig: {len(files.value)} machine.files entr"
                         f"{'y' if len(files.value) == 1 else 'ies'}, none refused at boot")
     else:
         evidence.append(f"talosctl get machineconfig: {files.error}")
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, Remedy]] = []
     if cri.ok and CRI_PART in cri.value:
         evidence.append(f"talosctl ls /etc/cri/conf.d: {CRI_PART} (containerd runtime nvidia registered)")
     elif cri.ok or cri.missing:
@@ -352,7 +441,9 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
         evidence.append(f"talosctl ls /etc/cri/conf.d: {listed}, no {CRI_PART}")
         problems.append((f"containerd has no nvidia runtime: /etc/cri/conf.d/{CRI_PART} is missing (the "
                          "nvidia-container-toolkit extension installs it)",
-                         "install the nvidia-container-toolkit extension (the extensions stage's action)"))
+                         Remedy(remedies.upgrade(inp.node, inp.profile, inp.talos_version).command,
+                                "install the nvidia-container-toolkit extension (the extensions stage's action); "
+                                f"this reboots node {inp.node}")))
     else:
         return Judgement(Status.UNKNOWN, f"could not check: {cri.error}", evidence + [f"{cri.source}: {cri.error}"])
     if services.ok:
@@ -363,8 +454,8 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
             state = service.state if service is not None else "not registered"
             evidence.append(f"talosctl services: {PERSISTENCED} {state}")
             problems.append((f"service {PERSISTENCED} is {state}, not Running",
-                             f"talosctl --nodes {inp.node} service {PERSISTENCED}  and  talosctl --nodes "
-                             f"{inp.node} logs {PERSISTENCED}"))
+                             remedies.logs(inp.node, PERSISTENCED, f"its log says why; talosctl --nodes {inp.node} "
+                                           f"service {PERSISTENCED} shows its state")))
     else:
         return Judgement(Status.UNKNOWN, f"could not check: {services.error}",
                          evidence + [f"{services.source}: {services.error}"])
@@ -372,7 +463,7 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
         summary, fix = problems[0]
         if len(problems) > 1:
             summary += f" (and {len(problems) - 1} more problem)"
-        return Judgement(Status.FAIL, summary, evidence, fix)
+        return judged(Status.FAIL, summary, evidence, fix)
     if not files.ok:
         if "permissiondenied" in (files.error or "").lower().replace(" ", ""):
             # reading the machine config needs the os:admin role; the rest of the stage was checked
@@ -395,17 +486,16 @@ def judge_container_runtime(inp: JudgeInput) -> Judgement:
 def judge_runtimeclass(inp: JudgeInput) -> Judgement:
     fact = inp.fact("runtime_class")
     name = inp.profile.runtime_class
-    remediation = ("kubectl apply -f k8s/manifests/runtimeclass-nvidia.yaml  (in a GitOps setup, let ArgoCD sync it)")
+    remedy = remedies.runtimeclass_apply(inp.profile)
     if fact.missing:
-        return Judgement(Status.FAIL, f'RuntimeClass "{name}" not found',
-                         [f'kubectl get runtimeclass {name}: runtimeclasses.node.k8s.io "{name}" not found'],
-                         remediation)
+        return judged(Status.FAIL, f'RuntimeClass "{name}" not found',
+                      [f'kubectl get runtimeclass {name}: runtimeclasses.node.k8s.io "{name}" not found'], remedy)
     if not fact.ok:
         return unknown(fact)
     handler = fact.value.get("handler")
     if handler != name:
-        return Judgement(Status.FAIL, f'RuntimeClass "{name}" has handler "{handler}", expected "{name}"',
-                         [f"kubectl get runtimeclass {name}: handler {handler}"], remediation)
+        return judged(Status.FAIL, f'RuntimeClass "{name}" has handler "{handler}", expected "{name}"',
+                      [f"kubectl get runtimeclass {name}: handler {handler}"], remedy)
     return Judgement(Status.PASS, f'RuntimeClass "{name}" exists with handler "{handler}"',
                      [f"kubectl get runtimeclass {name}: handler {handler}"])
 
@@ -414,8 +504,62 @@ def judge_runtimeclass(inp: JudgeInput) -> Judgement:
 
 
 def helm_install_command(profile: Profile) -> str:
-    spec = profile.device_plugin
-    return (f"helm upgrade --install {spec.release} {spec.chart} -n {spec.namespace} -f {spec.values}")
+    return remedies.helm_install(profile).command or ""
+
+
+def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
+    """Kubernetes' rule: a toleration matches a taint by key (empty key with Exists: every key), by value
+    (operator Equal) and by effect (empty: every effect)."""
+    for tol in tolerations:
+        operator = tol.get("operator") or "Equal"
+        if tol.get("key") and tol.get("key") != taint.get("key"):
+            continue
+        if not tol.get("key") and operator != "Exists":
+            continue
+        if operator == "Equal" and (tol.get("value") or "") != (taint.get("value") or ""):
+            continue
+        if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+            continue
+        return True
+    return False
+
+
+def untolerated_taints(node: dict[str, Any], tolerations: list[dict[str, Any]]) -> list[str]:
+    """The node's NoSchedule/NoExecute taints that these tolerations do not cover, as key=value:effect."""
+    out = []
+    for taint in ((node.get("spec") or {}).get("taints") or []):
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        if not _tolerated(taint, tolerations):
+            value = taint.get("value")
+            out.append(f"{taint.get('key')}{'=' + value if value else ''}:{taint.get('effect')}")
+    return out
+
+
+def _node_matches_affinity(node: dict[str, Any], ds: dict[str, Any]) -> bool:
+    """Whether the node's labels satisfy the DaemonSet's required node affinity (terms ORed, expressions ANDed)."""
+    template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    required = (((template.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    for term in terms:
+        ok = True
+        for expr in term.get("matchExpressions") or []:
+            key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+            if op == "In":
+                ok = ok and labels.get(key) in values
+            elif op == "NotIn":
+                ok = ok and labels.get(key) not in values
+            elif op == "Exists":
+                ok = ok and key in labels
+            elif op == "DoesNotExist":
+                ok = ok and key not in labels
+        if ok:
+            return True
+    return False
 
 
 def _event_lines(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -454,9 +598,14 @@ def _pod_state(pod: dict[str, Any]) -> tuple[str, bool, str]:
     return phase, ready, ""
 
 
+def _kube_node(inp: JudgeInput) -> dict[str, Any] | None:
+    node = inp.fact("kube_node")
+    return node.value if node.ok and isinstance(node.value, dict) else None
+
+
 def judge_device_plugin(inp: JudgeInput) -> Judgement:
     fact, helm = inp.fact("device_plugin"), inp.fact("helm_release")
-    install = helm_install_command(inp.profile)
+    install = remedies.helm_install(inp.profile)
     evidence: list[str] = []
     if helm.ok:
         r = helm.value
@@ -466,61 +615,81 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
     elif helm.error:
         evidence.append(f"helm: {helm.error}")
     if fact.missing:
-        return Judgement(Status.FAIL, "the NVIDIA device plugin is not installed (no DaemonSet labelled "
-                         "app.kubernetes.io/name=nvidia-device-plugin)", evidence, install)
+        return judged(Status.FAIL, "the NVIDIA device plugin is not installed (no DaemonSet labelled "
+                      "app.kubernetes.io/name=nvidia-device-plugin, nor a pod template labelled "
+                      "name=nvidia-device-plugin-ds)", evidence, install)
     if not fact.ok:
         return unknown(fact)
     facts = fact.value
     ds = facts.daemonset
     meta, status = ds["metadata"], ds.get("status") or {}
-    ds_name = f"{meta['namespace']}/{meta['name']}"
+    namespace = meta["namespace"]
+    ds_name = f"{namespace}/{meta['name']}"
     desired = int(status.get("desiredNumberScheduled") or 0)
     ready_count = int(status.get("numberReady") or 0)
     evidence.append(f"kubectl get ds {ds_name}: desired {desired}, ready {ready_count}")
     template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
     rc_name = template.get("runtimeClassName")
-    problems: list[tuple[str, str]] = []
-    fix_values = (f"set runtimeClassName: {inp.profile.runtime_class} and affinity: null in "
-                  f"{inp.profile.device_plugin.values}, then {install}")
+    node = _kube_node(inp)
+    node_name = node["metadata"]["name"] if node else None
+    problems: list[tuple[str, Remedy]] = []
+    fix_values = remedies.values_fix(inp.profile, f"runtimeClassName: {inp.profile.runtime_class} and affinity: null")
     for reason, message in _event_lines(facts.ds_events):
         if reason in ("FailedCreate",) or "forbidden" in message:
-            evidence.append(f"DaemonSet event {reason}: {message[:200]}")
+            evidence.append(f"DaemonSet event {reason}: {shorten(message, 200)}")
     ds_matches = match_signatures("\n".join(m for _, m in _event_lines(facts.ds_events)))
-    if desired == 0:
-        affinity = _required_affinity_terms(ds)
-        if affinity:
+    # the pod on THIS node (not any pod of the DaemonSet)
+    pods = list(facts.pods)
+    mine = [p for p in pods if ((p.get("spec") or {}).get("nodeName")) == node_name] if node_name else pods[:1]
+    if node_name:
+        evidence.append(f"pods of {ds_name} on node {node_name}: {len(mine)} (of {len(pods)} on all nodes)")
+    tolerations = list(template.get("tolerations") or [])
+    taints = untolerated_taints(node, tolerations) if node else []
+    affinity = _required_affinity_terms(ds)
+    not_here = desired == 0 or (node_name is not None and not mine and (taints or (
+        affinity and node is not None and not _node_matches_affinity(node, ds))))
+    if not_here:
+        where = "DESIRED 0" if desired == 0 else f"no pod on node {node_name}"
+        if taints:
+            evidence.append(f"kubectl get node {node_name}: taints {', '.join(taints)}; DaemonSet tolerations "
+                            f"{len(tolerations)}, none covers them")
+            problems.append((f"DaemonSet {ds_name} has {where}: node {node_name} has the taint "
+                             f"{', '.join(taints)}, which its tolerations do not cover",
+                             remedies.tolerate_taint(inp.profile, taints)))
+        elif affinity and (node is None or not _node_matches_affinity(node, ds)):
             evidence.append("DaemonSet pod template: required node affinity on " + " OR ".join(affinity))
-            problems.append((f"DaemonSet {ds_name} has DESIRED 0: its node affinity requires "
+            problems.append((f"DaemonSet {ds_name} has {where}: its node affinity requires "
                              f"{' or '.join(affinity)}, labels that only NFD/GFD set and no node has",
-                             f"set affinity: null in {inp.profile.device_plugin.values}, then {install}"))
+                             remedies.values_fix(inp.profile, "affinity: null")))
         elif ds_matches:
             first = ds_matches[0]
-            problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}", first.signature.remediation))
-        else:
+            problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}",
+                             remedies.for_signature(first.signature, inp.node, inp.profile, inp.talos_version)))
+        elif desired == 0:
             selector = template.get("nodeSelector") or {}
             problems.append((f"DaemonSet {ds_name} has DESIRED 0: it is not scheduled on any node "
-                             f"(nodeSelector {selector or 'none'}, tolerations {len(template.get('tolerations') or [])})",
+                             f"(nodeSelector {selector or 'none'}, tolerations {len(tolerations)})",
                              fix_values))
     if rc_name != inp.profile.runtime_class:
         evidence.append(f"DaemonSet pod template: runtimeClassName {rc_name or 'not set'}")
         problems.append((f"the device plugin pods do not use runtimeClassName {inp.profile.runtime_class} "
-                         f"(they have {rc_name or 'none'}), so they cannot see the driver", fix_values))
-    if ds_matches and desired > 0 and not facts.pods:
+                         f"(they have {rc_name or 'none'}), so they cannot see the driver",
+                         remedies.values_fix(inp.profile, f"runtimeClassName: {inp.profile.runtime_class}")))
+    if ds_matches and desired > 0 and not mine:
         first = ds_matches[0]
-        problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}", first.signature.remediation))
-    registered = False
-    for pod in facts.pods:
+        problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}",
+                         remedies.for_signature(first.signature, inp.node, inp.profile, inp.talos_version)))
+    for pod in mine:
         name = pod["metadata"]["name"]
         word, ready, message = _pod_state(pod)
         restarts = sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or [])
-        evidence.append(f"pod {name}: {word}, ready {str(ready).lower()}, restarts {restarts}"
-                        + (f" ({message[:120]})" if message else ""))
+        evidence.append(f"pod {name} (node {(pod.get('spec') or {}).get('nodeName') or 'none'}): {word}, ready "
+                        f"{str(ready).lower()}, restarts {restarts}" + (f" ({shorten(message, 160)})" if message else ""))
         for reason, ev_message in _event_lines(facts.pod_events.get(name, [])):
             if reason not in ("Scheduled", "Pulled", "Created", "Started", "Pulling"):
-                evidence.append(f"pod event {reason}: {ev_message[:200]}")
+                evidence.append(f"pod event {reason}: {shorten(ev_message, 200)}")
         log = facts.logs.get(name, "")
         scan = parsers.scan_device_plugin_log(log)
-        registered = registered or scan.registered
         for match in scan.failures[:3]:
             evidence.append(f"pod log: {match.line}")
         text_matches = match_signatures("\n".join([message] + [m for _, m in _event_lines(facts.pod_events.get(name, []))]))
@@ -530,21 +699,24 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
             continue
         if all_matches:
             first = all_matches[0]
-            problems.append((f"device plugin pod {name} is {word}: {quote(first.quote)}", first.signature.remediation))
+            problems.append((f"device plugin pod {name} is {word}: {quote(first.line, 160, first.quote)}",
+                             remedies.for_signature(first.signature, inp.node, inp.profile, inp.talos_version,
+                                                    node_name, (namespace, name))))
         elif not ready:
             problems.append((f"device plugin pod {name} is {word}" + (f": {quote(message)}" if message else ""),
-                             f"kubectl -n {meta['namespace']} describe pod {name}"))
+                             remedies.describe_pod(namespace, name)))
         elif not scan.registered:
             problems.append((f"device plugin pod {name} runs but its log does not show the registration of "
-                             "nvidia.com/gpu with the kubelet", f"kubectl -n {meta['namespace']} logs {name}"))
+                             "nvidia.com/gpu with the kubelet", remedies.pod_log(namespace, name)))
     if problems:
         summary, fix = problems[0]
-        return Judgement(Status.FAIL, summary, evidence, fix)
-    if not facts.pods:
-        return Judgement(Status.FAIL, f"DaemonSet {ds_name} has no pods yet", evidence,
-                         f"kubectl -n {meta['namespace']} describe ds {meta['name']}")
-    return Judgement(Status.PASS, f"DaemonSet {ds_name} {ready_count}/{desired} ready; the plugin registered "
-                     "nvidia.com/gpu with the kubelet", evidence)
+        return judged(Status.FAIL, summary, evidence, fix)
+    if not mine:
+        where = f" on node {node_name}" if node_name else " yet"
+        return judged(Status.FAIL, f"DaemonSet {ds_name} has no pod{where}", evidence,
+                      remedies.describe_ds(namespace, meta["name"]))
+    return judged(Status.PASS, f"DaemonSet {ds_name} {ready_count}/{desired} ready; the plugin on "
+                  f"{node_name or 'the node'} registered nvidia.com/gpu with the kubelet", evidence)
 
 
 # ---- GPU resources ----------------------------------------------------------------------------
@@ -559,48 +731,127 @@ def expected_gpus(inp: JudgeInput) -> tuple[int | None, str]:
     return None, pci.error or "pci devices unknown"
 
 
-def node_gpu_counts(node: dict[str, Any]) -> tuple[int, int]:
+def node_gpu_counts(node: dict[str, Any], resource: str = GPU_RESOURCE) -> tuple[int, int]:
     status = node.get("status") or {}
 
     def count(field: str) -> int:
         try:
-            return int(str((status.get(field) or {}).get(GPU_RESOURCE, "0")))
+            return int(str((status.get(field) or {}).get(resource, "0")))
         except ValueError:
             return 0
 
     return count("capacity"), count("allocatable")
 
 
+def mig_resources(node: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(resource, capacity, allocatable) of the Node's MIG resources (``nvidia.com/mig-<profile>``, the
+    device plugin's mixed MIG strategy)."""
+    capacity = (node.get("status") or {}).get("capacity") or {}
+    return [(name, *node_gpu_counts(node, name)) for name in sorted(capacity)
+            if isinstance(name, str) and name.startswith("nvidia.com/mig-")]
+
+
+def node_plugin_sharing(inp: JudgeInput) -> Any:
+    """How the device plugin pod on THIS node shares its GPUs (`parsers.PluginSharing` from the config it
+    logged at start), or None when no log of it was read."""
+    fact, node = inp.facts.get("device_plugin"), inp.facts.get("kube_node")
+    if fact is None or not fact.ok or fact.value is None or node is None or not node.ok:
+        return None
+    name = node.value["metadata"]["name"]
+    for pod in fact.value.pods:
+        if (pod.get("spec") or {}).get("nodeName") == name:
+            log = fact.value.logs.get(pod["metadata"]["name"])
+            if log:
+                return parsers.plugin_sharing(log)
+    return None
+
+
+_XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)")
+
+
+def _unhealthy_xids(inp: JudgeInput) -> list[str]:
+    """The plugin's "XidCriticalError: Xid=<n> on Device=<uuid>" lines from this node's pod log."""
+    fact = inp.fact("device_plugin")
+    if not fact.ok or fact.value is None:
+        return []
+    out: list[str] = []
+    for log in fact.value.logs.values():
+        for match in _XID_RE.finditer(log or ""):
+            text = f"Xid {match.group('xid')} on {match.group('device')}"
+            if text not in out:
+                out.append(text)
+    return out
+
+
 def judge_gpu_resources(inp: JudgeInput) -> Judgement:
     node, dmesg, alloc = inp.fact("kube_node"), inp.fact("dmesg"), inp.fact("gpu_allocations")
     if not node.ok:
         return unknown(node) if node.error else Judgement(Status.UNKNOWN, "the Kubernetes Node is not known", [])
-    expected, basis = expected_gpus(inp)
+    gpus, basis = expected_gpus(inp)
     name = node.value["metadata"]["name"]
-    capacity, allocatable = node_gpu_counts(node.value)
-    evidence = [f"kubectl get node {name}: capacity {GPU_RESOURCE} {capacity}, allocatable {allocatable}"]
-    if expected is not None:
-        evidence.append(f"talosctl get pcidevices: {expected} NVIDIA GPU{'s' if expected != 1 else ''}"
-                        if basis == "NVIDIA PCI devices" else f"profile: gpu_count {expected}")
+    sharing = node_plugin_sharing(inp)
+    resource = sharing.advertised_as(GPU_RESOURCE) if sharing is not None else GPU_RESOURCE
+    replicas = sharing.replicas_of(GPU_RESOURCE) if sharing is not None else 1
+    capacity, allocatable = node_gpu_counts(node.value, resource)
+    evidence = [f"kubectl get node {name}: capacity {resource} {capacity}, allocatable {allocatable}"]
+    if gpus is not None:
+        evidence.append(f"talosctl get pcidevices: {gpus} NVIDIA GPU{'s' if gpus != 1 else ''} (display/3D "
+                        "controllers; NVSwitch bridges are not GPUs)"
+                        if basis == "NVIDIA PCI devices" else f"profile: gpu_count {gpus}")
+    expected = gpus * replicas if gpus is not None else None
+    if sharing is not None and sharing.strategy and replicas > 1:
+        renamed = f", advertised as {resource}" if resource != GPU_RESOURCE else ""
+        evidence.append(f"device plugin pod on {name}: {sharing.strategy} with {replicas} replicas of "
+                        f"{GPU_RESOURCE} per GPU{renamed} (its running config)")
+        basis = f"{gpus} GPU{'s' if gpus != 1 else ''} × {replicas} {sharing.strategy} replicas"
+    migs = mig_resources(node.value)
+    if migs or (sharing is not None and sharing.mig_strategy in ("single", "mixed")):
+        listed = ", ".join(f"{n} {c}" for n, c, _a in migs) or f"{resource} {capacity}"
+        evidence.append(f"kubectl get node {name}: MIG resources {listed} (strategy "
+                        f"{sharing.mig_strategy if sharing is not None else 'mixed'})")
+        unhealthy = [(n, c, a) for n, c, a in migs if c > a]
+        if unhealthy:
+            n, c, a = unhealthy[0]
+            return judged(Status.FAIL, f"Node {name} has {c - a} unhealthy {n} (capacity {c}, allocatable {a})",
+                          evidence, remedies.kernel_log(inp.node, "read the node's kernel log for the Xid; the "
+                                                        "plugin marks a device healthy again only after a restart"))
+        if migs and capacity == 0:
+            total = sum(c for _n, c, _a in migs)
+            return Judgement(Status.PASS, f"Node {name} advertises {total} MIG instance{'s' if total != 1 else ''} "
+                             f"({listed}) on {gpus if gpus is not None else 'its'} GPU{'s' if gpus != 1 else ''}; "
+                             "MIG instances are counted per profile, not per GPU", evidence)
+        if sharing is not None and sharing.mig_strategy == "single" and capacity > 0 and capacity == allocatable:
+            return Judgement(Status.PASS, f"Node {name} advertises {capacity} {resource} (MIG strategy single: one per "
+                             "MIG instance, not per GPU)", evidence)
     if alloc.ok:
-        evidence.append(f"pods on {name}: {alloc.value} {GPU_RESOURCE} allocated")
+        evidence.append(f"pods on {name}: {alloc.value} {resource} allocated")
     if expected is None:
         return Judgement(Status.UNKNOWN, f"cannot tell how many GPUs to expect: {basis}", evidence)
     if capacity == 0:
-        return Judgement(Status.FAIL, f"Node {name} advertises no {GPU_RESOURCE} (expected {expected})", evidence,
-                         "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it registers")
+        return judged(Status.FAIL, f"Node {name} advertises no {resource} (expected {expected})", evidence,
+                      Remedy(None, "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it "
+                             "registers"))
+    if capacity > allocatable:
+        xids = _unhealthy_xids(inp)
+        named = f"; the plugin logged {', '.join(xids[:3])}" if xids else ""
+        evidence.extend(f"pod log: {line}" for line in xids[:3])
+        return judged(Status.FAIL, f"Node {name} has {capacity - allocatable} unhealthy {resource} (capacity "
+                      f"{capacity}, allocatable {allocatable}){named}", evidence,
+                      remedies.reboot(inp.node, "the device plugin never marks a device healthy again without a "
+                                      "restart; read the node's kernel log for the Xid (talosctl dmesg) and, after a "
+                                      "hardware fault, reset the GPU by rebooting the node"))
     if capacity < expected or allocatable < expected:
         why = ""
         if dmesg.ok and dmesg.value.failures:
             failure = dmesg.value.failures[0]
             why = f"; dmesg: {quote(failure.message)}"
-        return Judgement(Status.FAIL, f"Node {name} advertises {min(capacity, allocatable)} {GPU_RESOURCE} but "
-                         f"{expected} are expected ({basis}){why}", evidence,
-                         f"talosctl --nodes {inp.node} dmesg | grep NVRM")
+        return judged(Status.FAIL, f"Node {name} advertises {min(capacity, allocatable)} {resource} but "
+                      f"{expected} are expected ({basis}){why}", evidence,
+                      remedies.kernel_log(inp.node, "read the NVRM lines: they say why a GPU was not initialised"))
     if capacity > expected:
-        return Judgement(Status.WARN, f"Node {name} advertises {capacity} {GPU_RESOURCE}, more than the "
+        return Judgement(Status.WARN, f"Node {name} advertises {capacity} {resource}, more than the "
                          f"{expected} expected ({basis})", evidence)
-    return Judgement(Status.PASS, f"Node {name} advertises {capacity} {GPU_RESOURCE} (capacity = allocatable = "
+    return Judgement(Status.PASS, f"Node {name} advertises {capacity} {resource} (capacity = allocatable = "
                      f"{expected}, {basis})", evidence)
 
 

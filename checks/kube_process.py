@@ -38,9 +38,9 @@ import anyio
 
 from checks.model import ProbeResult
 from checks.node_cache import PluginNames
+from checks.probes import Probe
 from checks.target import Target
 
-KUBE_PROBES = ("kube_node", "runtime_class", "device_plugin", "gpu_allocations")
 STOP_GRACE_S = 2.0
 _HEADER = struct.Struct(">I")
 
@@ -49,8 +49,9 @@ class KubeProcess:
     """The parent's handle on the child that answers the Kubernetes probes."""
 
     def __init__(self, pid: int, results_fd: int, nodename_fd: int, remembered_node: str | None,
-                 remembered_plugin: PluginNames | None) -> None:
+                 remembered_plugin: PluginNames | None, probes: tuple[Probe, ...]) -> None:
         self.pid = pid
+        self.probes = probes  # the Kubernetes probes (`Probe.kube`) the child answers
         self.remembered_node = remembered_node
         self.remembered_plugin = remembered_plugin
         self._results_fd = results_fd
@@ -64,7 +65,7 @@ class KubeProcess:
 
     @classmethod
     def start(cls, target: Target, *, timeout: float, remembered_node: str | None,
-              remembered_plugin: PluginNames | None) -> KubeProcess | None:
+              remembered_plugin: PluginNames | None, probes: tuple[Probe, ...]) -> KubeProcess | None:
         """Fork the child; None where forking is not possible or not safe (the caller reads in-process)."""
         if not hasattr(os, "fork") or threading.active_count() != 1 or "kubernetes.client" in sys.modules \
                 or os.environ.get("TALOS_GPU_KUBE_IN_PROCESS"):
@@ -81,10 +82,11 @@ class KubeProcess:
         if pid == 0:  # the child: never returns
             os.close(results_r)
             os.close(nodename_w)
-            _child(target, started + timeout, (remembered_node, remembered_plugin), nodename_r, results_w, started)
+            _child(target, started + timeout, (remembered_node, remembered_plugin), nodename_r, results_w, started,
+                   probes)
         os.close(results_w)
         os.close(nodename_r)
-        return cls(pid, results_r, nodename_w, remembered_node, remembered_plugin)
+        return cls(pid, results_r, nodename_w, remembered_node, remembered_plugin, probes)
 
     # ---- parent side, inside the sweep ----------------------------------------------------------
 
@@ -102,21 +104,19 @@ class KubeProcess:
             self._events[name] = anyio.Event()
         return self._events[name]
 
-    async def answer(self, name: str) -> ProbeResult:
-        """The child's result for the probe `name`, once it has come (`receive` must run alongside)."""
-        from checks.probes import PROBES
-
-        await self._event(name).wait()
-        result = self._answers.get(name)
+    async def answer(self, probe: Probe) -> ProbeResult:
+        """The child's result for the probe, once it has come (`receive` must run alongside)."""
+        await self._event(probe.name).wait()
+        result = self._answers.get(probe.name)
         if result is None:
             reason = self._failure or "no answer"
-            return ProbeResult(name, PROBES[name].source, error=f"the Kubernetes reads did not finish: {reason}")
+            return ProbeResult(probe.name, probe.source, error=f"the Kubernetes reads did not finish: {reason}")
         return result
 
     async def receive(self) -> None:
         """Take the child's results as they come (a task of the sweep's task group). It returns once every
         result is in, or the child has ended; the reading thread then reads the end on its own."""
-        events = [self._event(name) for name in KUBE_PROBES]
+        events = [self._event(probe.name) for probe in self.probes]
 
         async def read(scope: anyio.CancelScope) -> None:
             try:
@@ -255,12 +255,10 @@ class _Parent:
         if not self.finished:  # the parent is gone or gave up: stop like SIGTERM
             os.kill(os.getpid(), signal.SIGTERM)
 
-    async def nodename(self, name: str) -> ProbeResult:
+    async def nodename(self, probe: Probe) -> ProbeResult:
         await anyio.to_thread.run_sync(self._ready.wait, abandon_on_cancel=True)
         if self._nodename is None:
-            from checks.probes import PROBES
-
-            return ProbeResult(name, PROBES[name].source, error="talosctl did not answer")
+            return ProbeResult(probe.name, probe.source, error="talosctl did not answer")
         return self._nodename
 
 
@@ -294,7 +292,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _child(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None], nodename_fd: int,
-           results_fd: int, started: float) -> NoReturn:
+           results_fd: int, started: float, probes: tuple[Probe, ...]) -> NoReturn:
     import atexit
 
     code = 0
@@ -311,7 +309,7 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         parent = _Parent(nodename_fd)
         payload: str | None = None
         try:
-            _read_kubernetes(target, deadline, remembered, parent, started, lambda r: _send(results_fd, r))
+            _read_kubernetes(target, deadline, remembered, parent, started, lambda r: _send(results_fd, r), probes)
         except KeyboardInterrupt:
             payload, code = None, 130
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
@@ -350,10 +348,11 @@ def _send(fd: int, message: ProbeResult | str) -> None:
 
 
 def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None],
-                     parent: _Parent, started: float, send: Callable[[ProbeResult], None]) -> None:
+                     parent: _Parent, started: float, send: Callable[[ProbeResult], None],
+                     probes: tuple[Probe, ...]) -> None:
     """(child) Import the client, then run the Kubernetes probes, sending each result as it is known."""
     from checks.adapters.kube_import import kubernetes_client
-    from checks.engine import make_context
+    from checks.context import make_context
 
     try:
         kubernetes_client()  # first, on this core: every read waits for it
@@ -365,18 +364,18 @@ def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | No
     offset = int((time.monotonic() - started) * 1000)  # a probe's time counts from the sweep's start, as in-process
     sent: set[str] = set()
 
-    async def probe(name: str) -> None:
-        result = await ctx.get(name)
+    async def answer(probe: Probe) -> None:
+        result = await ctx.get(probe)
         send(replace(result, duration_ms=result.duration_ms + offset))
-        sent.add(name)
+        sent.add(probe.name)
 
     async def run() -> None:
         with anyio.move_on_after(timeout):
             async with anyio.create_task_group() as group:
-                for name in KUBE_PROBES:
-                    group.start_soon(probe, name)
+                for probe in probes:
+                    group.start_soon(answer, probe)
 
     anyio.run(run)
-    for name in KUBE_PROBES:
-        if name not in sent:
-            send(ctx.timed_out(name))
+    for probe in probes:
+        if probe.name not in sent:
+            send(ctx.timed_out(probe))

@@ -64,6 +64,7 @@ class Judgement:
     summary: str
     evidence: list[str] = field(default_factory=list)
     remediation: str | None = None
+    advice: str | None = None
 
 
 @dataclass
@@ -76,6 +77,7 @@ class StageResult:
     remediation: str | None = None
     blocked_by: str | None = None
     duration_ms: int = 0
+    advice: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +87,7 @@ class StageResult:
             "summary": self.summary,
             "evidence": list(self.evidence),
             "remediation": self.remediation,
+            "advice": self.advice,
             "blocked_by": self.blocked_by,
             "duration_ms": self.duration_ms,
         }
@@ -95,9 +98,11 @@ class RootCause:
     stage: str
     summary: str
     remediation: str | None
+    advice: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "summary": self.summary, "remediation": self.remediation}
+        return {"stage": self.stage, "summary": self.summary, "remediation": self.remediation,
+                "advice": self.advice}
 
 
 @dataclass
@@ -108,6 +113,8 @@ class Report:
     root_cause: RootCause | None
     facts: dict[str, ProbeResult] = field(default_factory=dict)
     wall_ms: int = 0
+    path: str = "device-plugin"  # the enablement path the stages were judged against (checks/paths/)
+    talos_version: str | None = None  # the Talos version the node runs (talosctl version), when it answered
 
     @property
     def overall(self) -> Status:
@@ -127,6 +134,8 @@ class Report:
         return {
             "schema": 1,
             "node": self.node,
+            "talos_version": self.talos_version,
+            "path": self.path,
             "kube_node": self.kube_node,
             "overall": self.overall.value,
             "root_cause": self.root_cause.to_json() if self.root_cause else None,

@@ -5,7 +5,9 @@ With the name remembered from the last run, the sweep reads that Node, and the p
 talosctl is still answering, and keeps the result only when the nodename agrees: a wrong or stale
 entry costs one wasted request, never a wrong answer. The same goes for the device plugin's
 DaemonSet and pods: their events and logs are read with the DaemonSet list, and kept only for the
-DaemonSet and pods that list names (one API round trip instead of two).
+DaemonSet and pods that list names (one API round trip instead of two). And the enablement path the
+node's Talos version called for: the next sweep gathers that path's facts only, and the other path's
+too only when `talosctl version` says the node has moved (an upgrade to 1.13).
 
 The file is a cache (`$XDG_CACHE_HOME/talos-gpu/nodes.json`, else `~/.cache/talos-gpu/nodes.json`):
 safe to delete, never required, holding only API server URLs, node addresses, and the names of
@@ -70,13 +72,20 @@ def recall(server: str | None, address: str, path: Path | None = None) -> tuple[
     return entry["node"], _plugin(entry)
 
 
+def remembered_path(server: str | None, address: str, path: Path | None = None) -> str | None:
+    """The enablement path (checks/paths/) the last run found for this Talos node, if any."""
+    entry = _load(path or cache_path()).get(_key(server, address))
+    value = entry.get("path") if entry is not None else None
+    return value if isinstance(value, str) else None
+
+
 def remembered(server: str | None, address: str, path: Path | None = None) -> str | None:
     """The Node name last seen for this Talos node on this API server, if any."""
     return recall(server, address, path)[0]
 
 
 def remember(server: str | None, address: str, node_name: str, path: Path | None = None, *,
-             plugin: PluginNames | None = None) -> None:
+             plugin: PluginNames | None = None, enablement_path: str | None = None) -> None:
     """Record the Node name and the device plugin's names (atomically; the newest MAX_ENTRIES entries
     are kept)."""
     target = path or cache_path()
@@ -85,6 +94,8 @@ def remember(server: str | None, address: str, node_name: str, path: Path | None
     entry: dict[str, Any] = {"node": node_name}
     if plugin is not None:
         entry["plugin"] = [plugin[0], plugin[1], list(plugin[2])]
+    if enablement_path is not None:
+        entry["path"] = enablement_path
     if entries.get(key) == entry:
         return
     entries.pop(key, None)

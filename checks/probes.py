@@ -1,6 +1,6 @@
 """Probes: each gathers one fact, once per sweep, however many stages read it.
 
-A probe is an async function of the `ProbeContext`. `ctx.get(name)` starts a probe the first time it
+A probe is an async function of the `ProbeContext`. `ctx.get(probe)` starts a probe the first time it
 is asked for and hands every later caller the same result, so a sweep starts them all at once and
 its wall time is about its slowest probe. The talosctl probes start first; the `kubernetes` client
 is imported in a worker thread meanwhile (it costs ~0.5 s of one core).
@@ -42,7 +42,7 @@ class ProbeContext:
     remembered_node: str | None = None  # the Node name the last run found (checks/node_cache.py)
     remembered_plugin: PluginNames | None = None  # the device plugin's names the last run read (idem)
     # probes answered elsewhere (checks/kube_process.py): name -> how to get that answer
-    elsewhere: dict[str, Callable[[str], Awaitable[ProbeResult]]] = field(default_factory=dict)
+    elsewhere: dict[str, Callable[[Probe], Awaitable[ProbeResult]]] = field(default_factory=dict)
     _tasks: dict[str, anyio.Event] = field(default_factory=dict)
     _results: dict[str, ProbeResult] = field(default_factory=dict)
     _reader: KubeReader | None = None
@@ -53,7 +53,12 @@ class ProbeContext:
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
 
-    async def get(self, name: str) -> ProbeResult:
+    async def kube_node(self) -> ProbeResult:
+        """This node's Kubernetes Node, read once a sweep (what the test pod is pinned to)."""
+        return await self.get(probe_kube_node)
+
+    async def get(self, probe: Probe) -> ProbeResult:
+        name = probe.name
         if name in self._results:
             return self._results[name]
         if name in self._tasks:
@@ -62,10 +67,9 @@ class ProbeContext:
         done = anyio.Event()
         self._tasks[name] = done
         started = time.monotonic()
-        probe = PROBES[name]
         answer = self.elsewhere.get(name)
         try:
-            result = await (answer(name) if answer is not None else probe.run(self))
+            result = await (answer(probe) if answer is not None else probe.run(self))
         except KubeError as exc:
             result = ProbeResult(name, probe.source, error=exc.message, missing=exc.is_not_found)
         except Exception as exc:  # noqa: BLE001 - a probe bug must not crash the sweep
@@ -85,8 +89,8 @@ class ProbeContext:
     def results(self) -> dict[str, ProbeResult]:
         return dict(self._results)
 
-    def timed_out(self, name: str) -> ProbeResult:
-        return ProbeResult(name, PROBES[name].source, error=f"no answer within the sweep's time limit ({PROBES[name].source})")
+    def timed_out(self, probe: Probe) -> ProbeResult:
+        return ProbeResult(probe.name, probe.source, error=f"no answer within the sweep's time limit ({probe.source})")
 
     async def reader(self) -> KubeReader:
         async with self._reader_lock:
@@ -159,18 +163,24 @@ class ProbeContext:
 
 @dataclass(frozen=True)
 class Probe:
+    """One fact and how to gather it. What the engine needs to schedule it is said here, not in lists kept
+    elsewhere: `order` (lower starts first: the talosctl calls overlap the client's import, and `nodename`
+    leads), `kube` (a Kubernetes read: a one-shot `check` answers it in the child of checks/kube_process.py),
+    `light` (a light refresh of the TUI repeats it; the others are reused)."""
+
     name: str
     source: str
     run: Callable[[ProbeContext], Awaitable[ProbeResult]]
+    order: int
+    kube: bool = False
+    light: bool = False
 
 
-PROBES: dict[str, Probe] = {}
-
-
-def _register(name: str, source: str) -> Callable[[Callable[[ProbeContext], Awaitable[ProbeResult]]], Any]:
-    def wrap(fn: Callable[[ProbeContext], Awaitable[ProbeResult]]) -> Callable[[ProbeContext], Awaitable[ProbeResult]]:
-        PROBES[name] = Probe(name, source, fn)
-        return fn
+def probe(name: str, source: str, *, order: int, kube: bool = False,
+          light: bool = False) -> Callable[[Callable[[ProbeContext], Awaitable[ProbeResult]]], Probe]:
+    """Decorator: the async function becomes a `Probe`, which stage tables name directly."""
+    def wrap(fn: Callable[[ProbeContext], Awaitable[ProbeResult]]) -> Probe:
+        return Probe(name, source, fn, order, kube, light)
 
     return wrap
 
@@ -226,59 +236,59 @@ async def _talos_parse(
 # ---- talosctl probes --------------------------------------------------------------------------
 
 
-@_register("talos_version", "talosctl version")
+@probe("talos_version", "talosctl version", order=10)
 async def probe_talos_version(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "talos_version", ("version",), "parse_talos_version",
                               timeout=min(15.0, ctx.remaining()))
 
 
-@_register("health", "talosctl health")
+@probe("health", "talosctl health", order=140)
 async def probe_health(ctx: ProbeContext) -> ProbeResult:
     wait = max(1, int(min(30.0, ctx.remaining() * 0.5)))
     return await _talos_parse(ctx, "health", ("health", "--wait-timeout", f"{wait}s"), "parse_health",
                               use_stderr=True, timeout=wait + 5)
 
 
-@_register("machine_status", "talosctl get machinestatus")
+@probe("machine_status", "talosctl get machinestatus", order=120, light=True)
 async def probe_machine_status(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "machine_status", ("get", "machinestatus", "-o", "yaml"),
                               "parse_machine_status")
 
 
-@_register("extensions", "talosctl get extensions")
+@probe("extensions", "talosctl get extensions", order=20)
 async def probe_extensions(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "extensions", ("get", "extensions", "-o", "yaml"), "parse_extensions")
 
 
-@_register("proc_modules", "talosctl read /proc/modules")
+@probe("proc_modules", "talosctl read /proc/modules", order=30)
 async def probe_proc_modules(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "proc_modules", ("read", "/proc/modules"), "parse_proc_modules")
 
 
-@_register("driver_version", "talosctl read /proc/driver/nvidia/version")
+@probe("driver_version", "talosctl read /proc/driver/nvidia/version", order=40)
 async def probe_driver_version(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "driver_version", ("read", "/proc/driver/nvidia/version"),
                               "parse_nvidia_version", missing_ok=True)
 
 
-@_register("dmesg", "talosctl dmesg")
+@probe("dmesg", "talosctl dmesg", order=50)
 async def probe_dmesg(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "dmesg", ("dmesg",), "parse_dmesg_nvrm")
 
 
-@_register("bpf_sysctl", "talosctl read /proc/sys/net/core/bpf_jit_harden")
+@probe("bpf_sysctl", "talosctl read /proc/sys/net/core/bpf_jit_harden", order=60)
 async def probe_bpf_sysctl(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "bpf_sysctl", ("read", "/proc/sys/net/core/bpf_jit_harden"),
                               "parse_sysctl_value", missing_ok=True)
 
 
-@_register("module_specs", "talosctl get kernelmodulespecs")
+@probe("module_specs", "talosctl get kernelmodulespecs", order=70)
 async def probe_module_specs(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "module_specs", ("get", "kernelmodulespecs", "-o", "yaml"),
                               "parse_kernel_module_specs")
 
 
-@_register("machine_files", "talosctl get machineconfig (machine.files op and path)")
+@probe("machine_files", "talosctl get machineconfig (machine.files op and path)", order=80)
 async def probe_machine_files(ctx: ProbeContext) -> ProbeResult:
     """The op and path of each `machine.files` entry. The config holds the cluster's secrets: its text
     goes straight to the parser, which keeps only those two fields, and no error quotes it."""
@@ -294,7 +304,7 @@ async def probe_machine_files(ctx: ProbeContext) -> ProbeResult:
     return ProbeResult("machine_files", source, value=parsed)
 
 
-@_register("cri_conf", "talosctl ls /etc/cri/conf.d")
+@probe("cri_conf", "talosctl ls /etc/cri/conf.d", order=90)
 async def probe_cri_conf(ctx: ProbeContext) -> ProbeResult:
     source = "talosctl ls /etc/cri/conf.d"
     result = await ctx.talosctl.run("ls", "/etc/cri/conf.d", timeout=ctx.remaining())
@@ -308,16 +318,16 @@ async def probe_cri_conf(ctx: ProbeContext) -> ProbeResult:
     return ProbeResult("cri_conf", source, value=parsed)
 
 
-@_register("services", "talosctl services")
+@probe("services", "talosctl services", order=100)
 async def probe_services(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "services", ("services",), "parse_services")
 
 
-@_register("boot_failure", "talosctl dmesg (boot sequence)")
+@probe("boot_failure", "talosctl dmesg (boot sequence)", order=130)
 async def probe_boot_failure(ctx: ProbeContext) -> ProbeResult:
     """Why the boot stopped, from the kernel log; read only when the node is not running."""
     source = "talosctl dmesg"
-    status = await ctx.get("machine_status")
+    status = await ctx.get(probe_machine_status)
     if status.ok and getattr(status.value, "stage", "") == "running":
         return ProbeResult("boot_failure", source, value=None)
     result = await ctx.talosctl.run("dmesg", timeout=ctx.remaining())
@@ -329,12 +339,12 @@ async def probe_boot_failure(ctx: ProbeContext) -> ProbeResult:
     return ProbeResult("boot_failure", source, value=parsed)
 
 
-@_register("pci_devices", "talosctl get pcidevices")
+@probe("pci_devices", "talosctl get pcidevices", order=110)
 async def probe_pci_devices(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "pci_devices", ("get", "pcidevices", "-o", "yaml"), "parse_pci_devices")
 
 
-@_register("nodename", "talosctl get nodename")
+@probe("nodename", "talosctl get nodename", order=0)
 async def probe_nodename(ctx: ProbeContext) -> ProbeResult:
     return await _talos_parse(ctx, "nodename", ("get", "nodename", "-o", "yaml"), "parse_nodename")
 
@@ -370,7 +380,7 @@ def _node_from_page(page: NodePage | None, name: str | None, address: str) -> tu
     return False, None
 
 
-@_register("kube_node", "Kubernetes Node")
+@probe("kube_node", "Kubernetes Node", order=160, kube=True, light=True)
 async def probe_kube_node(ctx: ProbeContext) -> ProbeResult:
     address = ctx.talos.node
     remembered = ctx.remembered_node
@@ -380,7 +390,7 @@ async def probe_kube_node(ctx: ProbeContext) -> ProbeResult:
 
     async def ask_talos() -> None:
         nonlocal nodename
-        nodename = await ctx.get("nodename")
+        nodename = await ctx.get(probe_nodename)
 
     async def read_remembered() -> None:
         nonlocal early
@@ -420,7 +430,7 @@ async def probe_kube_node(ctx: ProbeContext) -> ProbeResult:
     return ProbeResult("kube_node", f"Kubernetes Node {node['metadata']['name']}", value=node)
 
 
-@_register("runtime_class", "Kubernetes RuntimeClass")
+@probe("runtime_class", "Kubernetes RuntimeClass", order=170, kube=True, light=True)
 async def probe_runtime_class(ctx: ProbeContext) -> ProbeResult:
     name = ctx.profile.runtime_class
     source = f"kubectl get runtimeclass {name}"
@@ -497,6 +507,19 @@ def plugin_names(fact: ProbeResult | None) -> PluginNames | None:
 Detail = tuple[str, str]  # ("ds_events", ""), ("events", pod), ("log", pod)
 
 
+def _template_labelled(ds: dict[str, Any], label: str) -> bool:
+    key, _, value = label.partition("=")
+    spec = ds.get("spec") or {}
+    template = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    return template.get(key) == value or selector.get(key) == value
+
+
+PLUGIN_CONTAINER = "nvidia-device-plugin-ctr"
+"""The device plugin's container: a pod with time-slicing's config-manager sidecar has two, and a log
+request that names none gets 400 (FACTS.md)."""
+
+
 def _detail_call(namespace: str, name: str, detail: Detail) -> Callable[[KubeReader], Any]:
     kind, pod_name = detail
     if kind == "ds_events":
@@ -506,13 +529,13 @@ def _detail_call(namespace: str, name: str, detail: Detail) -> Callable[[KubeRea
 
     def log(r: KubeReader) -> str | KubeError:  # a log that cannot be read is a fact about the pod
         try:
-            return r.pod_log(namespace, pod_name, tail_lines=POD_LOG_TAIL)
+            return r.pod_log(namespace, pod_name, container=PLUGIN_CONTAINER, tail_lines=POD_LOG_TAIL)
         except KubeError as exc:
             return exc
     return log
 
 
-@_register("device_plugin", "Kubernetes DaemonSet nvidia-device-plugin")
+@probe("device_plugin", "Kubernetes DaemonSet nvidia-device-plugin", order=180, kube=True, light=True)
 async def probe_device_plugin(ctx: ProbeContext) -> ProbeResult:
     # Round trip 1: the DaemonSets and, speculatively, the pods carrying the chart's label (with the
     # chart's selector they are the DaemonSet's pods), and the details (events, logs) of the DaemonSet
@@ -530,7 +553,10 @@ async def probe_device_plugin(ctx: ProbeContext) -> ProbeResult:
         *(_optional(_detail_call(was_ns, was_ds, guess)) for guess in guesses),
     )  # call_kube_all raises the first failure (the DaemonSet list's) itself
     if not found:
-        found = await ctx.call_kube(lambda r: r.list_daemonsets(STATIC_MANIFEST_LABEL))
+        # the static manifest: its label name=nvidia-device-plugin-ds is on the selector and the pod
+        # template, not on the DaemonSet's own metadata (FACTS.md), so no label selector finds it
+        found = [ds for ds in await ctx.call_kube(lambda r: r.list_daemonsets(""))
+                 if _template_labelled(ds, STATIC_MANIFEST_LABEL)]
     ds = _pick_daemonset(found, ctx.profile)
     facts = DevicePluginFacts(ds, found, [], [], {}, {}, {})
     source = "kubectl get ds -A -l " + DEVICE_PLUGIN_LABEL
@@ -563,7 +589,11 @@ async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, 
     """Events of the first few pods, and the log of those whose container has started, all at once;
     with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again."""
     wanted: list[Detail] = [("ds_events", "")] if ds_events else []
-    for pod in facts.pods[:DETAILED_PODS]:
+    # the pod on THIS node first: its details are the ones the stage is judged by
+    node = await ctx.get(probe_kube_node)
+    here = node.value["metadata"]["name"] if node.ok and isinstance(node.value, dict) else None
+    ordered = sorted(facts.pods, key=lambda pod: ((pod.get("spec") or {}).get("nodeName") != here))
+    for pod in ordered[:DETAILED_PODS]:
         pod_name = pod["metadata"]["name"]
         wanted.append(("events", pod_name))
         if _pod_started(pod):
@@ -586,7 +616,7 @@ async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, 
             facts.logs[pod_name] = answer
 
 
-@_register("helm_release", "helm list")
+@probe("helm_release", "helm list", order=150)
 async def probe_helm_release(ctx: ProbeContext) -> ProbeResult:
     spec = ctx.profile.device_plugin
     source = f"helm list -n {spec.namespace}"
@@ -622,7 +652,7 @@ def _pods_on(name: str) -> Callable[[KubeReader], list[dict[str, Any]]]:
     return lambda reader: reader.list_pods(None, field_selector=f"spec.nodeName={name}")
 
 
-@_register("gpu_allocations", "Kubernetes pods on the node")
+@probe("gpu_allocations", "Kubernetes pods on the node", order=190, kube=True, light=True)
 async def probe_gpu_allocations(ctx: ProbeContext) -> ProbeResult:
     # The Node's name is nearly always the one the last run found, else (first contact) that of the Node
     # with the node's address in the page of Nodes, else the Talos nodename: list its pods while the Node
@@ -632,14 +662,14 @@ async def probe_gpu_allocations(ctx: ProbeContext) -> ProbeResult:
         found = node_with_address((await _node_page(ctx) or NodePage([], complete=False)).items, ctx.talos.node)
         guess = (found.get("metadata") or {}).get("name") if found is not None else None
     if guess is None:
-        nodename = await ctx.get("nodename")
+        nodename = await ctx.get(probe_nodename)
         guess = str(nodename.value) if nodename.ok and nodename.value else None
     early: list[dict[str, Any]] | None = None
     node: ProbeResult | None = None
 
     async def read_node() -> None:
         nonlocal node
-        node = await ctx.get("kube_node")
+        node = await ctx.get(probe_kube_node)
 
     async def list_early() -> None:
         nonlocal early
@@ -658,7 +688,7 @@ async def probe_gpu_allocations(ctx: ProbeContext) -> ProbeResult:
                        value=_gpus_requested(pods))
 
 
-@_register("gpu_workload", "GPU test pod")
+@probe("gpu_workload", "GPU test pod", order=200)
 async def probe_gpu_workload(ctx: ProbeContext) -> ProbeResult:
     if not ctx.pod_test:
         return ProbeResult("gpu_workload", "GPU test pod", missing=True)

@@ -47,6 +47,23 @@ class DevicePluginSpec:
     repo_url: str = "https://nvidia.github.io/k8s-device-plugin"
 
 
+PATHS = ("auto", "device-plugin", "gpu-operator")
+MIN_GPU_OPERATOR = (26, 3, 1)  # Talos 1.13's docs: the GPU Operator from v26.3.1 (driver and toolkit disabled)
+
+
+@dataclass(frozen=True)
+class GpuOperatorSpec:
+    """Where the NVIDIA GPU Operator's Helm release lives and where it comes from (the gpu-operator path)."""
+
+    namespace: str = "gpu-operator"
+    release: str = "gpu-operator"
+    chart: str = "nvidia/gpu-operator"
+    version: str = "v26.3.1"
+    values: str = "k8s/gpu-operator/values.yaml"  # relative to the profile's infra_repo
+    repo_name: str = "nvidia"
+    repo_url: str = "https://helm.ngc.nvidia.com/nvidia"
+
+
 @dataclass(frozen=True)
 class Profile:
     """The expected state; the defaults are the seed's setup (Talos v1.11.5, production track)."""
@@ -58,6 +75,8 @@ class Profile:
     runtime_class: str = "nvidia"
     device_plugin: DevicePluginSpec = field(default_factory=DevicePluginSpec)
     no_cgroups: bool = False  # true: warn that the runbook's no-cgroups file cannot be written on Talos
+    path: str = "auto"  # device-plugin | gpu-operator | auto (from the node's Talos version)
+    gpu_operator: GpuOperatorSpec = field(default_factory=GpuOperatorSpec)
     infra_repo: Path = Path(".")  # from a file: relative to the file's directory, made absolute
     test_image: str = "nvcr.io/nvidia/cuda:12.5.0-base-ubuntu22.04"
 
@@ -141,6 +160,8 @@ def _build_profile(data: Mapping[Any, Any], base: Path) -> Profile:
     for key, value in data.items():
         if key == "device_plugin":
             values[key] = _build_device_plugin(value)
+        elif key == "gpu_operator":
+            values[key] = _build_gpu_operator(value)
         elif value is None and key in _OPTIONAL_FIELDS:
             values[key] = None
         else:
@@ -161,6 +182,17 @@ def _build_device_plugin(value: Any) -> DevicePluginSpec:
     )
 
 
+def _build_gpu_operator(value: Any) -> GpuOperatorSpec:
+    if value is None:
+        return GpuOperatorSpec()
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"key 'gpu_operator' must be a mapping, got {_describe(value)}")
+    _reject_unknown_keys(value, _GPU_OPERATOR_FIELDS, prefix="gpu_operator.")
+    return GpuOperatorSpec(
+        **{key: _GPU_OPERATOR_FIELDS[key](f"gpu_operator.{key}", item) for key, item in value.items()}
+    )
+
+
 def _resolve_infra_repo(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return Path(os.path.normpath(path if path.is_absolute() else base / path))
@@ -171,7 +203,10 @@ def _reject_unknown_keys(data: Mapping[Any, Any], known: Mapping[str, object], p
         if not isinstance(key, str):
             raise _Invalid(f"key {prefix}{key!r} is not a name (keys are strings such as {prefix}track)")
         if key not in known:
-            guess = _closest_key(key, list(known))
+            # a mapping value was meant for a nested key (device_plugin, gpu_operator), a scalar for another
+            nested = isinstance(data[key], Mapping)
+            alike = [name for name in known if (name in _NESTED_FIELDS) == nested] or list(known)
+            guess = _closest_key(key, alike)
             hint = f" (did you mean '{prefix}{guess}'?)" if guess else f" (known: {', '.join(known)})"
             raise _Invalid(f"unknown key '{prefix}{key}'{hint}")
 
@@ -283,6 +318,25 @@ def _relative_file(key: str, value: Any) -> str:
     return value
 
 
+def _path(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in PATHS:
+        raise _Invalid(f"key '{key}' must be one of {', '.join(PATHS)}, got {_describe(value)}")
+    return value
+
+
+_OPERATOR_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+
+
+def _operator_version(key: str, value: Any) -> str:
+    match = _OPERATOR_VERSION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise _Invalid(f"key '{key}' must be a GPU Operator chart version like 'v26.3.1', got {_describe(value)}")
+    if tuple(int(part) for part in match.groups()) < MIN_GPU_OPERATOR:
+        raise _Invalid(f"key '{key}' must be at least v26.3.1 (the first GPU Operator Talos 1.13 supports), "
+                       f"got {_describe(value)}")
+    return value
+
+
 _CHART_REFERENCE = re.compile(r"^(?:oci://[A-Za-z0-9][\w.:/-]*|[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*|\.{0,2}/[\w./-]+)$")
 
 _PROFILE_FIELDS: dict[str, Callable[[str, Any], Any]] = {
@@ -293,9 +347,12 @@ _PROFILE_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "runtime_class": _matching(_DNS_SUBDOMAIN, "a RuntimeClass name like 'nvidia'"),
     "device_plugin": _build_device_plugin,  # handled separately (nested keys)
     "no_cgroups": _boolean,
+    "path": _path,
+    "gpu_operator": _build_gpu_operator,  # handled separately (nested keys)
     "infra_repo": _relative_file,
     "test_image": _image,
 }
+_NESTED_FIELDS = frozenset({"device_plugin", "gpu_operator"})
 _OPTIONAL_FIELDS = frozenset({"talos_version", "gpu_count"})
 
 _DEVICE_PLUGIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
@@ -305,4 +362,14 @@ _DEVICE_PLUGIN_FIELDS: dict[str, Callable[[str, Any], Any]] = {
     "values": _relative_file,
     "repo_name": _matching(_DNS_SUBDOMAIN, "a Helm repository name like 'nvdp'"),
     "repo_url": _matching(_REPO_URL, "a repository URL like 'https://nvidia.github.io/k8s-device-plugin'"),
+}
+
+_GPU_OPERATOR_FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "namespace": _matching(_DNS_LABEL, "a namespace name like 'gpu-operator'"),
+    "release": _matching(_HELM_RELEASE, "a Helm release name like 'gpu-operator'"),
+    "chart": _chart,
+    "version": _operator_version,
+    "values": _relative_file,
+    "repo_name": _matching(_DNS_SUBDOMAIN, "a Helm repository name like 'nvidia'"),
+    "repo_url": _matching(_REPO_URL, "a repository URL like 'https://helm.ngc.nvidia.com/nvidia'"),
 }

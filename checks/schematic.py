@@ -17,6 +17,9 @@ FACTORY_HOST = "factory.talos.dev"
 NVIDIA_EXTENSION_BASES = ("nvidia-container-toolkit", "nvidia-open-gpu-kernel-modules")
 """The two extensions of the seed, in the order that reproduces the published production schematic id."""
 
+FABRICMANAGER_BASE = "nvidia-fabricmanager"
+"""Fabric Manager: needed on HGX/DGX boards, whose GPUs are joined by NVSwitch bridges (FACTS.md)."""
+
 _SCHEMATIC_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _TRACK_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # Values that go-yaml prints without quotes: no YAML indicators, not a number/bool/null look-alike.
@@ -73,12 +76,16 @@ def nvidia_extension_names(track: str) -> list[str]:
     return [f"siderolabs/{base}-{track}" for base in NVIDIA_EXTENSION_BASES]
 
 
-def nvidia_schematic(track: str) -> tuple[str, str]:
-    """(canonical YAML, id) of the schematic with both NVIDIA extensions on ``track``.
+def nvidia_schematic(track: str, *, fabricmanager: bool = False) -> tuple[str, str]:
+    """(canonical YAML, id) of the schematic with both NVIDIA extensions on ``track``; with
+    ``fabricmanager`` (boards with NVSwitch bridges), ``nvidia-fabricmanager-<track>`` after them.
 
     For "production" this is 6698d6f136c5bb37ca8bb8482c9084305084da0a5ead1f4dcae760796f8ab3a2.
     """
-    text = canonical_schematic_yaml(nvidia_extension_names(track))
+    names = nvidia_extension_names(track)
+    if fabricmanager:
+        names.append(f"siderolabs/{FABRICMANAGER_BASE}-{track}")
+    text = canonical_schematic_yaml(names)
     return text, schematic_id(text)
 
 

@@ -29,7 +29,7 @@ LINE_LIMIT = 200
 """Longest ``SignatureMatch.line`` and ``SignatureMatch.quote``."""
 
 # The seed's own commands, quoted in remediations.
-_MODULES_PATCH = "talosctl --nodes <node> patch mc --patch @talos/patches/nvidia-oss-modules.yaml"
+_MODULES_PATCH = "talosctl patch mc --patch @talos/patches/nvidia-oss-modules.yaml"
 # Never the runbook's no-cgroups patch: a machine.files create outside /var stops Talos's boot (FACTS.md).
 _NOT_NO_CGROUPS = ("Do not apply the runbook's talos/patches/nvidia-no-cgroups.yaml: Talos refuses a machine.files "
                    "create of /etc/nvidia-container-runtime/config.toml at boot (the node stops in writeUserFiles "
@@ -40,8 +40,8 @@ _HELM_UPGRADE = (
     "-f k8s/nvidia-device-plugin/values.yaml"
 )
 _UPGRADE = (
-    "talosctl --nodes <node> upgrade --image factory.talos.dev/installer/<schematic id>:v1.11.5 "
-    "(the schematic with nvidia-open-gpu-kernel-modules-production and nvidia-container-toolkit-production)"
+    "talosctl upgrade to the Image Factory installer of the schematic with both NVIDIA extensions on the "
+    "profile's track"
 )
 
 
@@ -59,7 +59,10 @@ class Signature:
     meaning: str
     """One sentence: what it means on Talos."""
     remediation: str
-    """The concrete next command or change."""
+    """The advice: what to change and why (prose; the pasteable command comes from `checks.remedies`)."""
+    remedy: str = ""
+    """The kind of command `checks.remedies.for_signature` builds for it (from the target and profile); ""
+    for none: then `remediation` is advice only."""
     severity: str = "error"
     """"error", or "warning" for messages that are worth showing but are not a failure by themselves."""
     sources: frozenset[str] = ALL_SOURCES
@@ -106,6 +109,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # internal/plugin/manager/factory.go ("nvml init failed: %v");
         # https://github.com/NVIDIA/k8s-device-plugin/issues/856 (0.16.x: "nvml init failed: ERROR_LIBRARY_NOT_FOUND").
         id="nvml-library-not-found",
+        remedy="helm-values",
         stage="device-plugin",
         pattern=re.compile(_NVML_FAILED + r"(?P<reason>ERROR_LIBRARY_NOT_FOUND)", re.IGNORECASE),
         meaning="The device plugin container cannot find libnvidia-ml.so: it is not running under the "
@@ -119,6 +123,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # ("Failed to initialize NVML: could not load NVML library."), factory.go in 0.14-0.16
         # ("Detected non-NVML platform: could not load NVML library: libnvidia-ml.so.1: cannot open ...").
         id="nvml-could-not-load-library",
+        remedy="helm-values",
         stage="device-plugin",
         pattern=re.compile(r"could not load NVML library", re.IGNORECASE),
         meaning="The device plugin container has no libnvidia-ml.so: the pod runs without the nvidia "
@@ -131,21 +136,23 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: nvml return code NVML_ERROR_DRIVER_NOT_LOADED as printed by the plugin
         # ("failed to initialize NVML: ERROR_DRIVER_NOT_LOADED") and by nvidia-smi ("Driver Not Loaded").
         id="nvml-driver-not-loaded",
+        remedy="modules-patch",
         stage="kernel-modules",
         pattern=re.compile(_NVML_FAILED + r"(?P<reason>Driver Not Loaded|ERROR_DRIVER_NOT_LOADED)", re.IGNORECASE),
         meaning="libnvidia-ml.so is there but the nvidia kernel module is not loaded on the node.",
-        remediation=f"Load the modules: `{_MODULES_PATCH}`; then `talosctl --nodes <node> read /proc/modules`.",
+        remediation=f"Load the modules: `{_MODULES_PATCH}`; then `talosctl read /proc/modules`.",
         sources=frozenset({POD_LOG, EVENT, NVIDIA_SMI}),
     ),
     Signature(
         # Sources: nvidia-smi "Failed to initialize NVML: Driver/library version mismatch"
         # (https://github.com/intel/llvm/issues/17614, https://github.com/mozilla/translations/issues/1167).
         id="nvml-driver-library-mismatch",
+        remedy="upgrade",
         stage="extensions",
         pattern=re.compile(r"(?:" + _NVML_FAILED + r")?(?P<reason>Driver/library version mismatch)", re.IGNORECASE),
         meaning="The user-space driver libraries (from nvidia-container-toolkit) and the loaded kernel module "
         "(from nvidia-open-gpu-kernel-modules) are different driver versions.",
-        remediation="Compare the driver part of both extension versions in `talosctl --nodes <node> get "
+        remediation="Compare the driver part of both extension versions in `talosctl get "
         "extensions`; they must be equal (same track). Reinstall both from one schematic: "
         f"`{_UPGRADE}`; a pending reboot also causes this.",
         sources=frozenset({POD_LOG, EVENT, NVIDIA_SMI}),
@@ -154,6 +161,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: k8s-device-plugin klog.Errorf("Failed to initialize NVML: %v.", ret) and
         # nvml_manager.go "failed to initialize NVML: %v" for any other NVML return code.
         id="nvml-init-failed",
+        remedy="helm-values",
         stage="device-plugin",
         pattern=re.compile(
             _NVML_FAILED
@@ -162,7 +170,7 @@ SIGNATURES: tuple[Signature, ...] = (
             re.IGNORECASE,
         ),
         meaning="The device plugin could not initialise NVML, so it advertises no GPU.",
-        remediation="Read the reason; check `talosctl --nodes <node> read /proc/driver/nvidia/version` and "
+        remediation="Read the reason; check `talosctl read /proc/driver/nvidia/version` and "
         f"that the pod uses runtimeClassName: nvidia (`{_HELM_UPGRADE}`).",
         sources=frozenset({POD_LOG, EVENT, NVIDIA_SMI}),
     ),
@@ -171,6 +179,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # klog.Errorf("Incompatible strategy detected %v", strategy);
         # https://github.com/NVIDIA/k8s-device-plugin/issues/1220, /issues/1574.
         id="incompatible-strategy",
+        remedy="helm-values",
         stage="device-plugin",
         pattern=re.compile(r"Incompatible strategy detected (?P<strategy>\S+)"),
         meaning="The device plugin found neither NVML nor Tegra inside its container: the pod does not see "
@@ -183,6 +192,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: k8s-device-plugin factory.go (0.14-0.16) klog.Error("Incompatible platform detected") and
         # fmt.Errorf("platform detection failed").
         id="incompatible-platform",
+        remedy="helm-values",
         stage="device-plugin",
         pattern=re.compile(r"Incompatible platform detected|platform detection failed"),
         meaning="The device plugin (0.14-0.16) found no NVML inside its container: the pod does not see the "
@@ -195,17 +205,19 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: k8s-device-plugin factory.go fmt.Errorf("invalid device discovery strategy");
         # https://github.com/NVIDIA/k8s-device-plugin/issues/1470, /issues/1469.
         id="invalid-discovery-strategy",
+        remedy="helm-values",
         stage="device-plugin",
         pattern=re.compile(r"invalid device discovery strategy"),
         meaning="The device plugin exits because no device discovery strategy applies (failOnInitError): the "
         "container does not see the NVIDIA driver.",
         remediation="Set runtimeClassName: nvidia in k8s/nvidia-device-plugin/values.yaml and run "
-        f"`{_HELM_UPGRADE}`; check the driver with `talosctl --nodes <node> read /proc/driver/nvidia/version`.",
+        f"`{_HELM_UPGRADE}`; check the driver with `talosctl read /proc/driver/nvidia/version`.",
         sources=frozenset({POD_LOG}),
     ),
     Signature(
         # Source: FACTS.md (device plugin 0.19.3+ log line, warning level).
         id="unsupported-platform-default-nvml",
+        remedy="",
         stage="device-plugin",
         pattern=re.compile(r"Unsupported platform detected; defaulting to nvml"),
         meaning="The device plugin could not identify the platform and falls back to NVML; harmless when a "
@@ -219,6 +231,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: k8s-device-plugin main.go ("No devices found. Waiting indefinitely.") after a failed
         # init with failOnInitError=false; seen with "Incompatible strategy detected auto" in public write-ups.
         id="no-devices-found",
+        remedy="pod-log",
         stage="device-plugin",
         pattern=re.compile(r"No devices found\. Waiting indefinitely"),
         meaning="The device plugin started but found no GPU to advertise, so it idles and the node never "
@@ -230,12 +243,13 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature(
         # Source: k8s-device-plugin internal/plugin/server.go ("Could not register device plugin: %s").
         id="kubelet-registration-failed",
+        remedy="restart-pod",
         stage="device-plugin",
         pattern=re.compile(r"Could not register device plugin: (?P<reason>[^\n]*)"),
         meaning="The device plugin could not register with the kubelet's device-plugin socket.",
         remediation="Delete the device plugin pod so it retries "
         "(`kubectl -n kube-system delete pod -l app.kubernetes.io/name=nvidia-device-plugin`); check the "
-        "kubelet with `talosctl --nodes <node> service kubelet`.",
+        "kubelet with `talosctl service kubelet`.",
         sources=frozenset({POD_LOG}),
     ),
     # ---- container runtime: nvidia-container-cli (libnvidia-container) hook failures ---------------
@@ -246,6 +260,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # fixed by net.core.bpf_jit_harden=1), https://github.com/NVIDIA/nvidia-container-toolkit/issues/117,
         # https://github.com/NVIDIA/nvidia-container-toolkit/issues/1193, https://github.com/NVIDIA/libnvidia-container/issues/209.
         id="nvidia-container-cli-bpf-filter",
+        remedy="modules-patch",
         stage="kernel-modules",
         pattern=re.compile(
             r"failed to add device rules: unable to generate new device filter program"
@@ -254,7 +269,7 @@ SIGNATURES: tuple[Signature, ...] = (
         meaning="nvidia-container-cli cannot rebuild the container's eBPF device filter because Talos hardens "
         "the BPF JIT (net.core.bpf_jit_harden=2 blinds programs), so every GPU container fails to start.",
         remediation="Set sysctl net.core.bpf_jit_harden: 1 with the modules patch: "
-        f"`{_MODULES_PATCH}`; then `talosctl --nodes <node> read /proc/sys/net/core/bpf_jit_harden` shows 1.",
+        f"`{_MODULES_PATCH}`; then `talosctl read /proc/sys/net/core/bpf_jit_harden` shows 1.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
     Signature(
@@ -262,6 +277,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # "no-cgroups = true" in /etc/nvidia-container-runtime/config.toml),
         # https://github.com/NVIDIA/nvidia-container-toolkit/issues/678, https://github.com/NVIDIA/nvidia-docker/issues/1688.
         id="nvidia-container-cli-bpf-prog-query",
+        remedy="modules-patch",
         stage="container-runtime",
         pattern=re.compile(
             r"unable to find any existing device filters attached to the cgroup: "
@@ -278,6 +294,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # unable to replace original device filters program ..."), the generic "mount error: failed to add
         # device rules" family of nvidia-container-cli (libnvidia-container src/nvcgo).
         id="nvidia-container-cli-device-rules",
+        remedy="modules-patch",
         stage="container-runtime",
         pattern=re.compile(
             r"nvidia-container-cli(?:\.real)?: mount error: failed to add device rules: "
@@ -294,6 +311,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # %s") / ("failed to get device cgroup root path: %s"); the same family as
         # https://github.com/NVIDIA/nvidia-docker/issues/1660 on cgroup v2 hosts.
         id="nvidia-container-cli-cgroup-path",
+        remedy="upgrade",
         stage="container-runtime",
         pattern=re.compile(r"failed to get device cgroup (?P<what>mount|root) path(?::[ \t]*(?P<reason>[^\n]*))?"),
         meaning="nvidia-container-cli looks for a devices cgroup that does not exist on Talos (cgroup v2), "
@@ -307,6 +325,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # https://github.com/NVIDIA/k8s-device-plugin/issues/324 ("nvidia-container-cli: container error:
         # cgroup subsystem devices not found").
         id="nvidia-container-cli-cgroup-devices-missing",
+        remedy="upgrade",
         stage="container-runtime",
         pattern=re.compile(r"cgroup subsystem devices not found"),
         meaning="nvidia-container-cli expects a cgroup v1 devices controller that Talos (cgroup v2) does not "
@@ -320,6 +339,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # mount operation failed: ..."), https://github.com/NVIDIA/libnvidia-container/issues/119,
         # https://github.com/NVIDIA/k8s-device-plugin/issues/28 ("nvidia-container-cli: ldcache error: ...").
         id="nvidia-container-cli-error",
+        remedy="",
         stage="container-runtime",
         pattern=re.compile(
             r"nvidia-container-cli(?:\.real)?: (?P<kind>[a-z]+ error): "
@@ -328,7 +348,7 @@ SIGNATURES: tuple[Signature, ...] = (
         ),
         meaning="The NVIDIA container runtime hook failed while preparing a GPU container.",
         remediation="Read the reason; check /etc/nvidia-container-runtime/config.toml "
-        "(`talosctl --nodes <node> read /etc/nvidia-container-runtime/config.toml`) and that both NVIDIA "
+        "(`talosctl read /etc/nvidia-container-runtime/config.toml`) and that both NVIDIA "
         "extensions carry the same driver version.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
@@ -338,6 +358,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # (fmt.Errorf("pod rejected: RuntimeClass %q not found", ...));
         # https://github.com/NVIDIA/gpu-operator/issues/575.
         id="runtimeclass-not-found",
+        remedy="runtimeclass",
         stage="runtimeclass",
         pattern=re.compile(r"pod rejected: RuntimeClass \"(?P<runtime_class>[^\"\n]+)\" not found"),
         meaning="The API server refuses pods that name a RuntimeClass that does not exist; a DaemonSet then "
@@ -350,11 +371,12 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: https://github.com/NVIDIA/gpu-operator/issues/730, https://github.com/NVIDIA/gpu-operator/issues/413
         # ("Failed to create pod sandbox: ... failed to get sandbox runtime: no runtime for \"nvidia\" is configured").
         id="no-runtime-handler",
+        remedy="upgrade",
         stage="extensions",
         pattern=re.compile(r"no runtime for \"(?P<handler>[^\"\n]+)\" is configured"),
         meaning="The RuntimeClass exists but containerd on the node has no such handler: on Talos the "
         "nvidia handler comes from the nvidia-container-toolkit extension, which is not installed.",
-        remediation=f"Install both NVIDIA extensions: `{_UPGRADE}`; then `talosctl --nodes <node> get "
+        remediation=f"Install both NVIDIA extensions: `{_UPGRADE}`; then `talosctl get "
         "extensions` lists nvidia-container-toolkit-production.",
         sources=frozenset({EVENT, POD_LOG}),
     ),
@@ -363,11 +385,12 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: https://github.com/NVIDIA/k8s-device-plugin/issues/33, /issues/430, /issues/165
         # ("0/1 nodes are available: 1 Insufficient nvidia.com/gpu.").
         id="insufficient-gpu",
+        remedy="describe-node",
         stage="gpu-resources",
         pattern=re.compile(r"Insufficient nvidia\.com/gpu", re.IGNORECASE),
         meaning="No node has a free nvidia.com/gpu: the node does not advertise GPUs (device plugin not "
         "registered) or all of them are taken.",
-        remediation="kubectl describe node <node> | grep nvidia.com/gpu; if absent, fix the device plugin "
+        remediation="kubectl describe node | grep nvidia.com/gpu; if absent, fix the device plugin "
         "stage first.",
         sources=frozenset({EVENT}),
     ),
@@ -375,18 +398,20 @@ SIGNATURES: tuple[Signature, ...] = (
         # Sources: kube-scheduler NodeAffinity plugin ("node(s) didn't match Pod's node affinity/selector";
         # older: "node(s) didn't match node selector", https://github.com/NVIDIA/k8s-device-plugin/issues/283).
         id="node-affinity-mismatch",
+        remedy="",
         stage="gpu-workload",
         pattern=re.compile(r"didn't match (?:Pod's node affinity/selector|node selector)"),
         meaning="The pod's nodeSelector or node affinity matches no node; a GPU pod pinned to NFD/GFD labels "
         "that nothing sets on Talos never schedules.",
         remediation="Remove the nodeSelector/affinity from the pod (set affinity: null in the values of the "
-        "device plugin) or label the node: kubectl label node <node> nvidia.com/gpu.present=true.",
+        "device plugin) or label the node: kubectl label node nvidia.com/gpu.present=true.",
         sources=frozenset({EVENT}),
     ),
     Signature(
         # Source: kube-scheduler TaintToleration plugin ("node(s) had untolerated taint {key: value}";
         # before Kubernetes 1.25: "node(s) had taint {...}, that the pod didn't tolerate").
         id="untolerated-taint",
+        remedy="",
         stage="gpu-workload",
         pattern=re.compile(r"had (?:untolerated )?taint \{(?P<taint>[^}\n]*)\}"),
         meaning="The only node carries a taint the pod does not tolerate (on a single-node Talos cluster "
@@ -400,32 +425,35 @@ SIGNATURES: tuple[Signature, ...] = (
         # Source: https://github.com/siderolabs/extensions/issues/909 (Talos 1.11.5, second GPU fails:
         # "NVRM: GPU 0000:01:00.0: RmInitAdapter failed! (0x62:0x65:1859)", "rm_init_adapter failed").
         id="nvrm-rm-init-adapter-failed",
+        remedy="dmesg",
         stage="kernel-modules",
         pattern=re.compile(r"(?:RmInitAdapter|rm_init_adapter) failed(?P<detail>[^\n]*)"),
         meaning="The NVIDIA driver failed to initialise a GPU: that GPU is unusable and the node advertises "
         "fewer nvidia.com/gpu.",
-        remediation="talosctl --nodes <node> dmesg | grep NVRM; check the GPU's power, seating and firmware, "
-        "then reboot the node (talosctl --nodes <node> reboot).",
+        remediation="talosctl dmesg | grep NVRM; check the GPU's power, seating and firmware, "
+        "then reboot the node (talosctl reboot).",
         sources=frozenset({DMESG}),
     ),
     Signature(
         # Source: https://github.com/siderolabs/extensions/issues/909 ("NVRM: RmInitAdapter: Cannot initialize
         # GSP firmware RM").
         id="nvrm-gsp-init-failed",
+        remedy="reboot",
         stage="kernel-modules",
         pattern=re.compile(r"Cannot initialize GSP firmware RM"),
         meaning="The GPU's GSP firmware did not start, so the open kernel module cannot drive this GPU.",
-        remediation="talosctl --nodes <node> dmesg | grep NVRM; reboot the node; if it persists, check that "
+        remediation="talosctl dmesg | grep NVRM; reboot the node; if it persists, check that "
         "the driver on the production track supports this GPU model.",
         sources=frozenset({DMESG}),
     ),
     Signature(
         # Sources: NVIDIA Xid 79 ("NVRM: Xid (PCI:0000:06:00): 79, pid=..., GPU has fallen off the bus.").
         id="nvrm-fallen-off-bus",
+        remedy="reboot",
         stage="kernel-modules",
         pattern=re.compile(r"GPU has fallen off the bus"),
         meaning="A GPU disappeared from the PCIe bus (Xid 79): hardware, power or PCIe link problem.",
-        remediation="Reboot the node (talosctl --nodes <node> reboot); if it recurs, check the GPU's power and "
+        remediation="Reboot the node (talosctl reboot); if it recurs, check the GPU's power and "
         "seating and the server's PCIe settings.",
         sources=frozenset({DMESG}),
     ),
@@ -433,6 +461,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # Source: NVIDIA open-gpu-kernel-modules kernel-open/nvidia/nv.c ("NVRM: installed in this system is not
         # supported by open nvidia.ko because it does not include the required GPU System Processor (GSP).").
         id="nvrm-gpu-not-supported",
+        remedy="upgrade-nonfree",
         stage="extensions",
         pattern=re.compile(r"installed in this system is not supported by (?P<by>[^\n]*)"),
         meaning="The loaded driver does not support this GPU (the open kernel modules need a Turing or newer "
@@ -445,6 +474,7 @@ SIGNATURES: tuple[Signature, ...] = (
         # Source: NVIDIA kernel module ("NVRM: API mismatch: the client has the version %s, but / NVRM: this
         # kernel module has the version %s.").
         id="nvrm-api-mismatch",
+        remedy="upgrade",
         stage="extensions",
         pattern=re.compile(r"API mismatch: the client (?:'[^'\n]*' )?(?:\(pid \d+\) )?has the version (?P<client>\S+?),"),
         meaning="User-space NVIDIA libraries and the loaded kernel module are different driver versions.",
@@ -455,40 +485,44 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature(
         # Source: NVIDIA kernel module ("NVRM: None of the NVIDIA devices were initialized.").
         id="nvrm-no-devices-initialized",
+        remedy="dmesg",
         stage="kernel-modules",
         pattern=re.compile(r"None of the NVIDIA devices were initialized"),
         meaning="The nvidia module loaded but initialised no GPU.",
-        remediation="talosctl --nodes <node> dmesg | grep NVRM to see why each GPU was refused.",
+        remediation="talosctl dmesg | grep NVRM to see why each GPU was refused.",
         sources=frozenset({DMESG}),
     ),
     # ---- nvidia-smi ---------------------------------------------------------------------------------
     Signature(
         # Source: nvidia-smi ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.").
         id="nvidia-smi-no-driver",
+        remedy="modules-patch",
         stage="kernel-modules",
         pattern=re.compile(r"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver"),
         meaning="nvidia-smi found the libraries but no working kernel driver.",
-        remediation=f"Load the modules: `{_MODULES_PATCH}`; check `talosctl --nodes <node> read /proc/modules`.",
+        remediation=f"Load the modules: `{_MODULES_PATCH}`; check `talosctl read /proc/modules`.",
         sources=frozenset({NVIDIA_SMI, POD_LOG}),
     ),
     # ---- cluster ----------------------------------------------------------------------------------
     Signature(
         # Source: samples/talos/health-ok-full-with-transients.txt ("some nodes are not ready: [k8s-0]").
         id="k8s-nodes-not-ready",
+        remedy="kubelet",
         stage="cluster",
         pattern=re.compile(r"some nodes are not ready: \[(?P<nodes>[^\]\n]*)\]"),
         meaning="Kubernetes reports the node NotReady.",
-        remediation="kubectl describe node <node> (conditions, CNI); talosctl --nodes <node> service kubelet.",
+        remediation="kubectl describe node (conditions, CNI); talosctl service kubelet.",
         sources=frozenset({HEALTH}),
     ),
     Signature(
         # Sources: samples/talos/health-fail-etcd-preparing.txt (https://github.com/siderolabs/talos/issues/12214),
         # health-fail-timeout.txt (https://github.com/onedr0p/cluster-template/issues/1500).
         id="etcd-not-healthy",
+        remedy="etcd",
         stage="cluster",
         pattern=re.compile(r"service \"etcd\" not in expected state \"Running\"[^\n]*|service is not healthy: etcd"),
         meaning="etcd on the node is not running, so the Kubernetes API cannot be healthy.",
-        remediation="talosctl --nodes <node> service etcd; talosctl --nodes <node> logs etcd.",
+        remediation="talosctl service etcd; talosctl logs etcd.",
         sources=frozenset({HEALTH}),
     ),
 )

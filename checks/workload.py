@@ -6,7 +6,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -16,7 +16,21 @@ from checks.model import Status
 from checks.signatures import match_signatures
 
 if TYPE_CHECKING:
-    from checks.probes import ProbeContext
+    from checks.model import ProbeResult
+    from checks.profile import Profile
+
+
+class PodContext(Protocol):
+    """What the test pod needs of a sweep's context (`checks.probes.ProbeContext` is one): named here, so that
+    the probes, which run the pod, and the pod do not import each other."""
+
+    profile: Profile
+
+    def remaining(self) -> float: ...
+
+    async def kube_node(self) -> ProbeResult: ...
+
+    async def reader(self) -> KubeReader: ...
 
 TEST_POD_LABEL = "app.kubernetes.io/managed-by"
 TEST_POD_LABEL_VALUE = "talos-gpu"
@@ -76,14 +90,14 @@ def _describe_pending(events: list[dict[str, Any]]) -> str | None:
 
 
 async def run_test_pod(
-    ctx: ProbeContext,
+    ctx: PodContext,
     *,
     on_line: Callable[[str], None] | None,
     timeout: float | None = None,
 ) -> WorkloadOutcome:
     """Run the test pod to completion (or failure) and delete it in every outcome, cancel included."""
     profile = ctx.profile
-    node = await ctx.get("kube_node")
+    node = await ctx.kube_node()
     node_name = node.value["metadata"]["name"] if node.ok else None
     name = new_test_pod_name()
     body = test_pod_manifest(name, image=profile.test_image, runtime_class=profile.runtime_class, node_name=node_name)

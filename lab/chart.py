@@ -164,6 +164,37 @@ def validate(namespace: str, values: dict[str, Any]) -> None:
         )
 
 
+def config_text(values: dict[str, Any]) -> str | None:
+    """The device plugin config a release's values give (``config.map``: its ``config.default`` entry, else
+    its only one), as the chart puts it into the ConfigMap the plugin reads."""
+    config = values.get("config") or {}
+    entries = config.get("map") or {}
+    if not isinstance(entries, dict) or not entries:
+        return None
+    default = config.get("default") or ""
+    if default in entries:
+        return str(entries[default])
+    return str(next(iter(entries.values()))) if len(entries) == 1 else None
+
+
+def _config_manager(values: dict[str, Any], image: str) -> list[dict[str, Any]]:
+    """With a config map the chart runs config-manager beside the plugin (the sidecar that follows the
+    node's nvidia.com/device-plugin.config label): the pod then has two containers."""
+    if not (values.get("config") or {}).get("map") and not (values.get("config") or {}).get("name"):
+        return []
+    return [{
+        "name": "nvidia-device-plugin-sidecar",
+        "image": image,
+        "command": ["config-manager"],
+        "env": [{"name": "ONESHOT", "value": "false"}, {"name": "FALLBACK_STRATEGIES", "value": "named,single"}],
+        "volumeMounts": [{"name": "available-configs", "mountPath": "/available-configs"},
+                         {"name": "config", "mountPath": "/config"}],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+        "imagePullPolicy": values.get("image", {}).get("pullPolicy", "IfNotPresent"),
+    }]
+
+
 def pod_template(release: str, values: dict[str, Any], chart_version: str) -> dict[str, Any]:
     name = fullname(release, values)
     tag = values.get("image", {}).get("tag") or f"v{chart_version}"
@@ -194,7 +225,7 @@ def pod_template(release: str, values: dict[str, Any], chart_version: str) -> di
             {"name": "mps-shm", "hostPath": {"path": f"{mps_root}/shm", "type": ""}},
             {"name": "cdi-root", "hostPath": {"path": "/var/run/cdi", "type": "DirectoryOrCreate"}},
         ],
-        "containers": [container],
+        "containers": [container, *_config_manager(values, image)],
         "restartPolicy": "Always",
         "terminationGracePeriodSeconds": 30,
         "dnsPolicy": "ClusterFirst",

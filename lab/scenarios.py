@@ -42,6 +42,11 @@ SCENARIOS: dict[str, str] = {
     "plugin-missing": "everything but the device plugin Helm release (the nvdp repo is added)",
     "gpu-not-initialised": "one of the two H100 NVL fails RmInitAdapter: only 1 GPU usable",
     "node-notready": "the kubelet reports NotReady",
+    "time-slicing": "healthy, the device plugin time-slices each GPU 4 ways (config map + config-manager sidecar): "
+                    "2 GPUs advertise 8 nvidia.com/gpu",
+    "time-slicing-renamed": "as time-slicing, with renameByDefault: the node advertises 8 nvidia.com/gpu.shared",
+    "nvswitch-no-fabricmanager": "an HGX-style board: NVSwitch bridges on the PCI bus, no nvidia-fabricmanager "
+                                 "extension",
 }
 
 SEED_VALUES: dict[str, Any] = {
@@ -395,8 +400,40 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
     elif name == "node-notready":
         state["faults"]["kubelet_not_ready"] = True
         state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30)]
+    elif name in ("time-slicing", "time-slicing-renamed"):
+        values = copy.deepcopy(SEED_VALUES)
+        values["config"] = {"map": {"default": time_slicing_config(4, renamed=name == "time-slicing-renamed")},
+                            "default": "default"}
+        _reinstall_plugin(state, values)
+    elif name == "nvswitch-no-fabricmanager":
+        talos["pci_devices"] = copy.deepcopy(PCI_DEVICES) + copy.deepcopy(NVSWITCH_BRIDGES)
     # The rest of the cluster never changes: it lives in its own file (lab.state.STATIC_NODES_FILE),
     # read only by the API server, so that talosctl and helm do not parse 1,000 Node objects per call.
     state["static_nodes"] = [worker_node_object(index, gpus_per_extra_node, now, 100 + index)
                              for index in range(1, extra_nodes + 1)]
     return state
+
+
+def time_slicing_config(replicas: int, *, renamed: bool = False) -> str:
+    """A device plugin config that time-slices nvidia.com/gpu (the chart's config.map entry, the shape of
+    the k8s-device-plugin README's time-slicing example; renameByDefault under sharing.timeSlicing)."""
+    rename = "    renameByDefault: true\n" if renamed else ""
+    return ("version: v1\n"
+            "sharing:\n"
+            "  timeSlicing:\n"
+            f"{rename}"
+            "    resources:\n"
+            "    - name: nvidia.com/gpu\n"
+            f"      replicas: {replicas}\n")
+
+
+# HGX H100 boards carry four NVSwitch bridges ("Bridge [0680]: NVIDIA Corporation GH100 [H100 NVSwitch]
+# [10de:22a3]" in lspci, FACTS.md); Talos lists them with class 0x06, subclass 0x80. They are not GPUs.
+NVSWITCH_BRIDGES: list[dict[str, str]] = [
+    {
+        "id": f"0000:{bus}:00.0", "class": "Bridge", "subclass": "Bridge", "vendor": "NVIDIA Corporation",
+        "product": "GH100 [H100 NVSwitch]", "class_id": "0x06", "subclass_id": "0x80", "vendor_id": "0x10de",
+        "product_id": "0x22a3", "driver": "",
+    }
+    for bus in ("c5", "c6", "c7", "c8")
+]

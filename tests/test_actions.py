@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from checks.actions import (
-    ACTION_STAGES,
     ActionEvent,
     ActionResult,
     AuditLog,
@@ -25,9 +24,9 @@ from checks.actions import (
 from checks.audit import read_audit
 from checks.engine import Target
 from checks.infra import seed_files
+from checks.paths import DEVICE_PLUGIN
 from checks.redact import REDACTOR
 from checks.schematic import nvidia_schematic
-from checks.stages import SEED_STAGES
 from lab.factory import Factory
 from lab.faults import set_fault
 from lab.runtime import LabHandle
@@ -42,6 +41,9 @@ from tests.test_actions_support import (
     tool_processes,
     use_scenario,
 )
+
+SEED_STAGES = DEVICE_PLUGIN.stages
+ACTION_STAGES = DEVICE_PLUGIN.action_stages
 
 SCHEMATIC_YAML, SCHEMATIC_ID = nvidia_schematic("production")
 IMAGE = f"factory.talos.dev/installer/{SCHEMATIC_ID}:v1.11.5"

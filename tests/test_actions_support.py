@@ -17,12 +17,14 @@ import pytest
 from checks.config import find_helm, resolve_kube, resolve_talos, talosctl_path
 from checks.engine import Target, run_sweep
 from checks.model import Report
+from checks.paths import DEVICE_PLUGIN
 from checks.profile import Profile
-from checks.redact import install_secrets_from
-from checks.stages import SEED_STAGES, stage_spec
+from checks.secrets import install_secrets_from
+from checks.stages import stage_spec
 from lab.runtime import LabHandle, start_lab
 from tests.procs import live_command_lines
 
+SEED_STAGES = DEVICE_PLUGIN.stages
 LAB_KNOBS: dict[str, Any] = {"reboot_s": 1.0}
 SWEEP_TIMEOUT_S = 30.0
 
@@ -55,7 +57,7 @@ def make_target(lab: LabHandle, infra_repo: Path, **profile: Any) -> Target:
 
 def sweep(target: Target, *only: str) -> Report:
     """A whole sweep, or only the named stages' own checks (fewer talosctl calls: faster)."""
-    stages = tuple(stage_spec(s) for s in only) or SEED_STAGES
+    stages = tuple(stage_spec(s, SEED_STAGES) for s in only) or SEED_STAGES
     return anyio.run(lambda: run_sweep(target, timeout=SWEEP_TIMEOUT_S, stages=stages))
 
 
@@ -63,7 +65,7 @@ async def recheck_until(target: Target, stage: str, timeout: float = 30.0) -> Re
     """Checks `stage` (its own facts) until it passes (a device plugin needs a moment to register)."""
     deadline = time.monotonic() + timeout
     while True:
-        report = await run_sweep(target, timeout=SWEEP_TIMEOUT_S, stages=(stage_spec(stage),))
+        report = await run_sweep(target, timeout=SWEEP_TIMEOUT_S, stages=(stage_spec(stage, SEED_STAGES),))
         if report.stage(stage).status.ok or time.monotonic() > deadline:
             return report
         await anyio.sleep(0.5)

@@ -58,7 +58,8 @@ def test_check_json_names_the_root_cause(lab: Any, scenario: str) -> None:
     assert report["kube_node"] == "gpu-node-1"
     assert [s["id"] for s in report["stages"]] == list(STAGE_IDS)
     for stage in report["stages"]:
-        assert set(stage) == {"id", "title", "status", "summary", "evidence", "remediation", "blocked_by", "duration_ms"}
+        assert set(stage) == {"id", "title", "status", "summary", "evidence", "remediation", "advice", "blocked_by",
+                              "duration_ms"}
         assert stage["status"] in ("pass", "warn", "fail", "blocked", "unknown", "skipped")
         if stage["status"] == "blocked":
             assert stage["blocked_by"] in STAGE_IDS
@@ -212,3 +213,39 @@ def test_check_leaves_no_temporary_file_behind(lab: Any, tmp_path: Path) -> None
                            text=True, timeout=60)
     assert len(piped.stdout) <= 10 and "Traceback" not in piped.stderr
     assert list(scratch.iterdir()) == []
+
+
+KNOWN_PROGRAMS = ("talosctl", "kubectl", "helm")
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_remediation_runs_as_pasted(lab: Any, scenario: str) -> None:
+    """Each stage's remediation is one command: it splits as a shell would, names a known program, the
+    target's node (never a placeholder), the profile's namespace and release, and files that are paths."""
+    import shlex
+
+    handle = lab(scenario)
+    report = json.loads(run_check(handle.env, "--json").stdout)
+    for stage in report["stages"]:
+        command = stage["remediation"]
+        if command is None:
+            continue
+        assert "<" not in command and ">" not in command, (stage["id"], command)
+        assert "(" not in command, (stage["id"], command)  # no prose suffix such as "(reboots the node)"
+        argv = shlex.split(command)
+        assert argv[0] in KNOWN_PROGRAMS, (stage["id"], command)
+        if argv[0] == "talosctl":
+            assert argv[1:3] == ["--nodes", report["node"]], (stage["id"], command)
+        if argv[0] == "helm":
+            assert argv[1:4] == ["upgrade", "--install", "nvidia-device-plugin"], command
+            assert argv[argv.index("-n") + 1] == "kube-system", command
+            assert Path(argv[argv.index("-f") + 1]).name == "values.yaml", command
+        if argv[0] == "kubectl" and "-n" in argv:
+            assert argv[argv.index("-n") + 1] == "kube-system", command
+        if "describe" in argv and "node" in argv:
+            assert argv[-1] == report["kube_node"], command
+        for arg in argv:
+            if arg.startswith("@"):
+                assert Path(arg[1:]).name.endswith(".yaml"), command
+    if report["root_cause"] is not None:
+        assert set(report["root_cause"]) == {"stage", "summary", "remediation", "advice"}

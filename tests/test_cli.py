@@ -16,7 +16,7 @@ import yaml
 
 from lab.scenarios import SCENARIOS
 from tests.paths import REPO
-from tui.cli import SCENARIO_NAMES, build_parser, build_target
+from tui.cli import SCENARIO_NAMES, build_parser, target_from_args
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -109,9 +109,9 @@ def test_infra_repo_overrides_the_profile(lab: Any, tmp_path: Path, monkeypatch:
     base = ["--talosconfig", handle.env["TALOSCONFIG"], "--kubeconfig", handle.env["KUBECONFIG"],
             "--profile", str(profile)]
     env = dict(handle.env)
-    assert build_target(parser.parse_args(base), env=env).profile.infra_repo == tmp_path / "from-the-profile"
+    assert target_from_args(parser.parse_args(base), env=env).profile.infra_repo == tmp_path / "from-the-profile"
     monkeypatch.chdir(tmp_path)
-    target = build_target(parser.parse_args([*base, "--infra-repo", "gitops/gpu"]), env=env)
+    target = target_from_args(parser.parse_args([*base, "--infra-repo", "gitops/gpu"]), env=env)
     assert target.profile.infra_repo == tmp_path / "gitops" / "gpu"
 
 

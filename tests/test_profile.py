@@ -216,7 +216,7 @@ def test_duplicate_key(tmp_path: Path) -> None:
         ("gpus: 2\n", "unknown key 'gpus' (did you mean 'gpu_count'?)"),
         ("module: [nvidia]\n", "unknown key 'module' (did you mean 'modules'?)"),
         ("colour: blue\n", "unknown key 'colour' (known: track, talos_version, gpu_count, modules, runtime_class, "
-         "device_plugin, no_cgroups, infra_repo, test_image)"),
+         "device_plugin, no_cgroups, path, gpu_operator, infra_repo, test_image)"),
         ("device_plugin: {nmespace: x}\n", "unknown key 'device_plugin.nmespace' (did you mean 'device_plugin.namespace'?)"),
         ("1: x\n", "key 1 is not a name"),
     ],

@@ -16,10 +16,9 @@ from checks.redact import (
     REDACTED,
     RedactingFilter,
     Redactor,
-    collect_secrets,
-    install_secrets_from,
     redact,
 )
+from checks.secrets import collect_secrets, install_secrets_from
 
 # ----------------------------------------------------------------------------- marker secrets
 # Every marker is distinctive so a leak anywhere is found by a plain substring test.

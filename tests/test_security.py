@@ -29,9 +29,10 @@ from typing import Any
 import anyio
 import pytest
 
-from checks.actions import ACTION_STAGES, AuditLog, PlanError, plan_action, run_action
+from checks.actions import AuditLog, PlanError, plan_action, run_action
 from checks.audit import read_audit
 from checks.model import Status
+from checks.paths import DEVICE_PLUGIN
 from tests.test_faults_talosctl import (
     lab_target,
     recorded_argvs,
@@ -381,7 +382,7 @@ def test_read_only_refuses_every_action_before_any_call(lab: Any, tmp_path: Path
     report, _ = sweep(target, timeout=15)
     audit = AuditLog(tmp_path / "audit.log")
     refused = []
-    for stage in ACTION_STAGES:
+    for stage in DEVICE_PLUGIN.action_stages:
         try:
             plan = anyio.run(lambda s=stage: plan_action(s, target, report))
         except PlanError:
@@ -404,7 +405,7 @@ def test_read_only_refuses_every_action_before_any_call(lab: Any, tmp_path: Path
         assert len(recorded_argvs(argv_log)) == before_argv, stage
         refused.append(stage)
     audit.close()
-    assert set(refused) == set(ACTION_STAGES)
+    assert set(refused) == set(DEVICE_PLUGIN.action_stages)
     records = read_audit(audit.path)
     assert [r["stage"] for r in records] == refused and all(r["text"].startswith("refused") for r in records)
 

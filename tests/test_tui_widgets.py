@@ -124,10 +124,8 @@ class ChecklistApp(App):
         self.posted: list[tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
-        from checks.stages import SEED_STAGES
-        from tui.headless import status_text
-
-        yield StageChecklist(SEED_STAGES, status_text)
+        from checks.paths import DEVICE_PLUGIN
+        yield StageChecklist(DEVICE_PLUGIN.stages)
 
     def on_stage_checklist_stage_highlighted(self, message: StageChecklist.StageHighlighted) -> None:
         self.posted.append(("highlighted", message.stage_id))

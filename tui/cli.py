@@ -6,13 +6,12 @@ Imports are lazy: the parser and the first frame must not pay for the kubernetes
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+
+from tui.process import silence_stdout
 
 if TYPE_CHECKING:
     from checks.target import Target
@@ -46,22 +45,13 @@ OUTPUT_FORMATS = ("table", "json", "yaml", "markdown")
 # tests/test_cli.py checks this list against lab.scenarios.SCENARIOS.
 SCENARIO_NAMES = ("fresh", "healthy", "extensions-missing", "mixed-tracks", "driver-mismatch", "modules-not-loaded",
                   "bpf-sysctl-missing", "runbook-patch-applied", "runbook-patch-in-repo", "runtimeclass-missing", "nfd-affinity",
-                  "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready")
+                  "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready",
+                  "time-slicing", "time-slicing-renamed", "nvswitch-no-fabricmanager")
 
 # `check` when its reader goes away before the report is out (`check | head -1`): no traceback, no message,
 # and the exit code of the report itself (0 all pass, 1 a stage fails); before a report exists, 141
 # (128 + SIGPIPE, what a shell reports for a program the closed pipe stopped).
 BROKEN_PIPE_EXIT = 141
-
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as package_version
-
-    try:
-        return package_version("talos-gpu")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown (not installed)"
 
 
 class _VersionAction(argparse.Action):
@@ -73,6 +63,8 @@ class _VersionAction(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
                  option_string: str | None = None) -> NoReturn:
+        from tui.process import version
+
         sys.stdout.write(f"{PROG} {version()}\n")
         raise SystemExit(0)
 
@@ -151,68 +143,21 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def build_target(args: argparse.Namespace, env: dict[str, str] | None = None) -> Target:
-    """Resolve configs, profile and binaries; raises UsageError with a one-line message."""
-    from checks.config import find_helm, resolve_kube, resolve_talos, talosctl_path, validate_node_address
-    from checks.profile import load_profile
-    from checks.redact import install_secrets_from
-    from checks.target import Target
+def target_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Target:
+    """`build_target` with the command line's options; the process-wide redactor learns the configs' secrets."""
+    from checks import redact
+    from checks.target import build_target
 
-    environ = dict(os.environ if env is None else env)
-    if args.node is not None:
-        validate_node_address(args.node)
-    talos = resolve_talos(args.talosconfig, args.talos_context, args.node, env=environ)
-    kube = resolve_kube(args.kubeconfig, args.context, env=environ)
-    install_secrets_from(kube.kubeconfig, talos.talosconfig)
-    profile = load_profile(_path(args.profile))
-    infra_repo = getattr(args, "infra_repo", None)
-    if infra_repo is not None:
-        profile = dataclasses.replace(profile, infra_repo=_infra_repo(infra_repo))
-    return Target(talos, kube, profile, talosctl_path(environ), find_helm(environ), env)
+    return build_target(node=args.node, talosconfig=args.talosconfig, talos_context=args.talos_context,
+                        kubeconfig=args.kubeconfig, kube_context=args.context, profile=args.profile,
+                        infra_repo=args.infra_repo, env=env, redactor=redact.REDACTOR)
 
 
-def check_target_files(args: argparse.Namespace, env: dict[str, str] | None = None) -> None:
-    """The cheap half of `build_target`, for the TUI to run before its first frame (no YAML, no kubernetes):
-    a bad node address, a config file or profile that is missing, unreadable or blank, or no talosctl is one
-    line and exit 2 before the screen opens. Parsing the files is left to `build_target`, after the frame."""
-    from checks.config import (
-        check_config_file,
-        kubeconfig_path,
-        talosconfig_path,
-        talosctl_path,
-        validate_node_address,
-    )
+def check_target_files(args: argparse.Namespace) -> None:
+    """The cheap checks of the command line's files, before the TUI's first frame (see checks.target)."""
+    from checks.target import check_target_files as check_files
 
-    environ = dict(os.environ if env is None else env)
-    if args.node is not None:
-        validate_node_address(args.node)
-    talosconfig = talosconfig_path(args.talosconfig, environ)
-    check_config_file(talosconfig, f"talosconfig {talosconfig}")
-    kubeconfig = kubeconfig_path(args.kubeconfig, environ)
-    check_config_file(kubeconfig, f"kubeconfig {kubeconfig}")
-    profile = _path(args.profile)
-    if profile is not None:
-        check_config_file(profile, f"profile {profile}")
-    talosctl_path(environ)
-
-
-def _infra_repo(value: str) -> Path:
-    """`--infra-repo DIR`, relative to the current directory; a path that exists and is not a directory is
-    refused (a missing one is fine: the actions create it when they write their first file)."""
-    from checks.errors import UsageError
-
-    path = _path(value).absolute()
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"--infra-repo {value}: is not a directory")
-    return Path(os.path.normpath(path))
-
-
-def _path(value: str | None):  # noqa: ANN202 - Path | None, imported lazily
-    if value is None:
-        return None
-    from pathlib import Path
-
-    return Path(value).expanduser()
+    check_files(node=args.node, talosconfig=args.talosconfig, kubeconfig=args.kubeconfig, profile=args.profile)
 
 
 _STOP_SIGNALS: list[int] = []  # SIGTERM/SIGHUP received while the TUI, check or enable ran (see _stop_like_ctrl_c)
@@ -267,7 +212,7 @@ def _main(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
     except BrokenPipeError:  # the reader went away (`talos-gpu check | head -1`): not a failing stage
-        _silence_stdout()
+        silence_stdout()
         return _QUICK_EXIT[0] if _QUICK_EXIT else BROKEN_PIPE_EXIT
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         from checks.errors import StoppedBySignal, UsageError, one_line
@@ -304,14 +249,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tui.headless import run_check
 
         _stop_like_ctrl_c()  # SIGTERM/SIGHUP: talosctl's groups and the Kubernetes reader are ended, exit 128+N
-        code = run_check(args, build_target(args))
+        code = run_check(args, target_from_args(args))
         _QUICK_EXIT.append(code)
         return code
     if command == "enable":
-        from tui.headless import run_enable
+        from tui.enable import enable
 
         _stop_like_ctrl_c()  # while no action runs; during one, enable's own handler cancels it (audited)
-        return run_enable(args, build_target(args))
+        return enable(args, target_from_args(args))
     if command == "lab":
         from lab.runtime import run_foreground
 
@@ -331,21 +276,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_demo(args)
     from tui.interactive import run_tui
 
-    check_target_files(args)  # the rest of build_target runs after the first frame
+    check_target_files(args)  # the rest of the target is built after the first frame
     _stop_like_ctrl_c()
-    return run_tui(args, lambda: build_target(args))
+    return run_tui(args, lambda: target_from_args(args))
 
 
 _QUICK_EXIT: list[int] = []  # set once `check` has written its report
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null once its reader has gone, so that the final flush at exit cannot fail
-    again (Python would print "Exception ignored ... BrokenPipeError")."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
 
 
 def run() -> NoReturn:
@@ -353,20 +289,27 @@ def run() -> NoReturn:
     the exit handlers run (the kubeconfig loader removes its temporary certificate files), the output
     is flushed, and the interpreter's teardown of ~1,000 modules (~80 ms) is skipped. Everything else,
     and `main()` called from Python, ends the ordinary way."""
-    code = main()
-    if _QUICK_EXIT:
-        import atexit
+    import atexit
 
-        run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-        if run_exit_handlers is not None:
-            run_exit_handlers()
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except OSError:  # the reader went away (a pipe closed early): the report's code all the same
-                _silence_stdout()
-            os._exit(code)
+    atexit.register(_leave_after_the_exit_handlers)  # registered first, so it runs after every other one
+    code = main()
+    _EXIT_CODE.append(code)
     sys.exit(code)
+
+
+_EXIT_CODE: list[int] = []  # what run() exits with
+
+
+def _leave_after_the_exit_handlers() -> None:
+    """The last exit handler: after `check`, flush and end the process without the interpreter's teardown."""
+    if not _QUICK_EXIT or not _EXIT_CODE:
+        return  # not `check`: the ordinary teardown
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # the reader went away (a pipe closed early): the report's code all the same
+        silence_stdout()
+    os._exit(_EXIT_CODE[0])
 
 
 if __name__ == "__main__":

@@ -23,15 +23,14 @@ DEMO_INFRA_DIR = "infra"  # inside the lab's state directory: where the demo's a
 def demo_target(env: dict[str, str], state_dir: Path) -> Target:
     """A Target for the lab: its talosconfig, kubeconfig and binaries, and an infra repo of its own
     (so the demo's actions never write into the current directory)."""
-    from tui.cli import build_parser, build_target
+    from checks import redact
+    from checks.target import build_target
 
     infra = state_dir / DEMO_INFRA_DIR
     infra.mkdir(parents=True, exist_ok=True)
     profile = state_dir / "demo-profile.yaml"
     profile.write_text(f"infra_repo: {DEMO_INFRA_DIR}\n", encoding="utf-8")
-    defaults = build_parser().parse_args([])
-    defaults.profile = str(profile)
-    return build_target(defaults, env=env)
+    return build_target(profile=str(profile), env=env, redactor=redact.REDACTOR)
 
 
 class LabStarter:

@@ -18,36 +18,31 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import anyio
 from rich.console import Console
 from rich.text import Text
 
-from checks.actions import ACTION_STAGES, ActionEvent, ActionResult, Plan, PlanError, plan_action, run_action
+from checks.actions import ActionEvent, ActionResult, Plan, PlanError, plan_action, run_action
 from checks.actions.plans import RUNBOOK_STEP_NOTE
 from checks.audit import AuditLog, default_audit_path
 from checks.engine import Target, run_sweep
 from checks.model import Report, StageResult, Status
 from checks.sanitize import safe
-from tui.headless import render_report, status_text
+from checks.session import (
+    SETTLE_ALL_FOR_S,
+    SETTLE_FOR_S,
+    SETTLE_RECHECK_S,
+    WORKLOAD,
+    EnableState,
+    action_settled,
+    acts_on,
+    all_but_workload_pass,
+)
+from tui.headless import render_report
+from widgets.status import status_text
 
 PROG = "talos-gpu"
-SETTLE_S = 120.0  # after an action, how long the re-checks may wait for its stage to pass
-SETTLE_POLL_S = 1.0
-WORKLOAD = "gpu-workload"
-ACTING_ON = (Status.FAIL, Status.BLOCKED, Status.UNKNOWN)
-
-
-@dataclass
-class EnableState:
-    report: Report
-    attempted: set[str] = field(default_factory=set)
-    declined: set[str] = field(default_factory=set)
-    no_action: set[str] = field(default_factory=set)  # failing stages whose plan says there is nothing to run
-    workload: ActionResult | None = None
-    current: str = ""
-    cancelled_by: str = ""
 
 
 class LiveOutput:
@@ -90,26 +85,35 @@ class LiveOutput:
 
 
 def render_plan(plan: Plan, console: Console, *, preview: bool = True) -> None:
-    header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (safe(plan.title), "bold"))
-    if plan.reboots:
-        header.append(f"  [reboots the node: {plan.confirm_word}]", style="bold yellow")
-    console.print(header)
-    if plan.schematic_id:
-        console.print(Text(f"  schematic id:    {safe(plan.schematic_id)}"))
-    if plan.installer_image:
-        console.print(Text(f"  installer image: {safe(plan.installer_image)}"))
-    for change in plan.files:
-        style = {"create": "green", "same": "dim", "differs": "yellow"}.get(change.state, "")
-        console.print(Text.assemble("  file ", (safe(change.summary), style)))
-        if change.state == "differs":
-            for line in safe(change.diff).rstrip("\n").splitlines():
-                console.print(Text("    " + line, style="red" if line.startswith("-") else
-                                   "green" if line.startswith("+") else "dim"))
-    for warning in plan.warnings:
-        console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), safe(warning)))
-    console.print(Text("  steps:", style="bold"))
-    for index, step in enumerate(plan.steps, 1):
-        console.print(Text(f"    {index}. {safe(step.shown)}"))
+    """`Plan.outline`, styled for the console (the audit log gets the same lines plain: `Plan.describe`)."""
+    file_styles = {"create": "green", "same": "dim", "differs": "yellow"}
+    steps_said = False
+    for line in plan.outline():
+        text = safe(line.text)
+        if line.kind == "header":
+            header = Text.assemble(("━━ ", "bold"), (plan.stage, "bold cyan"), " — ", (text, "bold"))
+            if plan.reboots:
+                header.append(f"  [reboots the node: {plan.confirm_word}]", style="bold yellow")
+            console.print(header)
+        elif line.kind == "schematic":
+            console.print(Text(f"  schematic id:    {text}"))
+        elif line.kind == "installer":
+            console.print(Text(f"  installer image: {text}"))
+        elif line.kind == "file":
+            console.print(Text.assemble("  file ", (text, file_styles.get(line.detail, ""))))
+        elif line.kind == "diff":
+            for diff in text.rstrip("\n").splitlines():
+                console.print(Text("    " + diff, style="red" if diff.startswith("-") else
+                                   "green" if diff.startswith("+") else "dim"))
+        elif line.kind == "warning":
+            console.print(Text.assemble(("  ▲ warning: ", "bold yellow"), text))
+        elif line.kind == "step":
+            if not steps_said:
+                console.print(Text("  steps:", style="bold"))
+                steps_said = True
+            console.print(Text(f"    {line.detail}. {text}"))
+    if not steps_said:
+        console.print(Text("  steps:", style="bold"))
     if preview and plan.preview.strip():
         console.print(Text("  preview:", style="bold"))
         for line in safe(plan.preview).rstrip("\n").splitlines():
@@ -123,27 +127,11 @@ def render_stage_line(stage: StageResult, console: Console) -> None:
 # --------------------------------------------------------------------------- the walk
 
 
-def _next_stage(state: EnableState) -> str | None:
-    for stage_id in ACTION_STAGES:
-        if stage_id == WORKLOAD or stage_id in state.attempted or stage_id in state.declined or \
-                stage_id in state.no_action:
-            continue
-        if state.report.stage(stage_id).status in ACTING_ON:
-            return stage_id
-    return None
+def action_stages(report: Report) -> tuple[str, ...]:
+    """The stages with an action on the report's enablement path, in stage order."""
+    from checks.paths import named
 
-
-def _hopeless_block(state: EnableState, stage_id: str) -> str | None:
-    """Why the stage's action cannot help now (blocked by a stage with no action or one not fixed), else None."""
-    stage = state.report.stage(stage_id)
-    blocker = stage.blocked_by
-    if stage.status is not Status.BLOCKED or blocker is None:
-        return None
-    if blocker not in ACTION_STAGES or blocker in state.no_action:
-        return f"stage {stage_id} is blocked by {blocker}, which has no action"
-    if blocker in state.declined:
-        return f"stage {stage_id} is blocked by {blocker}, whose action was declined"
-    return None
+    return named(report.path).action_stages
 
 
 async def _ask(question: str) -> bool:
@@ -161,23 +149,19 @@ async def _sweep(target: Target, args: argparse.Namespace) -> Report:
 
 
 async def _settle(target: Target, args: argparse.Namespace, done: Callable[[Report], bool], console: Console,
-                  what: str, limit: float = SETTLE_S) -> Report:
+                  what: str, limit: float = SETTLE_FOR_S) -> Report:
     """Re-check until `done(report)` or `limit` seconds passed; returns the last report."""
     deadline = time.monotonic() + limit
     report = await _sweep(target, args)
     announced = False
     while not done(report) and time.monotonic() < deadline:
         if not announced:
-            console.print(Text(f"… waiting for {what} (re-checking every {SETTLE_POLL_S:g}s, up to {limit:g}s)",
+            console.print(Text(f"… waiting for {what} (re-checking every {SETTLE_RECHECK_S:g}s, up to {limit:g}s)",
                                style="dim"))
             announced = True
-        await anyio.sleep(SETTLE_POLL_S)
+        await anyio.sleep(SETTLE_RECHECK_S)
         report = await _sweep(target, args)
     return report
-
-
-def _all_but_workload_ok(report: Report) -> bool:
-    return all(s.status.ok for s in report.stages if s.id != WORKLOAD)
 
 
 async def _run_one(plan: Plan, target: Target, args: argparse.Namespace, console: Console,
@@ -208,8 +192,8 @@ async def _run_one(plan: Plan, target: Target, args: argparse.Namespace, console
 async def _apply(target: Target, args: argparse.Namespace, console: Console, audit: AuditLog,
                  state: EnableState) -> int:
     factory = getattr(args, "factory", None)
-    while (stage_id := _next_stage(state)) is not None:
-        hopeless = _hopeless_block(state, stage_id)
+    while (stage_id := state.next_stage(action_stages(state.report))) is not None:
+        hopeless = state.hopeless_block(stage_id, action_stages(state.report))
         if hopeless:
             root = state.report.root_cause
             console.print(Text(f"✘ {hopeless}", style="bold red"))
@@ -233,7 +217,7 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
         if not result.ok:
             return 1
         state.report = await _settle(
-            target, args, lambda r, s=stage_id: r.stage(s).status.ok and r.stage("cluster").status.ok,
+            target, args, lambda r, s=stage_id: action_settled(r, s),
             console, f"{stage_id} to pass")
         stage = state.report.stage(stage_id)
         console.print(Text("re-check:", style="bold"))
@@ -244,9 +228,10 @@ async def _apply(target: Target, args: argparse.Namespace, console: Console, aud
                 console.print(Text("  • " + safe(line), style="dim"))
             return 1
 
-    if not _all_but_workload_ok(state.report):
-        state.report = await _settle(target, args, _all_but_workload_ok, console, "every stage to pass", 60.0)
-    if not _all_but_workload_ok(state.report):
+    if not all_but_workload_pass(state.report):
+        state.report = await _settle(target, args, all_but_workload_pass, console, "every stage to pass",
+                                    SETTLE_ALL_FOR_S)
+    if not all_but_workload_pass(state.report):
         failing = [s for s in state.report.stages if not s.status.ok]
         console.print(Text(f"✘ {failing[0].id} does not pass and no action is left to run", style="bold red"))
         render_report(state.report, console)
@@ -265,11 +250,11 @@ async def _dry_run(target: Target, args: argparse.Namespace, console: Console, r
     factory = getattr(args, "factory", None)
     console.print(Text("Dry run: nothing below is run, written or registered.", style="bold"))
     planned = 0
-    for stage_id in ACTION_STAGES:
+    for stage_id in action_stages(report):
         stage = report.stage(stage_id)
-        if stage_id != WORKLOAD and stage.status not in ACTING_ON:
+        if stage_id != WORKLOAD and not acts_on(stage.status):
             continue
-        if stage.status is Status.BLOCKED and stage.blocked_by not in ACTION_STAGES:
+        if stage.status is Status.BLOCKED and stage.blocked_by not in action_stages(report):
             console.print(Text(f"━━ {stage_id}: blocked by {stage.blocked_by}, which has no action: no plan",
                                style="yellow"))
             continue
@@ -327,7 +312,7 @@ async def _main(target: Target, args: argparse.Namespace, console: Console) -> i
         return code
     _render_final(state, console)
     console.print(Text(f"audit log: {audit.path}", style="dim"))
-    if code == 0 and not _all_but_workload_ok(state.report):
+    if code == 0 and not all_but_workload_pass(state.report):
         code = 1
     return code
 

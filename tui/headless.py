@@ -1,4 +1,4 @@
-"""Headless commands: `talos-gpu check` (a Rich table, JSON, YAML or a Markdown incident note) and `talos-gpu enable`."""
+"""Headless `talos-gpu check`: a Rich table, JSON, YAML or a Markdown incident note (`enable` is tui/enable.py)."""
 
 from __future__ import annotations
 
@@ -10,35 +10,20 @@ from typing import TYPE_CHECKING
 import anyio
 
 from checks.engine import Target, run_sweep, start_kube_process
-from checks.model import Report, Status
+from checks.model import Report
 from checks.sanitize import safe, safe_json
 
 if TYPE_CHECKING:  # Rich is imported only to draw the table: `check --json` never pays for it
     from rich.console import Console
-    from rich.text import Text
-
-STATUS_STYLES: dict[Status, str] = {
-    Status.PASS: "bold green",
-    Status.WARN: "bold yellow",
-    Status.FAIL: "bold red",
-    Status.BLOCKED: "bold magenta",
-    Status.UNKNOWN: "bold cyan",
-    Status.SKIPPED: "dim",
-}
-
-
-def status_text(status: Status) -> Text:
-    """Icon and word together: colour is never the only signal."""
-    from rich.text import Text
-
-    return Text(f"{status.icon} {status.value.upper()}", style=STATUS_STYLES[status])
-
 
 def render_report(report: Report, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from widgets.status import status_text
+
     title = f"talos-gpu check — node {report.node}" + (f" (Kubernetes node {report.kube_node})" if report.kube_node else "")
+    title += f" — Talos {report.talos_version or 'unknown'}, path {report.path}"
     table = Table(title=Text(safe(title, one_line=True)), title_justify="left", expand=False, show_lines=False)
     table.add_column("stage", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -57,6 +42,8 @@ def render_report(report: Report, console: Console) -> None:
         console.print(Text("  • " + safe(line), style="dim"))
     if cause.remediation:
         console.print(Text.assemble(("Next: ", "bold"), (safe(cause.remediation), "bold cyan")))
+    if cause.advice:
+        console.print(Text(safe(cause.advice), style="dim"))
 
 
 async def _until_stopped(sweep: Callable[[], Awaitable[Report]]) -> Report:
@@ -94,9 +81,9 @@ def run_check(args: argparse.Namespace, target: Target) -> int:
         try:
             write_report(report, getattr(args, "output", None) or ("json" if args.json else "table"))
         except BrokenPipeError:  # the reader went away (`check | head -1`): the check itself did not fail
-            from tui.cli import _silence_stdout
+            from tui.process import silence_stdout
 
-            _silence_stdout()
+            silence_stdout()
     finally:
         if kube is not None:
             kube.stop()
@@ -130,10 +117,4 @@ def write_report(report: Report, output: str) -> None:
         raise ValueError(f"unknown output format {output!r}")
     sys.stdout.write(text if output == "json" else safe(text))  # safe_json has redacted and escaped already
     sys.stdout.flush()  # the report is out before the reader child is waited for
-    sys.stdout.flush()  # the report is out before the child is waited for
 
-
-def run_enable(args: argparse.Namespace, target: Target) -> int:
-    from tui.enable import enable
-
-    return enable(args, target)

@@ -95,6 +95,8 @@ def incident_note(report: Report, *, checked_at: datetime) -> str:
             out += ["", "Evidence:", "", fenced(list(root.evidence))]
         if cause.remediation:
             out += ["", "Fix:", "", fenced([cause.remediation], "sh")]
+        if cause.advice:
+            out += ["", inline(cause.advice)]
     out += ["", "#### Stages", "", "| stage | status | summary |", "|---|---|---|"]
     for stage in report.stages:
         summary = inline(stage.summary)
@@ -106,6 +108,6 @@ def incident_note(report: Report, *, checked_at: datetime) -> str:
 
 
 def _version() -> str:
-    from tui.cli import version
+    from tui.process import version
 
     return version()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from checks.actions.model import ActionStatus, Plan
     from checks.model import Report
     from checks.target import Target
 
@@ -31,6 +32,7 @@ class SweepFinished(Message):
     """A sweep ended with a report (stages that could not be checked are `unknown` inside it)."""
 
     report: Report
+    moved: bool = False  # a light sweep saw a stage's status change: a full one should follow at once
 
 
 @dataclass
@@ -44,7 +46,7 @@ class SweepCrashed(Message):
 class PlanReady(Message):
     """The plan of a stage's action is ready to be shown for confirmation."""
 
-    plan: Any  # checks.actions.Plan
+    plan: Plan
 
 
 @dataclass
@@ -72,6 +74,6 @@ class ActionOutputReady(Message):
 @dataclass
 class ActionFinished(Message):
     stage: str
-    status: str  # "ok" | "failed" | "cancelled" | "timed-out"
+    status: ActionStatus
     reason: str
     node_state: str = ""

@@ -6,37 +6,13 @@ every 50 ms, and the log keeps at most `max_lines` (the oldest go first), on scr
 
 from __future__ import annotations
 
-import sys
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from rich.text import Text
 from textual.timer import Timer
+from textual.widgets import RichLog  # imported after the first frame (the screen mounts the log then)
 
 from checks.sanitize import safe
-
-
-@contextmanager
-def _attrs_hidden() -> Iterator[None]:
-    """Import as if the `attrs` package were not installed.
-
-    RichLog imports rich.pretty, which imports `attrs` (when installed) only to pretty-print attrs
-    instances, which this log never shows; that import alone is ~20 ms of the TUI's start-up.
-    Whoever imports `attr` later still gets it; rich.pretty just treats attrs classes as plain objects.
-    """
-    hide = "attr" not in sys.modules
-    if hide:
-        sys.modules["attr"] = None  # type: ignore[assignment]  # None: `import attr` raises ImportError
-    try:
-        yield
-    finally:
-        if hide and "attr" in sys.modules and sys.modules["attr"] is None:
-            del sys.modules["attr"]
-
-
-with _attrs_hidden():
-    from textual.widgets import RichLog
 
 FLUSH_INTERVAL_S = 0.05
 MAX_LINES_PER_FLUSH = 50  # bounds one tick (~15 ms) while a chatty action streams: 1,000 lines a second

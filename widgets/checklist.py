@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,13 +13,11 @@ from textual.widgets import DataTable
 
 from checks.sanitize import safe
 from checks.stages import StageSpec
+from widgets.status import status_text
 from widgets.table_sync import Row, sync_table
 
 if TYPE_CHECKING:  # checks.model is for the type hints only: the first frame does not load it
-    from checks.model import Report, StageResult, Status
-
-StatusRenderer = Callable[["Status"], Text]
-"""Turns a status into its icon and word, styled (the same renderer as `talos-gpu check`)."""
+    from checks.model import Report, StageResult
 
 PENDING = Text("… checking", style="dim italic")
 ROOT_CAUSE = Text("◀ ROOT CAUSE", style="bold reverse red")
@@ -52,11 +50,10 @@ class StageChecklist(DataTable):
     class ActionRequested(Message):
         stage_id: str
 
-    def __init__(self, stages: Sequence[StageSpec], render_status: StatusRenderer, *, stable: bool = False,
+    def __init__(self, stages: Sequence[StageSpec], *, stable: bool = False,
                  id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable")
         self.stages = tuple(stages)
-        self.render_status = render_status
         self.stable = stable
         self.compact = False
         self.report: Report | None = None
@@ -120,7 +117,7 @@ class StageChecklist(DataTable):
         if result is None:
             status = PENDING.copy()
         else:
-            status = WAITING.copy() if waiting else self.render_status(result.status)
+            status = WAITING.copy() if waiting else status_text(result.status)
         if not self.compact and result is not None:
             status.append("\n")
             status.append_text(duration_text(result.duration_ms, stable=self.stable))

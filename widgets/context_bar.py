@@ -56,8 +56,8 @@ def refresh_label(refresh_s: float) -> str:
 
 
 class ContextBar(Static):
-    """`talos-gpu │ ▶ extensions 2/3 · node rebooting · 1m05s (x cancels) │ kube ctx │ talos node │ READ-ONLY │
-    refresh 5s │ updated 3s ago │ checking…` — the running action first, so that a narrow terminal shows it."""
+    """`talos-gpu │ ▶ extensions 2/3 · node rebooting · 1m05s (x cancels) │ kube ctx │ talos node v1.13.9 │
+    path gpu-operator │ READ-ONLY │ refresh 5s │ updated 3s ago │ checking…` — the running action first, so that a narrow terminal shows it."""
 
     def __init__(self, info: ContextInfo, clock: Callable[[], float], *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -67,6 +67,8 @@ class ContextBar(Static):
         self.sweeping = False
         self.paused = False
         self.action: ActionProgress | None = None  # the running action, if any
+        self.talos_version: str | None = None  # what the node runs, once a sweep has read it
+        self.path: str | None = None  # the enablement path the checks follow (device-plugin | gpu-operator)
 
         self._shown: str | None = None
 
@@ -84,6 +86,12 @@ class ContextBar(Static):
             self._shown = text
             self.refresh()
 
+    def show_report(self, talos_version: str | None, path: str | None) -> None:
+        """What the last sweep found: the node's Talos version and the path its stages follow."""
+        self.talos_version = talos_version or self.talos_version
+        self.path = path
+        self.redraw()
+
     def line_text(self) -> Text:
         sep = (" │ ", "dim")
         parts: list[tuple[str, str] | str | Text] = [("talos-gpu", "bold"), sep]
@@ -95,8 +103,13 @@ class ContextBar(Static):
                       (" (x cancels)", "yellow"), sep]
         parts += [
             ("kube ", "dim"), safe(self.info.kube_context), sep,
-            ("talos ", "dim"), safe(self.info.talos_node), sep,
+            ("talos ", "dim"), safe(self.info.talos_node),
         ]
+        if self.talos_version:
+            parts += [" ", safe(self.talos_version, one_line=True)]
+        parts.append(sep)
+        if self.path:
+            parts += [("path ", "dim"), safe(self.path, one_line=True), sep]
         if self.info.read_only:
             parts += [(" READ-ONLY ", "bold reverse yellow"), sep]
         parts.append(refresh_label(self.info.refresh_s))

@@ -12,7 +12,7 @@ from textual.widgets import Static
 from checks.infra import RUNBOOK_STEP_NOTE
 from checks.sanitize import safe
 from checks.stages import StageSpec
-from widgets.checklist import StatusRenderer
+from widgets.status import status_text
 
 if TYPE_CHECKING:
     from checks.model import StageResult
@@ -38,9 +38,8 @@ def matches(line: str, needle: str) -> bool:
 class StageDetails(VerticalScroll, can_focus=True):
     """What the selected stage found; `/` narrows its evidence to the lines that match."""
 
-    def __init__(self, render_status: StatusRenderer, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.render_status = render_status
         self.filter_text = ""
         self._spec: StageSpec | None = None
         self._result: StageResult | None = None
@@ -74,7 +73,7 @@ class StageDetails(VerticalScroll, can_focus=True):
             self._show(body, [Text.assemble(("… checking  ", "dim italic"), (spec.id, "bold")), title])
             return
         parts: list[Text] = [
-            Text.assemble(self.render_status(result.status), "  ", (spec.id, "bold"),
+            Text.assemble(status_text(result.status), "  ", (spec.id, "bold"),
                           ("   ◀ ROOT CAUSE" if self._is_root else "", "bold red")),
             title,
             Text(safe(result.summary), style="bold" if not result.status.ok else ""),
@@ -94,6 +93,8 @@ class StageDetails(VerticalScroll, can_focus=True):
         if result.remediation:
             parts.append(Text("Fix", style="bold underline"))
             parts.append(Text.assemble("  $ ", (safe(result.remediation), "bold green")))
+            if getattr(result, "advice", None):
+                parts.append(Text("  " + safe(result.advice), style="dim"))
             parts.append(Text("  c copies it" + (f" · {self._action_hint}" if self._action_hint else ""), style="dim"))
         elif self._action_hint:
             parts.append(Text(f"  {self._action_hint}", style="dim"))

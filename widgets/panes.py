@@ -359,7 +359,10 @@ class ModulesPane(FactsPane):
         if loaded is not None or not ctx.rebooting:
             sync_table(self.query_one("#modules-table", DataTable), module_rows(loaded, requested, ctx.profile))
         footer: list[Text] = []
-        if sysctl is not None and sysctl.ok:
+        if report.path == "gpu-operator":
+            footer.append(Text("sysctl net.core.bpf_jit_harden: not needed on the gpu-operator path (Talos ≥ 1.13)",
+                               style=DIM))
+        elif sysctl is not None and sysctl.ok:
             good = sysctl.value == "1"
             footer.append(Text.assemble(("sysctl ", DIM), "net.core.bpf_jit_harden = ", (safe(sysctl.value), "bold"),
                                         ("  ✔ as the device plugin path needs" if good else "  ✘ must be 1",
@@ -517,9 +520,15 @@ class GpuPane(FactsPane):
                            style=DIM))
         self.set_banner(*banner)
         sync_table(self.query_one("#gpu-counts", DataTable), gpu_count_rows(report, ctx.profile))
-        plugin = fact_of(report, "device_plugin")
-        self.query_one("#gpu-daemonset", Static).update(daemonset_line(plugin))
-        pods = plugin.value.pods if plugin is not None and plugin.value is not None else []
+        if report.path == "gpu-operator":
+            from widgets.gpu_operator import operator_line, operator_pods
+
+            self.query_one("#gpu-daemonset", Static).update(operator_line(report, ctx.profile))
+            pods = operator_pods(report)
+        else:
+            plugin = fact_of(report, "device_plugin")
+            self.query_one("#gpu-daemonset", Static).update(daemonset_line(plugin))
+            pods = plugin.value.pods if plugin is not None and plugin.value is not None else []
         table = self.query_one("#gpu-pods", DataTable)
         sync_table(table, plugin_pod_rows(pods))
         table.display = bool(pods)

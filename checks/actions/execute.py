@@ -18,15 +18,17 @@ import yaml
 
 from checks import parsers
 from checks.actions.files import write_new_file
-from checks.actions.model import ActionEvent, ActionResult, Plan, RunState, Step
+from checks.actions.model import ActionEvent, ActionResult, ActionStatus, Plan, RunState, Step
 from checks.actions.plans import UPGRADE_NODE_STATE
 from checks.actions.reboot import follow_reboot
 from checks.adapters.kube import KubeError
 from checks.audit import AuditLog, new_action_id
-from checks.engine import Target, make_context
-from checks.parsers.base import strip_ansi
+from checks.context import make_context
+from checks.parsers.base import is_error, strip_ansi
+from checks.parsers.talos import parse_patch_output
 from checks.redact import StreamRedactor, redact
 from checks.runner import CommandResult, display_argv, last_meaningful_line, run_command
+from checks.target import Target
 
 DEFAULT_TIMEOUT_S = 900.0
 UPGRADE_COMMAND_TIMEOUT_S = 600.0  # `talosctl upgrade` waits for the reboot itself; it can hang at "waiting for actor ID"
@@ -47,6 +49,7 @@ _NODE_STATES = {
     "helm-repo-add": "only the local Helm repository list may have changed",
     "helm": "the Helm release may be partly installed — re-check, then re-run the action or `helm status`",
     "api": "the RuntimeClass may or may not have been created — re-check to see",
+    "kube": "the Kubernetes object may or may not have been changed — re-check to see",
     "test-pod": "the test pod is deleted whatever happened (a pod being deleted may linger a few seconds)",
 }
 
@@ -165,6 +168,7 @@ class _Runner:
             "write": self.step_write,
             "command": self.step_command,
             "api": self.step_api,
+            "kube": self.step_kube,
             "register-schematic": self.step_register,
             "follow-reboot": self.step_follow_reboot,
             "test-pod": self.step_test_pod,
@@ -220,11 +224,12 @@ class _Runner:
             short = " ".join(display_argv(argv).split()[:3])  # e.g. "helm upgrade --install"
             return StepOutcome(False, _one_line(f"{short} failed: {error_line(result)}"), node_state)
         if role == "patch":
-            text = (result.stderr + "\n" + result.stdout).lower()
-            if "with a reboot" in text and "without a reboot" not in text:
-                self.state.patch_reboots = True
-            elif "without a reboot" in text or "apply was skipped" in text or "no changes" in text:
-                self.state.patch_reboots = False
+            patched = parse_patch_output(result.stderr + "\n" + result.stdout)
+            if not is_error(patched):  # unparsed: the patch output did not say (None), the reboot is watched for
+                if patched.reboot is not None:
+                    self.state.patch_reboots = patched.reboot
+                elif patched.skipped_no_changes:
+                    self.state.patch_reboots = False
         return StepOutcome(True, "")
 
     async def step_follow_reboot(self, step: Step) -> StepOutcome:
@@ -306,6 +311,18 @@ class _Runner:
                   f"(handler {created.get('handler')})", "stdout")
         return StepOutcome(True, "")
 
+    async def step_kube(self, step: Step) -> StepOutcome:
+        """A Kubernetes API call the plan made (create a namespace, delete a RuntimeClass, ...)."""
+        if step.call is None:
+            return StepOutcome(False, f"step {step.description!r} has no API call", "the cluster is unchanged")
+        ctx = make_context(self.target, timeout=min(30.0, self.remaining()))
+        try:
+            said = await ctx.call_kube(step.call)
+        except KubeError as exc:
+            return StepOutcome(False, _one_line(f"{step.description}: {exc.message}"), _NODE_STATES["kube"])
+        self.emit("line", str(said), "stdout")
+        return StepOutcome(True, "")
+
     async def step_test_pod(self, step: Step) -> StepOutcome:
         from checks.model import Status
         from checks.workload import run_test_pod
@@ -325,7 +342,7 @@ async def run_action(plan: Plan, target: Target, emit: Callable[[ActionEvent], N
     """Run the plan's steps in order; see the module docstring. Re-raises cancellation after recording it."""
     action_id = new_action_id(plan.stage)
     if read_only and plan.mutating:
-        result = ActionResult("failed", f"read-only mode: the {plan.stage} action changes the cluster and was not run")
+        result = ActionResult(ActionStatus.FAILED, f"read-only mode: the {plan.stage} action changes the cluster and was not run")
         if audit is not None:
             audit.record(action_id, "result", f"refused: {result.reason}", stage=plan.stage)
         return result
@@ -342,7 +359,7 @@ async def run_action(plan: Plan, target: Target, emit: Callable[[ActionEvent], N
         except (NodeBusy, OSError) as busy:
             reason = str(busy) if isinstance(busy, NodeBusy) else \
                 f"cannot take node {target.talos.node}'s action lock in {audit.path.parent}: {busy.strerror or busy}"
-            result = ActionResult("failed", _one_line(reason), "nothing was run")
+            result = ActionResult(ActionStatus.FAILED, _one_line(reason), "nothing was run")
             audit.record(action_id, "result", f"refused: {result.reason}", stage=plan.stage)
             return result
         return await _run_planned(plan, target, emit, action_id, timeout, audit, upgrade_timeout, poll_interval)
@@ -369,11 +386,11 @@ async def _run_planned(plan: Plan, target: Target, emit: Callable[[ActionEvent],
         step = runner.state.current_step
         node_state = _NODE_STATES.get(step_role(step), "") if step is not None else ""
         where = f" (at: {step.shown})" if step is not None else ""
-        result = ActionResult("timed-out", _one_line(f"the action did not finish within {timeout:g}s{where}"),
+        result = ActionResult(ActionStatus.TIMED_OUT, _one_line(f"the action did not finish within {timeout:g}s{where}"),
                               node_state)
     elif outcome.ok:
-        result = ActionResult("ok", outcome.reason)
+        result = ActionResult(ActionStatus.OK, outcome.reason)
     else:
-        result = ActionResult("failed", outcome.reason, outcome.node_state)
+        result = ActionResult(ActionStatus.FAILED, outcome.reason, outcome.node_state)
     runner.record("result", f"{result.status}: {result.reason}" + (f" — {result.node_state}" if result.node_state else ""))
     return result

@@ -5,18 +5,20 @@ See checks/actions/CONTRACT.md: the TUI and `talos-gpu enable` are written again
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-# Stages that have an action, in stage order (gpu-workload runs the test pod, last). cluster's only
-# repairs a node stuck at boot on machine.files entries Talos refuses.
-ACTION_STAGES: tuple[str, ...] = (
-    "cluster", "extensions", "kernel-modules", "container-runtime", "runtimeclass", "device-plugin", "gpu-workload",
-)
 
-STEP_KINDS = ("write", "command", "api", "register-schematic", "follow-reboot", "test-pod")
-RESULT_STATUSES = ("ok", "failed", "cancelled", "timed-out")
-FILE_STATES = ("create", "same", "differs")
+class ActionStatus(StrEnum):
+    """How an action ended (the audit log's `result` records and `enable`'s lines carry the value)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed-out"
 
 
 class PlanError(ValueError):
@@ -42,12 +44,14 @@ class FileChange:
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # "write" | "command" | "api" | "register-schematic" | "follow-reboot" | "test-pod"
+    kind: str  # "write" | "command" | "api" | "kube" | "register-schematic" | "follow-reboot" | "test-pod"
     description: str  # one line a person reads in the confirm modal
     argv: tuple[str, ...] = ()  # for "command": the exact argv (talosctl/helm), shown verbatim
     display: str = ""  # the command as shown (argv joined, global flags kept)
     # Extra inputs the step needs at run time (file path, schematic, factory URL, ...): name → value.
     params: tuple[tuple[str, str], ...] = ()
+    # for "kube": the API call itself, given the KubeReader; it returns the line to show ("namespace/x created")
+    call: Callable[[Any], str] | None = field(default=None, compare=False)
 
     def param(self, name: str, default: str = "") -> str:
         for key, value in self.params:
@@ -79,20 +83,41 @@ class Plan:
         """The exact commands (and the non-command steps, described), in order."""
         return [step.shown for step in self.steps]
 
+    def outline(self) -> list[PlanLine]:
+        """What every text rendering of the plan shows, in order: `describe` (the audit log, plain) and
+        `enable`'s console (styled) both render this list, so that neither can leave a part out."""
+        lines = [PlanLine("header", self.title)]
+        if self.schematic_id:
+            lines.append(PlanLine("schematic", self.schematic_id))
+        if self.installer_image:
+            lines.append(PlanLine("installer", self.installer_image))
+        for change in self.files:
+            lines.append(PlanLine("file", change.summary, change.state))
+            if change.state == "differs":
+                lines.append(PlanLine("diff", change.diff))  # whole: a secret over several lines is redacted whole
+        lines += [PlanLine("warning", warning) for warning in self.warnings]
+        lines += [PlanLine("step", step.shown, str(index)) for index, step in enumerate(self.steps, 1)]
+        return lines
+
     def describe(self) -> str:
         """The whole plan as plain text (the audit log's `plan` record, `enable --dry-run`)."""
-        lines = [f"{self.stage}: {self.title}"]
-        if self.schematic_id:
-            lines.append(f"schematic id: {self.schematic_id}")
-        if self.installer_image:
-            lines.append(f"installer image: {self.installer_image}")
-        for change in self.files:
-            lines.append(f"file {change.summary}")
-            if change.state == "differs":
-                lines += ["  " + line for line in change.diff.rstrip("\n").splitlines()]
-        lines += [f"warning: {warning}" for warning in self.warnings]
-        lines += [f"{index}. {step.shown}" for index, step in enumerate(self.steps, 1)]
-        return "\n".join(lines)
+        shown = {"header": lambda line: [f"{self.stage}: {line.text}"],
+                 "schematic": lambda line: [f"schematic id: {line.text}"],
+                 "installer": lambda line: [f"installer image: {line.text}"],
+                 "file": lambda line: [f"file {line.text}"],
+                 "diff": lambda line: ["  " + diff for diff in line.text.rstrip("\n").splitlines()],
+                 "warning": lambda line: [f"warning: {line.text}"],
+                 "step": lambda line: [f"{line.detail}. {line.text}"]}
+        return "\n".join(text for line in self.outline() for text in shown[line.kind](line))
+
+
+@dataclass(frozen=True)
+class PlanLine:
+    """One line of a plan's outline (`Plan.outline`)."""
+
+    kind: str  # "header" | "schematic" | "installer" | "file" | "diff" | "warning" | "step"
+    text: str  # as the plan has it, not yet sanitised for a terminal ("diff": the whole diff, many lines)
+    detail: str = ""  # "file": the file's state (create, same, differs); "step": its number
 
 
 @dataclass(frozen=True)
@@ -104,13 +129,13 @@ class ActionEvent:
 
 @dataclass(frozen=True)
 class ActionResult:
-    status: str  # "ok" | "failed" | "cancelled" | "timed-out"
+    status: ActionStatus
     reason: str  # one line
     node_state: str = ""  # after cancel/failure: what state the node may be left in
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is ActionStatus.OK
 
 
 @dataclass

@@ -7,7 +7,6 @@ seed's content when that file is missing) and `helm repo list`.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import shutil
@@ -19,11 +18,13 @@ import yaml
 from checks import infra
 from checks.actions.files import file_change
 from checks.actions.model import FileChange, Plan, PlanError, Step
-from checks.engine import Target, make_context
+from checks.context import make_context
 from checks.model import Report
+from checks.parsers.base import is_error
+from checks.parsers.kube import parse_helm_repo_list_json
 from checks.patch_guard import Violation
 from checks.redact import redact
-from checks.stages import SEED_STAGES
+from checks.target import Target
 
 PLAN_COMMAND_TIMEOUT_S = 30.0
 DEFAULT_FOLLOW_REBOOT_S = 900.0
@@ -53,19 +54,6 @@ def confirm_word(target: Target, report: Report | None) -> str:
     return target.talos.node
 
 
-async def plan_action(stage: str, target: Target, report: Report | None = None, *,
-                      factory: str | None = None) -> Plan:
-    """The plan of `stage`'s action; raises PlanError (a ValueError) when there is none or it cannot be made."""
-    spec = next((s for s in SEED_STAGES if s.id == stage), None)
-    if spec is None:
-        raise PlanError(f"unknown stage {stage!r}")
-    if spec.action is None:
-        why = "it follows from device-plugin" if stage == "gpu-resources" else "nothing to run"
-        raise PlanError(f"stage {stage} has no action: {why}")
-    builder = _BUILDERS[spec.action]
-    return await builder(target, report, factory)
-
-
 # --------------------------------------------------------------------------- extensions
 
 
@@ -75,8 +63,10 @@ async def _talos_version(target: Target, report: Report | None) -> tuple[str, st
         return target.profile.talos_version, "the profile's talos_version"
     fact = report.facts.get("talos_version") if report is not None else None
     if fact is None or not fact.ok:
+        from checks.probes import probe_talos_version
+
         ctx = make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S)
-        fact = await ctx.get("talos_version")
+        fact = await ctx.get(probe_talos_version)
     tag = getattr(fact.value, "server_tag", None) if fact.ok else None
     if not tag:
         raise PlanError("cannot tell which Talos version the installer image should have: the node's version is "
@@ -96,11 +86,18 @@ def _installed_schematic(report: Report | None) -> str | None:
     return None
 
 
-async def _plan_extensions(target: Target, report: Report | None, factory: str | None) -> Plan:
+def _has_nvswitch(report: Report | None) -> bool:
+    """Whether the last sweep saw NVSwitch bridges on the node's PCI bus (then Fabric Manager goes into the
+    schematic too)."""
+    fact = report.facts.get("pci_devices") if report is not None else None
+    return bool(fact is not None and fact.ok and any(getattr(d, "is_nvswitch", False) for d in fact.value or []))
+
+
+async def plan_extensions(target: Target, report: Report | None, factory: str | None) -> Plan:
     from checks.schematic import installer_image, nvidia_schematic
 
     profile = target.profile
-    schematic_yaml, schematic = nvidia_schematic(profile.track)
+    schematic_yaml, schematic = nvidia_schematic(profile.track, fabricmanager=_has_nvswitch(report))
     version, version_source = await _talos_version(target, report)
     image = installer_image(schematic, version)
     talosctl = target.talosctl()
@@ -235,7 +232,7 @@ async def _plan_patch(target: Target, report: Report | None, stage: str, relativ
     )
 
 
-async def _plan_kernel_modules(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_kernel_modules(target: Target, report: Report | None, _factory: str | None) -> Plan:
     modules = ", ".join(target.profile.modules)
     return await _plan_patch(
         target, report, "kernel-modules", infra.MODULES_PATCH,
@@ -254,8 +251,10 @@ async def _refused_entries(target: Target, report: Report | None) -> list[tuple[
 
     fact = report.facts.get("machine_files") if report is not None else None
     if fact is None or not fact.ok:
+        from checks.probes import probe_machine_files
+
         ctx = make_context(target, timeout=PLAN_COMMAND_TIMEOUT_S)
-        fact = await ctx.get("machine_files")
+        fact = await ctx.get(probe_machine_files)
     if not fact.ok:
         raise PlanError(f"cannot read the machine config's machine.files: {fact.error}")
     return refused_files(fact)
@@ -300,18 +299,18 @@ async def _plan_remove_refused_files(stage: str, target: Target, report: Report 
     )
 
 
-async def _plan_cluster(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_cluster(target: Target, report: Report | None, _factory: str | None) -> Plan:
     return await _plan_remove_refused_files("cluster", target, report)
 
 
-async def _plan_container_runtime(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_container_runtime(target: Target, report: Report | None, _factory: str | None) -> Plan:
     return await _plan_remove_refused_files("container-runtime", target, report)
 
 
 # --------------------------------------------------------------------------- RuntimeClass
 
 
-async def _plan_runtimeclass(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_runtimeclass(target: Target, report: Report | None, _factory: str | None) -> Plan:
     profile = target.profile
     relative = infra.RUNTIMECLASS_MANIFEST
     change = file_change(profile, relative, infra.seed_files(profile)[relative])
@@ -337,18 +336,13 @@ async def _helm_repos(target: Target) -> tuple[dict[str, str] | None, str]:
         if "no repositories" in (result.stderr + result.stdout).lower():
             return {}, ""
         return None, result.failure_reason()
-    try:
-        data = json.loads(result.stdout or "[]")
-    except ValueError:
-        return None, "helm repo list -o json: output is not JSON"
-    repos: dict[str, str] = {}
-    for entry in data if isinstance(data, list) else []:
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            repos[entry["name"]] = str(entry.get("url") or "")
-    return repos, ""
+    parsed = parse_helm_repo_list_json(result.stdout or "[]")
+    if is_error(parsed):
+        return None, f"helm repo list -o json: {parsed}"
+    return dict(parsed), ""
 
 
-async def _plan_device_plugin(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_device_plugin(target: Target, report: Report | None, _factory: str | None) -> Plan:
     profile = target.profile
     spec = profile.device_plugin
     helm = target.helm()
@@ -386,7 +380,7 @@ async def _plan_device_plugin(target: Target, report: Report | None, _factory: s
 # --------------------------------------------------------------------------- GPU test pod
 
 
-async def _plan_gpu_workload(target: Target, report: Report | None, _factory: str | None) -> Plan:
+async def plan_gpu_workload(target: Target, report: Report | None, _factory: str | None) -> Plan:
     from checks.workload import TEST_POD_NAMESPACE, test_pod_manifest
 
     profile = target.profile
@@ -406,14 +400,3 @@ async def _plan_gpu_workload(target: Target, report: Report | None, _factory: st
         warnings=(),
         preview=yaml.safe_dump(manifest, sort_keys=False),
     )
-
-
-_BUILDERS = {
-    "cluster": _plan_cluster,
-    "extensions": _plan_extensions,
-    "kernel-modules": _plan_kernel_modules,
-    "container-runtime": _plan_container_runtime,
-    "runtimeclass": _plan_runtimeclass,
-    "device-plugin": _plan_device_plugin,
-    "gpu-workload": _plan_gpu_workload,
-}

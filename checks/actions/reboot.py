@@ -10,7 +10,8 @@ import anyio
 
 from checks import parsers
 from checks.adapters.kube import KubeError
-from checks.engine import Target, make_context
+from checks.context import make_context
+from checks.target import Target
 
 POLL_INTERVAL_S = 1.0
 PROBE_TIMEOUT_S = 5.0

@@ -153,12 +153,6 @@ class NodePage:
         return next((node for node in self.items if (node.get("metadata") or {}).get("name") == name), None)
 
 
-@dataclass(frozen=True)
-class PodLog:
-    text: str
-    previous: bool
-
-
 class KubeReader:
     """Thin, blocking reads and writes of the few objects the checks and actions need."""
 
@@ -365,4 +359,3 @@ def _read_body(response: Any, what: str) -> bytes:
     return b"".join(chunks)
 
 
-MUTATING_PREFIXES = ("CREATE", "DELETE", "PATCH", "UPDATE")

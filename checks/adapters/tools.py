@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,8 +13,6 @@ if TYPE_CHECKING:
 
 # Every command the checks run is read-only; the actions add the mutating ones explicitly.
 READ_ONLY_TALOSCTL = frozenset({"version", "health", "get", "read", "dmesg"})
-MUTATING_TALOSCTL = frozenset({"upgrade", "patch", "apply-config", "reboot", "reset", "edit", "shutdown"})
-MUTATING_HELM = frozenset({"install", "upgrade", "uninstall", "delete", "rollback"})
 
 
 @dataclass
@@ -56,7 +54,3 @@ class Helm:
                                  on_stdout=on_stdout, on_stderr=on_stderr)
 
 
-def is_mutating(argv: Sequence[str]) -> bool:
-    """Whether a talosctl or helm argv changes anything (used by the safety tests and read-only mode)."""
-    words = [a for a in argv[1:] if not a.startswith("-")]
-    return any(w in MUTATING_TALOSCTL or w in MUTATING_HELM for w in words[:3])

@@ -25,6 +25,7 @@ from checks.parsers.kube import (
     parse_nvidia_smi,
     parse_nvidia_smi_csv,
     parse_nvidia_smi_list,
+    plugin_sharing,
     scan_device_plugin_log,
 )
 from checks.parsers.talos import (
@@ -126,6 +127,7 @@ __all__ = [
     "parse_talos_version",
     "parse_upgrade_progress_line",
     "parse_yaml_stream",
+    "plugin_sharing",
     "scan_device_plugin_log",
     "schematic_id",
     "split_driver",

@@ -382,3 +382,99 @@ def scan_device_plugin_log(text: str) -> DevicePluginLog:
         )
     except Exception:  # a log scan must never take the check down with it
         return DevicePluginLog(registered=False, resource=None, version=None, failures=())
+
+
+# ---- the device plugin's running config (time-slicing, MPS, MIG) ---------------------------------
+
+
+@dataclass(frozen=True)
+class PluginSharing:
+    """How the device plugin on a node advertises its GPUs, from the ``Running with config:`` JSON it logs
+    at start (k8s-device-plugin main.go; the config the pod really runs, whatever Helm or a ConfigMap said).
+
+    ``replicas``: resource name -> replicas per GPU (time-slicing or MPS; absent: 1); ``renamed``: resource
+    name -> the name it is advertised under (``nvidia.com/gpu.shared`` with renameByDefault, or a resource's
+    own ``rename``); ``mig_strategy``: none, single or mixed."""
+
+    strategy: str | None = None  # "time-slicing", "mps" or None
+    replicas: tuple[tuple[str, int], ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+    mig_strategy: str = "none"
+
+    def replicas_of(self, resource: str) -> int:
+        return dict(self.replicas).get(resource, 1)
+
+    def advertised_as(self, resource: str) -> str:
+        return dict(self.renamed).get(resource, resource)
+
+
+_RUNNING_CONFIG = "Running with config:"
+
+
+def _config_json(text: str) -> Any:
+    """The JSON object that follows the last ``Running with config:`` in a log (a restart prints it again)."""
+    at = text.rfind(_RUNNING_CONFIG)
+    if at < 0:
+        return None
+    start = text.find("{", at)
+    if start < 0:
+        return None
+    depth, in_string, escaped = 0, False, False
+    for index in range(start, min(len(text), start + 200_000)):
+        char = text[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                try:
+                    return json.loads(text[start: index + 1])
+                except ValueError:
+                    return None
+    return None  # cut short
+
+
+def plugin_sharing(text: str) -> PluginSharing | None:
+    """The sharing and MIG settings the device plugin logged at its start; None when the log holds no
+    (complete) ``Running with config:`` block. Never raises."""
+    try:
+        config = _config_json(text if isinstance(text, str) else "")
+        if not isinstance(config, dict):
+            return None
+        flags = config.get("flags") if isinstance(config.get("flags"), dict) else {}
+        mig = str(flags.get("migStrategy") or "none")
+        sharing = config.get("sharing") if isinstance(config.get("sharing"), dict) else {}
+        for key, strategy in (("timeSlicing", "time-slicing"), ("mps", "mps")):
+            block = sharing.get(key)
+            if not isinstance(block, dict):
+                continue
+            resources = [r for r in block.get("resources") or [] if isinstance(r, dict) and r.get("name")]
+            if not resources:
+                continue
+            replicas: list[tuple[str, int]] = []
+            renamed: list[tuple[str, str]] = []
+            rename_default = bool(block.get("renameByDefault"))
+            for resource in resources:
+                name = str(resource["name"])
+                try:
+                    count = int(resource.get("replicas") or 1)
+                except (TypeError, ValueError):
+                    count = 1
+                replicas.append((name, max(count, 1)))
+                if resource.get("rename"):
+                    renamed.append((name, str(resource["rename"])))
+                elif rename_default and count > 1:
+                    renamed.append((name, name + ".shared"))
+            return PluginSharing(strategy, tuple(replicas), tuple(renamed), mig)
+        return PluginSharing(None, (), (), mig)
+    except Exception:  # a log is untrusted text: never take the check down
+        return None

@@ -949,6 +949,18 @@ class PCIDevice:
         display = self.class_name.strip().lower() == "display controller" or class_id in ("0x03", "0x3", "03")
         return nvidia and display
 
+    @property
+    def is_nvswitch(self) -> bool:
+        """An NVIDIA NVSwitch on an HGX/DGX board: vendor 10de, class bridge, subclass 0x80 ("Bridge [0680]"
+        in lspci). Not a GPU; it needs Fabric Manager (FACTS.md)."""
+        nvidia = self.vendor_id.lower() == NVIDIA_VENDOR_ID or "nvidia" in self.vendor.lower()
+        if not nvidia:
+            return False
+        class_id, subclass_id = self.class_id.lower(), self.subclass_id.lower()
+        if class_id or subclass_id:
+            return class_id in ("0x06", "0x6", "06") and subclass_id in ("0x80", "80")
+        return self.class_name.strip().lower() == "bridge" and "nvswitch" in self.product.lower()
+
 
 @never_raises(PCI_EXPECTED)
 def parse_pci_devices(text: str) -> list[PCIDevice] | ParseError:

@@ -406,11 +406,17 @@ def _node_status(ctx: _Ctx, plugin_registered: bool) -> None:
                                "lastTransitionTime": iso(ready_since)})
     status["conditions"] = [*conditions, ready]
 
+    advertised, replicas = GPU_RESOURCE, 1
+    for ds in (ctx.state.get("kube") or {}).get("daemonsets") or []:
+        if _is_device_plugin(ds):
+            _sharing, advertised, replicas = release_sharing(ctx.state, ds)
+            break
     for key in ("capacity", "allocatable"):
         resources = dict(status.get(key) or {})
         resources.pop(GPU_RESOURCE, None)
+        resources.pop(GPU_RESOURCE + ".shared", None)
         if plugin_registered and view.kube_ready:
-            resources[GPU_RESOURCE] = str(view.gpus_initialised)
+            resources[advertised] = str(view.gpus_initialised * replicas)
         status[key] = resources
 
     info = dict(status.get("nodeInfo") or {})
@@ -719,7 +725,8 @@ def _run_pod(ctx: _Ctx, pod: dict[str, Any], fate: Fate, *, created: float, sche
         for c in containers
     ]
     if fate.log == "healthy":
-        lines = logs.healthy_log(first_start, _plugin_version(container))
+        sharing, resource, _replicas = release_sharing(ctx.state, owner) if owner is not None else (None, GPU_RESOURCE, 1)
+        lines = logs.healthy_log(first_start, _plugin_version(container), sharing, resource)
     elif fate.log == "no-devices":
         clock = logs.KlogClock(first_start)
         lines = [*logs.startup_header(clock, _plugin_version(container)),
@@ -729,6 +736,39 @@ def _run_pod(ctx: _Ctx, pod: dict[str, Any], fate: Fate, *, created: float, sche
     for c in containers:
         ctx.logs[(namespace, name, c.get("name", ""))] = ContainerLog(lines=lines if c is container else [],
                                                                       running=True)
+
+
+def release_sharing(state: Mapping[str, Any], ds: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str, int]:
+    """(the sharing block of the device plugin's config, the resource it registers, replicas per GPU) for
+    a chart DaemonSet, from its Helm release's ``config.map`` (time-slicing; renameByDefault gives
+    ``nvidia.com/gpu.shared``). The plugin reads that config from the ConfigMap the chart renders."""
+    import yaml
+
+    from lab import chart
+
+    release = (_meta(ds).get("annotations") or {}).get("meta.helm.sh/release-name")
+    for stored in (state.get("helm") or {}).get("releases") or []:
+        if stored.get("name") != release:
+            continue
+        text = chart.config_text(chart.merged_values(stored.get("values") or {}))
+        try:
+            config = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            config = None
+        sharing = (config or {}).get("sharing") if isinstance(config, dict) else None
+        block = (sharing or {}).get("timeSlicing") if isinstance(sharing, dict) else None
+        if not isinstance(block, dict) or not block.get("resources"):
+            return None, GPU_RESOURCE, 1
+        entry = next((r for r in block["resources"] if isinstance(r, dict) and r.get("name") == GPU_RESOURCE), None)
+        replicas = int((entry or {}).get("replicas") or 1)
+        resource = GPU_RESOURCE + ".shared" if block.get("renameByDefault") and replicas > 1 else GPU_RESOURCE
+        shown = {"timeSlicing": {"renameByDefault": bool(block.get("renameByDefault")),
+                                 "failRequestsGreaterThanOne": bool(block.get("failRequestsGreaterThanOne")),
+                                 "resources": [{"name": str(r.get("name")), "devices": "all",
+                                                "replicas": int(r.get("replicas") or 1)}
+                                               for r in block["resources"] if isinstance(r, dict)]}}
+        return shown, resource, replicas
+    return None, GPU_RESOURCE, 1
 
 
 def _plugin_version(container: Mapping[str, Any]) -> str:

@@ -8,12 +8,14 @@ recognise the lab exactly as they would a real cluster. Log lines carry klog hea
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_PLUGIN_VERSION = "0.17.3"
 
@@ -68,7 +70,7 @@ class KlogClock:
         )
 
 
-def _running_config(strategy: str = "auto") -> str:
+def _running_config(strategy: str = "auto", sharing: dict[str, Any] | None = None) -> str:
     config = {
         "version": "v1",
         "flags": {
@@ -91,13 +93,13 @@ def _running_config(strategy: str = "auto") -> str:
             },
         },
         "resources": {"gpus": [{"pattern": "*", "name": RESOURCE_NAME}]},
-        "sharing": {"timeSlicing": {}},
+        "sharing": copy.deepcopy(sharing) if sharing else {"timeSlicing": {}},
         "imex": {},
     }
     return json.dumps(config, indent=2)
 
 
-def startup_header(clock: KlogClock, version: str) -> list[str]:
+def startup_header(clock: KlogClock, version: str, sharing: dict[str, Any] | None = None) -> list[str]:
     """The lines every plugin start prints, up to and including `Retrieving plugins.`."""
     lines_at = _MAIN_LINES_018 if _version_tuple(version) >= (0, 18) else _MAIN_LINES_017
     commit = _commit_for(version)
@@ -110,7 +112,7 @@ def startup_header(clock: KlogClock, version: str) -> list[str]:
     lines.append(clock.line("I", f"main.go:{lines_at['defaults']}",
                             "Updating config with default resource matching patterns."))
     lines.append(clock.line("I", f"main.go:{lines_at['config']}", ""))
-    lines.extend(["Running with config:", *_running_config().splitlines()])
+    lines.extend(["Running with config:", *_running_config(sharing=sharing).splitlines()])
     lines.append(clock.line("I", f"main.go:{lines_at['retrieve']}", "Retrieving plugins."))
     return lines
 
@@ -125,14 +127,16 @@ def _error_exit(clock: KlogClock, version: str, cause: str) -> str:
     )
 
 
-def healthy_log(start: float, version: str = DEFAULT_PLUGIN_VERSION) -> list[str]:
-    """A plugin that found NVML and registered `nvidia.com/gpu` with the kubelet."""
+def healthy_log(start: float, version: str = DEFAULT_PLUGIN_VERSION, sharing: dict[str, Any] | None = None,
+                resource: str = RESOURCE_NAME) -> list[str]:
+    """A plugin that found NVML and registered `nvidia.com/gpu` (or, shared and renamed, `resource`) with
+    the kubelet; `sharing` is the config's sharing block (time-slicing), printed in its running config."""
     clock = KlogClock(start)
-    lines = startup_header(clock, version)
-    lines.append(clock.line("I", "server.go:216", f"Starting GRPC server for '{RESOURCE_NAME}'", step_us=40_000))
-    lines.append(clock.line("I", "server.go:147", f"Starting to serve '{RESOURCE_NAME}' on {SOCKET_PATH}",
+    lines = startup_header(clock, version, sharing)
+    lines.append(clock.line("I", "server.go:216", f"Starting GRPC server for '{resource}'", step_us=40_000))
+    lines.append(clock.line("I", "server.go:147", f"Starting to serve '{resource}' on {SOCKET_PATH}",
                             step_us=5_600))
-    lines.append(clock.line("I", "server.go:154", f"Registered device plugin for '{RESOURCE_NAME}' with Kubelet",
+    lines.append(clock.line("I", "server.go:154", f"Registered device plugin for '{resource}' with Kubelet",
                             step_us=7_000))
     return lines
 

@@ -8,7 +8,7 @@ step; enter with the exact name confirms, anything else does not). `AskScreen` i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -21,6 +21,9 @@ from textual.widgets import Button, Input, Label, Static
 
 from checks.sanitize import safe
 
+if TYPE_CHECKING:
+    from checks.actions.model import Plan
+
 FILE_STATES = {
     "create": ("+ create", "bold green", "missing: will be written"),
     "same": ("= same", "dim", "exists and is identical: left as is"),
@@ -28,7 +31,7 @@ FILE_STATES = {
 }
 
 
-def plan_renderable(plan: Any) -> RenderableType:
+def plan_renderable(plan: Plan) -> RenderableType:
     """The plan as a person reads it before saying yes."""
     parts: list[RenderableType] = []
     if plan.reboots:
@@ -62,7 +65,7 @@ class ConfirmActionScreen(ModalScreen[bool]):
         Binding("escape", "cancel", "Cancel", id="modal.cancel"),
     ]
 
-    def __init__(self, plan: Any, *, blink: bool = True) -> None:
+    def __init__(self, plan: Plan, *, blink: bool = True) -> None:
         super().__init__(id="confirm-action")
         self.plan = plan
         self.blink = blink

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,8 +29,10 @@ from textual.widgets import Input, Label
 from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from checks.errors import UsageError, one_line
+from checks.paths import DEVICE_PLUGIN
 from checks.sanitize import safe
-from checks.stages import SEED_STAGES, StageSpec, stage_spec
+from checks.session import SETTLE_RECHECK_S, Settling, rebooting_reason
+from checks.stages import StageSpec, stage_spec
 from tui.messages import (
     ActionFinished,
     ActionOutput,
@@ -43,6 +44,7 @@ from tui.messages import (
     TargetFailed,
     TargetReady,
 )
+from tui.runners import ActionRunner, SweepRunner
 from widgets.checklist import StageChecklist
 from widgets.context_bar import ContextBar, ContextInfo
 from widgets.key_hints import KeyHints
@@ -50,7 +52,8 @@ from widgets.key_hints import KeyHints
 if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when mounted (after the first frame)
     from textual.widgets import TabbedContent
 
-    from checks.model import ProbeResult, Report, Status
+    from checks.actions.model import Plan
+    from checks.model import ProbeResult, Report, StageResult
     from checks.profile import Profile
     from checks.target import Target
     from widgets.action_log import ActionLog
@@ -59,7 +62,6 @@ if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when 
 
 PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensions"), ("modules", "Modules"),
                                       ("gpu", "GPU resources"))
-REBOOTING_STAGES = ("rebooting", "upgrading", "booting", "shutting down", "installing", "resetting")
 COMPACT_BELOW_ROWS = 32
 COMPACT_BELOW_COLUMNS = 110
 KEY_HINTS_ROOMY_FROM = 120  # columns: below, the footer's hints lose their padding so that more of them fit
@@ -67,20 +69,17 @@ ACTION_OUTPUT_KEPT = 400
 OUTPUT_EVENTS_PER_TURN = 200  # a running action's output events handled per turn of the event loop
 
 
-SETTLE_FOR_S = 45.0  # after an action, re-check its stage until it passes, at most this long
-SETTLE_RECHECK_S = 1.5
 FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5 s); the others are light
 
 
 REPAIR_ONLY_ACTIONS = ("cluster", "container-runtime")
 
 
-def status_text(status: Status) -> Text:
-    """The same icon-and-word rendering as `talos-gpu check` (imported on first use: `tui.headless` loads the
-    engine, which the first frame does not need)."""
-    from tui.headless import status_text as headless_status_text
+class ExitLineApp(Protocol):
+    """The app as this screen sees it (`tui.app.TalosGpuApp`, which imports this module): the line it
+    prints after it exits."""
 
-    return headless_status_text(status)
+    exit_line: str | None
 
 
 @dataclass
@@ -98,7 +97,7 @@ class Settings:
     sweep_timeout: float = 30.0
     state_dir: Path | None = None  # where `s` saves the log; None: next to the audit log
     audit_path: Path | None = None  # None: checks.audit's default
-    stages: tuple[StageSpec, ...] = field(default=SEED_STAGES)
+    stages: tuple[StageSpec, ...] = field(default=DEVICE_PLUGIN.stages)
     after_first_frame: Callable[[], None] | None = None  # called once the first frame is on the screen
     # the first frame shows the context bar and the checklist only; the panes, the details, the log and
     # the footer are mounted right after it (a terminal shows something useful sooner; issue 7)
@@ -167,11 +166,10 @@ class MainScreen(Screen):
         self.sweep_worker: Worker[None] | None = None
         self.sweep_again = False
         self.sweep_again_full = False
-        self.last_full_sweep: float | None = None  # time.monotonic() of the last full sweep
-        self.settling: tuple[str, float] | None = None  # (stage, deadline): re-check until it passes
-        self.output_buffer: list[ActionOutput] = []  # a running action's events, drained in bursts
+        self.sweeps = SweepRunner(self.post_message)  # the sweep worker's side: it only posts messages
+        self.settling: Settling | None = None  # after an action: re-check until its stage passes
+        self.actions = ActionRunner(self.post_message)  # the action worker's side: it only posts messages
         self.cancelled_by_user = False  # x was pressed: re-check after the cancel (not when the app closes)
-        self.output_posted = False
         self.sweeps_done = 0
         self.paused = False
         self.next_sweep: Timer | None = None
@@ -186,7 +184,7 @@ class MainScreen(Screen):
         self.root_cause: str | None = "not checked yet"  # the last root cause written to the log
         self.audit_announced = False
         self.reboot_expected: str | None = None  # the stage whose action reboots the node, until it is back
-        self.test_pod_result: Any = None  # StageResult of a passing test pod, kept until a re-check invalidates it
+        self.test_pod_result: StageResult | None = None  # a passing test pod's, kept until a re-check invalidates it
         self.move_on_from: str | None = None  # after an action: select the next stage once this one passes
         self.expected: dict[str, str] = {}  # stage id -> why its failure is expected progress (see _expected)
         self._rest_mounted = not settings.lean_first_frame  # the panes, details, log and footer (see compose)
@@ -202,7 +200,7 @@ class MainScreen(Screen):
         with Horizontal(id="top"):
             with Vertical(id="checklist-box"):
                 yield Label("Checklist", classes="box-title")
-                yield StageChecklist(self.settings.stages, status_text, stable=self.settings.stable_output,
+                yield StageChecklist(self.settings.stages, stable=self.settings.stable_output,
                                      id="checklist")
             if not lean:
                 yield self._panes()
@@ -225,7 +223,7 @@ class MainScreen(Screen):
         from widgets.details import StageDetails
 
         # the filter field (hidden until /) is mounted after the first frame, before the footer
-        return Horizontal(StageDetails(status_text, id="details"),
+        return Horizontal(StageDetails(id="details"),
                           Vertical(Label("Action log", classes="box-title"), ActionLog(id="log"), id="log-box"),
                           id="bottom")
 
@@ -374,7 +372,7 @@ class MainScreen(Screen):
     def _target_failed(self, message: TargetFailed) -> None:
         # The runner prints the line once the terminal is restored (`TalosGpuApp.exit_line`): Textual's exit
         # message goes through Rich, which wraps it at the terminal's width.
-        self.app.exit_line = f"talos-gpu: {safe(message.reason, one_line=True)}"  # type: ignore[attr-defined]
+        cast("ExitLineApp", self.app).exit_line = f"talos-gpu: {safe(message.reason, one_line=True)}"
         self.app.exit(2, return_code=2)
 
     def on_resize(self) -> None:
@@ -412,31 +410,14 @@ class MainScreen(Screen):
         self.sweep_worker = self.run_worker(self._sweep(full), name="sweep", group="sweep", exit_on_error=False)
 
     def _light_sweep_allowed(self) -> bool:
-        if self.report is None or self.last_full_sweep is None or self.rebooting_reason() is not None:
+        if self.report is None or self.rebooting_reason() is not None:
             return False
-        every = FULL_SWEEP_EVERY * self.settings.refresh
-        return time.monotonic() - self.last_full_sweep < every
+        return self.sweeps.light_allowed(every_s=FULL_SWEEP_EVERY * self.settings.refresh)
 
     async def _sweep(self, full: bool = True) -> None:
-        from checks.engine import (  # the kubernetes client loads in the engine's thread
-            LIGHT_PROBES,
-            run_sweep,
-        )
-
         assert self.settings.target is not None
-        light = not full and self._light_sweep_allowed()
-        previous = self.report
-        try:
-            report = await run_sweep(self.settings.target, timeout=self.settings.sweep_timeout,
-                                     previous=previous if light else None, only=LIGHT_PROBES if light else None)
-        except Exception as exc:  # noqa: BLE001 - a bug in a sweep must not end the app
-            self.post_message(SweepCrashed(one_line(exc)))
-            return
-        if not light:
-            self.last_full_sweep = time.monotonic()
-        elif previous is not None and [s.status for s in report.stages] != [s.status for s in previous.stages]:
-            self.sweep_again, self.sweep_again_full = True, True  # something moved: look at everything now
-        self.post_message(SweepFinished(report))
+        await self.sweeps.sweep(self.settings.target, timeout=self.settings.sweep_timeout, previous=self.report,
+                                light=not full and self._light_sweep_allowed())
 
     def _periodic_sweep(self) -> None:
         self.start_sweep(full=False)
@@ -449,6 +430,8 @@ class MainScreen(Screen):
 
     @on(SweepFinished)
     def _sweep_finished(self, message: SweepFinished) -> None:
+        if message.moved:
+            self.sweep_again, self.sweep_again_full = True, True
         self.sweeps_done += 1
         self.context_bar.sweeping = False
         self.apply_report(message.report)
@@ -461,15 +444,10 @@ class MainScreen(Screen):
 
     def _still_settling(self, report: Report) -> bool:
         """After an action, its stage may need a moment (a plugin registering, a node coming back):
-        re-check every SETTLE_RECHECK_S until it passes or SETTLE_FOR_S have gone by."""
+        re-check every SETTLE_RECHECK_S until it settles or its time is up (checks.session)."""
         if self.settling is None or self.sweep_again or self.paused:
             return False
-        stage, deadline = self.settling
-        try:
-            passing = report.stage(stage).status.ok
-        except KeyError:
-            passing = True
-        if passing or time.monotonic() >= deadline:
+        if self.settling.over(report):
             self.settling = None
             return False
         return True
@@ -498,6 +476,7 @@ class MainScreen(Screen):
             self.context_bar.redraw()
             return
         self.report = report
+        self._follow_path(report)
         if self.rebooting_reason() is None:
             self.last_good_facts = {name: fact for name, fact in report.facts.items() if fact.ok}
         if first and report.root_cause is not None:
@@ -602,19 +581,7 @@ class MainScreen(Screen):
 
     def rebooting_reason(self) -> str | None:
         """Why the node is taken to be rebooting, from the last report and the running action."""
-        report = self.report
-        if report is None:
-            return None
-        machine = report.facts.get("machine_status")
-        stuck = report.facts.get("boot_failure")
-        if stuck is not None and stuck.ok and stuck.value is not None and not self.action_reboots:
-            return None  # not rebooting: its boot stops in a phase (cluster says why); it will not recover by itself
-        if machine is not None and machine.ok and machine.value.stage in REBOOTING_STAGES:
-            return f"machinestatus stage {machine.value.stage}"
-        version = report.facts.get("talos_version")
-        if self.action_reboots and version is not None and not version.ok:
-            return f"the Talos API does not answer while the {self.action_stage} action runs"
-        return None
+        return rebooting_reason(self.report, action_stage=self.action_stage, action_reboots=self.action_reboots)
 
     def _show_panes(self) -> None:
         if self.report is None:
@@ -642,6 +609,16 @@ class MainScreen(Screen):
 
         return PaneContext(self.settings.profile, self.settings.clock(), self.settings.stable_output,
                            self.rebooting_reason(), self.last_test_pod)
+
+    def _follow_path(self, report: Report) -> None:
+        """The context bar names the node's Talos version and the path; the checklist's titles follow it."""
+        from checks.paths import PATHS, named
+
+        self.context_bar.show_report(report.talos_version, report.path)
+        stages = named(report.path).stages
+        if stages is not self.settings.stages and any(self.settings.stages is p.stages for p in PATHS):
+            self.settings.stages = stages
+            self.checklist.stages = stages
 
     def _show_details(self) -> None:
         if not self._rest_mounted:
@@ -705,7 +682,7 @@ class MainScreen(Screen):
             return
         self.request_action(message.stage_id)
 
-    def _result(self, stage_id: str) -> Any:
+    def _result(self, stage_id: str) -> StageResult | None:
         if self.report is None:
             return None
         try:
@@ -766,7 +743,7 @@ class MainScreen(Screen):
 
         self.app.push_screen(ConfirmActionScreen(plan, blink=not self.settings.stable_output), answered)
 
-    def start_action(self, plan: Any) -> None:
+    def start_action(self, plan: Plan) -> None:
         if self.settings.read_only or self.action_running:
             return
         from widgets.context_bar import ActionProgress
@@ -782,8 +759,10 @@ class MainScreen(Screen):
             self.log_line(f"recorded in the audit log {self.audit_path}", "note")
         self.action_output.clear()
         self.cancelled_by_user = False
-        self.action_worker = self.run_worker(self._run_action(plan), name=f"action {plan.stage}", group="action",
-                                             exit_on_error=False)
+        assert self.settings.target is not None
+        run = self.actions.run(plan, self.settings.target, audit_path=self.settings.audit_path,
+                               read_only=self.settings.read_only)
+        self.action_worker = self.run_worker(run, name=f"action {plan.stage}", group="action", exit_on_error=False)
         self.refresh_bindings()
 
     @property
@@ -792,46 +771,15 @@ class MainScreen(Screen):
 
         return self.settings.audit_path or default_audit_path()
 
-    async def _run_action(self, plan: Any) -> None:
-        from checks.actions import run_action
-        from checks.audit import AuditLog
-
-        assert self.settings.target is not None
-        stage = plan.stage
-
-        def emit(event: Any) -> None:
-            self.output_buffer.append(ActionOutput(stage, event.kind, event.text, getattr(event, "stream", "")))
-            if not self.output_posted:
-                self.output_posted = True
-                self.post_message(ActionOutputReady())
-
-        audit = AuditLog(self.settings.audit_path)
-        try:
-            result = await run_action(plan, self.settings.target, emit, audit=audit, read_only=self.settings.read_only)
-        except asyncio.CancelledError:
-            self.post_message(ActionFinished(stage, "cancelled", "cancelled with x; its processes were stopped"))
-            raise
-        except Exception as exc:  # noqa: BLE001 - an action's bug is reported, the app keeps running
-            self.post_message(ActionFinished(stage, "failed", f"internal error: {one_line(exc)}"))
-            return
-        finally:
-            audit.close()
-        self.post_message(ActionFinished(stage, result.status, result.reason, result.node_state))
-
     @on(ActionOutputReady)
     def _action_output_ready(self) -> None:
         """Up to OUTPUT_EVENTS_PER_TURN buffered events; the rest on the next turn, so that keys are
         answered in between even while a command floods its output."""
         self._drain_output(OUTPUT_EVENTS_PER_TURN)
-        if self.output_buffer:
-            self.post_message(ActionOutputReady())
-        else:
-            self.output_posted = False
+        self.actions.after_turn()
 
     def _drain_output(self, most: int | None = None) -> None:
-        buffered = self.output_buffer[:most] if most is not None else self.output_buffer
-        self.output_buffer = self.output_buffer[len(buffered):]
-        for event in buffered:
+        for event in self.actions.take(most):
             self._action_output(event)
 
     @on(ActionOutput)
@@ -874,11 +822,11 @@ class MainScreen(Screen):
             return  # cancelled because the app is closing (q, SIGTERM): start nothing new
         self.log_line("re-checking…", "note")
         if ok:
-            self.settling = (message.stage, time.monotonic() + SETTLE_FOR_S)
+            self.settling = Settling.after(message.stage)
             self.move_on_from = message.stage
         self.start_sweep()
 
-    def _test_pod_stage(self, summary: str, reason: str) -> Any:
+    def _test_pod_stage(self, summary: str, reason: str) -> StageResult:
         from checks.model import StageResult, Status
 
         spec = stage_spec("gpu-workload", self.settings.stages)

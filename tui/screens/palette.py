@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
+from typing import Protocol
 
-from textual.app import App, SystemCommand
+from textual.app import SystemCommand
 from textual.screen import Screen
 
 from tui.screens.main import PANES, MainScreen
 
 
-def palette_commands(app: App, screen: Screen) -> Iterable[SystemCommand]:
+class PaletteApp(Protocol):
+    """What the palette needs of the app (`tui.app.TalosGpuApp`, which imports this module)."""
+
+    def action_save_svg(self) -> None: ...
+
+    def action_help(self) -> None: ...
+
+
+def palette_commands(app: PaletteApp, screen: Screen) -> Iterable[SystemCommand]:
     main = screen if isinstance(screen, MainScreen) else None
     if main is None:
         return
@@ -34,5 +43,5 @@ def palette_commands(app: App, screen: Screen) -> Iterable[SystemCommand]:
     yield SystemCommand("Copy the fix", "Copy the selected stage's remediation command (c)", main.action_copy_fix)
     yield SystemCommand("Save the log", "Write the action log to a file in the state directory (s)",
                         main.action_save_log)
-    yield SystemCommand("Screenshot", "Save an SVG screenshot (F8)", app.action_save_svg)  # type: ignore[attr-defined]
-    yield SystemCommand("Help", "Every key (?)", app.action_help)  # type: ignore[attr-defined]
+    yield SystemCommand("Screenshot", "Save an SVG screenshot (F8)", app.action_save_svg)
+    yield SystemCommand("Help", "Every key (?)", app.action_help)

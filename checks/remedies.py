@@ -1,0 +1,231 @@
+"""One place for remedies: functions of (target, profile, finding) that return what a person does next.
+
+A `Remedy` is a command that runs as pasted in a shell (`command`: the node, namespace, release and file
+paths filled in from the target and the profile, never a placeholder such as ``<node>``, never a prose
+suffix) or None, and `advice`: the prose around it (what it changes, that it reboots, what to look at).
+JSON `remediation`/`advice`, the TUI's Fix line and its copy, `enable`'s next step and the Markdown
+report all take them from here (through the judges' `Judgement`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from checks import infra
+from checks.profile import Profile
+from checks.schematic import canonical_schematic_yaml, installer_image, nvidia_schematic, schematic_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from checks.signatures import Signature
+
+PLUGIN_CONTAINER = "nvidia-device-plugin-ctr"
+"""The chart's device-plugin container: a log request on a two-container pod (time-slicing's
+config-manager sidecar) must name it (FACTS.md)."""
+NONFREE_KMOD_BASE = "nonfree-kmod-nvidia"
+
+
+@dataclass(frozen=True)
+class Remedy:
+    command: str | None = None
+    advice: str | None = None
+
+
+NONE = Remedy()
+
+
+def _q(value: str | Path) -> str:
+    return shlex.quote(str(value))
+
+
+def infra_path(profile: Profile, relative: str) -> str:
+    """A file of the infra repo as a path a shell resolves from anywhere (the profile's infra_repo)."""
+    return str(Path(profile.infra_repo) / relative)
+
+
+def _talosctl(node: str, *args: str) -> str:
+    return shlex.join(["talosctl", "--nodes", node, *args])
+
+
+# ---- extensions ---------------------------------------------------------------------------------
+
+
+def upgrade(node: str, profile: Profile, talos_version: str, *, nonfree: bool = False,
+            fabricmanager: bool = False) -> Remedy:
+    """Install the NVIDIA extensions of the profile's track with `talosctl upgrade` (reboots)."""
+    track = profile.track
+    if fabricmanager and not nonfree:
+        _yaml, schematic = nvidia_schematic(track, fabricmanager=True)
+        listed = (f"nvidia-open-gpu-kernel-modules-{track}, nvidia-container-toolkit-{track}, "
+                  f"nvidia-fabricmanager-{track}")
+    elif nonfree or fabricmanager:
+        kmod = NONFREE_KMOD_BASE if nonfree else "nvidia-open-gpu-kernel-modules"
+        names = [f"siderolabs/nvidia-container-toolkit-{track}", f"siderolabs/{kmod}-{track}"]
+        if fabricmanager:
+            names.append(f"siderolabs/nvidia-fabricmanager-{track}")
+        schematic = schematic_id(canonical_schematic_yaml(names))
+        listed = ", ".join(n.split("/", 1)[1] for n in names)
+    else:
+        _yaml, schematic = nvidia_schematic(track)
+        listed = f"nvidia-open-gpu-kernel-modules-{track}, nvidia-container-toolkit-{track}"
+    image = installer_image(schematic, talos_version)
+    advice = (f"installs the schematic with {listed} (Talos {talos_version}); this reboots node {node}. "
+              "Register the schematic with the Image Factory first (talos-gpu enable --factory does)")
+    return Remedy(_talosctl(node, "upgrade", "--image", image), advice)
+
+
+# ---- kernel modules -----------------------------------------------------------------------------
+
+
+def modules_patch(node: str, profile: Profile) -> Remedy:
+    path = infra_path(profile, infra.MODULES_PATCH)
+    return Remedy(_talosctl(node, "patch", "mc", "--patch", "@" + path),
+                  f"{path} requests the modules {', '.join(profile.modules)} (and, on the device-plugin path, "
+                  "sysctl net.core.bpf_jit_harden: 1); talos-gpu enable writes it when missing")
+
+
+def reboot(node: str, why: str) -> Remedy:
+    return Remedy(_talosctl(node, "reboot"), f"{why}; this reboots node {node}")
+
+
+def kernel_log(node: str, advice: str) -> Remedy:
+    return Remedy(_talosctl(node, "dmesg"), advice)
+
+
+# ---- machine config / boot ----------------------------------------------------------------------
+
+
+def remove_files(node: str, indexes: list[int]) -> Remedy:
+    from checks.patch_guard import removal_patch
+
+    return Remedy(_talosctl(node, "patch", "mc", "--patch", removal_patch(indexes)),
+                  "removes the machine.files entries Talos refuses at boot; a machine.files change reboots the "
+                  "node, which then boots through")
+
+
+def edit_config(node: str) -> Remedy:
+    return Remedy(_talosctl(node, "edit", "mc"),
+                  "fix what the kernel log names while the node waits (or use apply-config); then follow the reboot")
+
+
+# ---- cluster ------------------------------------------------------------------------------------
+
+
+def talos_version(node: str) -> Remedy:
+    return Remedy(_talosctl(node, "version"),
+                  f"check that node {node} is up and that the talosconfig endpoints reach it")
+
+
+def health(node: str) -> Remedy:
+    return Remedy(_talosctl(node, "health"), "then fix what it reports")
+
+
+def service(node: str, name: str, advice: str) -> Remedy:
+    return Remedy(_talosctl(node, "service", name), advice)
+
+
+def logs(node: str, name: str, advice: str) -> Remedy:
+    return Remedy(_talosctl(node, "logs", name), advice)
+
+
+def describe_node(kube_node: str, advice: str) -> Remedy:
+    return Remedy(shlex.join(["kubectl", "describe", "node", kube_node]), advice)
+
+
+def cni_not_ready(kube_node: str, namespace: str = "kube-system") -> Remedy:
+    return Remedy(shlex.join(["kubectl", "-n", namespace, "get", "pods", "-o", "wide",
+                              "--field-selector", f"spec.nodeName={kube_node}"]),
+                  "the kubelet runs; the container network (CNI) is not up on this node: look at the CNI's pods "
+                  "(Flannel, Cilium, …) on it and at the machine config's cluster.network.cni")
+
+
+def get_nodes() -> Remedy:
+    return Remedy("kubectl get nodes -o wide", "is the kubelet registered? is this the right kubeconfig?")
+
+
+# ---- RuntimeClass -------------------------------------------------------------------------------
+
+
+def runtimeclass_apply(profile: Profile) -> Remedy:
+    path = infra_path(profile, infra.RUNTIMECLASS_MANIFEST)
+    return Remedy(shlex.join(["kubectl", "apply", "-f", path]),
+                  f"creates RuntimeClass {profile.runtime_class} with handler {profile.runtime_class}; in a GitOps "
+                  "setup commit the manifest and let ArgoCD sync it")
+
+
+# ---- device plugin ------------------------------------------------------------------------------
+
+
+def helm_install(profile: Profile, advice: str | None = None) -> Remedy:
+    spec = profile.device_plugin
+    values = infra_path(profile, spec.values)
+    return Remedy(shlex.join(["helm", "upgrade", "--install", spec.release, spec.chart, "-n", spec.namespace,
+                              "-f", values]),
+                  advice or f"installs or updates the device plugin from {values}")
+
+
+def values_fix(profile: Profile, what: str) -> Remedy:
+    values = infra_path(profile, profile.device_plugin.values)
+    return helm_install(profile, f"set {what} in {values}, then run this")
+
+
+def tolerate_taint(profile: Profile, taints: list[str]) -> Remedy:
+    values = infra_path(profile, profile.device_plugin.values)
+    listed = ", ".join(taints)
+    return helm_install(profile, f"the node's taint {listed} is not tolerated: add a toleration for it under "
+                        f"tolerations: in {values} (e.g. key, operator: Exists, effect), then run this")
+
+
+def describe_pod(namespace: str, pod: str, advice: str | None = None) -> Remedy:
+    return Remedy(shlex.join(["kubectl", "-n", namespace, "describe", "pod", pod]), advice)
+
+
+def pod_log(namespace: str, pod: str, advice: str | None = None) -> Remedy:
+    return Remedy(shlex.join(["kubectl", "-n", namespace, "logs", pod, "-c", PLUGIN_CONTAINER]), advice)
+
+
+def restart_pod(namespace: str, pod: str, advice: str) -> Remedy:
+    return Remedy(shlex.join(["kubectl", "-n", namespace, "delete", "pod", pod]), advice)
+
+
+def describe_ds(namespace: str, name: str) -> Remedy:
+    return Remedy(shlex.join(["kubectl", "-n", namespace, "describe", "ds", name]), None)
+
+
+# ---- signatures ---------------------------------------------------------------------------------
+
+
+def for_signature(signature: Signature, node: str, profile: Profile, talos_version: str,
+                  kube_node: str | None = None, pod: tuple[str, str] | None = None) -> Remedy:
+    """The remedy for a known failure message: a command from its `remedy` kind and its prose as advice."""
+    kind = signature.remedy
+    advice = signature.remediation
+    if kind == "helm-values":
+        command = helm_install(profile).command
+    elif kind == "modules-patch":
+        command = modules_patch(node, profile).command
+    elif kind == "upgrade":
+        command = upgrade(node, profile, talos_version).command
+    elif kind == "upgrade-nonfree":
+        command = upgrade(node, profile, talos_version, nonfree=True).command
+    elif kind == "reboot":
+        command = _talosctl(node, "reboot")
+    elif kind == "dmesg":
+        command = _talosctl(node, "dmesg")
+    elif kind == "runtimeclass":
+        command = runtimeclass_apply(profile).command
+    elif kind == "describe-node" and kube_node:
+        command = describe_node(kube_node, advice).command
+    elif kind == "restart-pod" and pod:
+        command = restart_pod(pod[0], pod[1], advice).command
+    elif kind == "pod-log" and pod:
+        command = pod_log(pod[0], pod[1]).command
+    elif kind == "kubelet":
+        command = _talosctl(node, "service", "kubelet")
+    elif kind == "etcd":
+        command = _talosctl(node, "service", "etcd")
+    else:
+        command = None
+    return Remedy(command, advice)
