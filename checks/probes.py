@@ -361,6 +361,18 @@ def _first_contact(ctx: ProbeContext) -> bool:
     return ctx.remembered_node is None and "nodename" not in ctx._results
 
 
+async def node_name_guess(ctx: ProbeContext) -> str | None:
+    """The Node's likely name before the Node is known, with no talosctl round trip: the one the last run
+    found, else (first contact) that of the Node with the node's address in the page of Nodes. A probe that
+    reads by it keeps what it read only if the Node turns out to be so called."""
+    if ctx.remembered_node is not None:
+        return ctx.remembered_node
+    if not _first_contact(ctx):
+        return None
+    found = node_with_address((await _node_page(ctx) or NodePage([], complete=False)).items, ctx.talos.node)
+    return (found.get("metadata") or {}).get("name") if found is not None else None
+
+
 async def _node_page(ctx: ProbeContext) -> NodePage | None:
     """The first NODE_PAGE Nodes, read once per sweep (None: not read; the precise reads that follow say why)."""
     return await ctx.shared("node_page", lambda: ctx.call_kube_optional(lambda r: r.list_nodes_page(NODE_PAGE)))
@@ -587,22 +599,53 @@ DETAILED_PODS = 5  # the pods whose events and log are read
 async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, name: str,
                    early: dict[Detail, Any], *, ds_events: bool) -> None:
     """Events of the first few pods, and the log of those whose container has started, all at once;
-    with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again."""
-    wanted: list[Detail] = [("ds_events", "")] if ds_events else []
-    # the pod on THIS node first: its details are the ones the stage is judged by
-    node = await ctx.get(probe_kube_node)
+    with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again. The pod on
+    this node comes first: its details are read while the Node is (for the Node's likely name, see
+    `node_name_guess`), and only those of a pod the guess missed once the Node is known."""
+    def wanted_for(here: str | None) -> list[Detail]:
+        wanted: list[Detail] = [("ds_events", "")] if ds_events else []
+        ordered = sorted(facts.pods, key=lambda pod: ((pod.get("spec") or {}).get("nodeName") != here))
+        for pod in ordered[:DETAILED_PODS]:
+            pod_name = pod["metadata"]["name"]
+            wanted.append(("events", pod_name))
+            if _pod_started(pod):
+                wanted.append(("log", pod_name))
+        return wanted
+
+    outcomes: dict[Detail, tuple[bool, Any]] = {}  # detail -> (read, its answer) or (failed, the exception)
+
+    async def fetch(detail: Detail) -> None:
+        try:
+            outcomes[detail] = (True, await ctx.call_kube(_detail_call(namespace, name, detail)))
+        except Exception as exc:  # noqa: BLE001 - raised below if the detail is wanted, without a group
+            outcomes[detail] = (False, exc)
+
+    node: ProbeResult | None = None
+
+    async def read_node() -> None:
+        nonlocal node
+        node = await ctx.get(probe_kube_node)
+
+    ahead = [detail for detail in wanted_for(await node_name_guess(ctx)) if detail not in early]
+    async with anyio.create_task_group() as group:
+        group.start_soon(read_node)
+        for detail in ahead:
+            group.start_soon(fetch, detail)
+    assert node is not None
     here = node.value["metadata"]["name"] if node.ok and isinstance(node.value, dict) else None
-    ordered = sorted(facts.pods, key=lambda pod: ((pod.get("spec") or {}).get("nodeName") != here))
-    for pod in ordered[:DETAILED_PODS]:
-        pod_name = pod["metadata"]["name"]
-        wanted.append(("events", pod_name))
-        if _pod_started(pod):
-            wanted.append(("log", pod_name))
-    missing = [detail for detail in wanted if detail not in early]
-    answers = dict(early)
+    wanted = wanted_for(here)
+    missing = [detail for detail in wanted if detail not in early and detail not in outcomes]
     if missing:
-        answers.update(zip(missing, await ctx.call_kube_all(*(_detail_call(namespace, name, d) for d in missing)),
-                           strict=True))
+        async with anyio.create_task_group() as group:
+            for detail in missing:
+                group.start_soon(fetch, detail)
+    answers = dict(early)
+    for detail in wanted:  # the first failure of a wanted read, in order (as one call_kube_all raises it)
+        if detail not in early:
+            ok, answer = outcomes[detail]
+            if not ok:
+                raise answer
+            answers[detail] = answer
     for detail in wanted:
         kind, pod_name = detail
         answer = answers[detail]
@@ -657,10 +700,7 @@ async def probe_gpu_allocations(ctx: ProbeContext) -> ProbeResult:
     # The Node's name is nearly always the one the last run found, else (first contact) that of the Node
     # with the node's address in the page of Nodes, else the Talos nodename: list its pods while the Node
     # is read, and list again only if the Node turns out to be called otherwise.
-    guess = ctx.remembered_node
-    if guess is None and _first_contact(ctx):
-        found = node_with_address((await _node_page(ctx) or NodePage([], complete=False)).items, ctx.talos.node)
-        guess = (found.get("metadata") or {}).get("name") if found is not None else None
+    guess = await node_name_guess(ctx)
     if guess is None:
         nodename = await ctx.get(probe_nodename)
         guess = str(nodename.value) if nodename.ok and nodename.value else None
