@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from checks.adapters.kube import KubeError, KubeReader
+from checks.adapters.kube import KubeError, KubeReader, NodePage, node_with_address
 from checks.adapters.tools import Helm, Talosctl
 from checks.config import KubeTarget, TalosTarget
 from checks.errors import one_line
@@ -48,6 +48,7 @@ class ProbeContext:
     _reader: KubeReader | None = None
     _reader_error: str | None = None
     _reader_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _shared: dict[str, Any] = field(default_factory=dict)  # `shared`: key -> its value, or the Event it is awaited by
 
     def remaining(self) -> float:
         return max(0.1, self.deadline - time.monotonic())
@@ -112,6 +113,24 @@ class ProbeContext:
         client = load_kube_api_client(self.kube, request_timeout=self.kube_request_timeout)
         return KubeReader(client, request_timeout=min(self.kube_request_timeout, self.remaining()),
                           deadline=time.monotonic() + self.remaining())
+
+    async def shared(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """`make()`'s value, made once per sweep however many probes ask for it (None if making it failed)."""
+        known = self._shared.get(key)
+        if isinstance(known, anyio.Event):
+            await known.wait()
+            return self._shared.get(key)
+        if key in self._shared:
+            return known
+        done = anyio.Event()
+        self._shared[key] = done
+        value: Any = None
+        try:
+            value = await make()
+        finally:
+            self._shared[key] = value
+            done.set()
+        return value
 
     async def call_kube(self, fn: Callable[[KubeReader], Any]) -> Any:
         reader = await self.reader()
@@ -342,12 +361,53 @@ async def probe_nodename(ctx: ProbeContext) -> ProbeResult:
 # ---- Kubernetes probes ------------------------------------------------------------------------
 
 
+NODE_PAGE = 50  # Nodes read in one request at first contact (a cluster up to this size: all of them)
+
+
+def _first_contact(ctx: ProbeContext) -> bool:
+    """Neither a remembered Node name nor talosctl's nodename yet: the Node is looked for in one page of the
+    Node list, read while talosctl answers, instead of with a request sent once it has answered."""
+    return ctx.remembered_node is None and "nodename" not in ctx._results
+
+
+async def node_name_guess(ctx: ProbeContext) -> str | None:
+    """The Node's likely name before the Node is known, with no talosctl round trip: the one the last run
+    found, else (first contact) that of the Node with the node's address in the page of Nodes. A probe that
+    reads by it keeps what it read only if the Node turns out to be so called."""
+    if ctx.remembered_node is not None:
+        return ctx.remembered_node
+    if not _first_contact(ctx):
+        return None
+    found = node_with_address((await _node_page(ctx) or NodePage([], complete=False)).items, ctx.talos.node)
+    return (found.get("metadata") or {}).get("name") if found is not None else None
+
+
+async def _node_page(ctx: ProbeContext) -> NodePage | None:
+    """The first NODE_PAGE Nodes, read once per sweep (None: not read; the precise reads that follow say why)."""
+    return await ctx.shared("node_page", lambda: ctx.call_kube_optional(lambda r: r.list_nodes_page(NODE_PAGE)))
+
+
+def _node_from_page(page: NodePage | None, name: str | None, address: str) -> tuple[bool, dict[str, Any] | None]:
+    """What the precise reads (the Node `name`, else the Node with `address`) would find, where the page says
+    it: (True, the Node or None); (False, None) where only those reads can tell."""
+    if page is None:
+        return False, None
+    if name:
+        node = page.named(name)
+        if node is not None:
+            return True, node
+    if page.complete:  # `name` names no Node, or there is no name: the one with the address, of all Nodes
+        return True, node_with_address(page.items, address)
+    return False, None
+
+
 @probe("kube_node", "Kubernetes Node", order=160, kube=True, light=True)
 async def probe_kube_node(ctx: ProbeContext) -> ProbeResult:
     address = ctx.talos.node
     remembered = ctx.remembered_node
     nodename: ProbeResult | None = None
     early: dict[str, Any] | None = None
+    page: NodePage | None = None
 
     async def ask_talos() -> None:
         nonlocal nodename
@@ -358,9 +418,15 @@ async def probe_kube_node(ctx: ProbeContext) -> ProbeResult:
         if remembered:
             early = await ctx.call_kube_optional(lambda r: r.read_node(remembered))
 
-    async with anyio.create_task_group() as group:  # the remembered Node is read while talosctl answers
+    async def read_page() -> None:
+        nonlocal page
+        page = await _node_page(ctx)
+
+    async with anyio.create_task_group() as group:  # the remembered Node (or a page) is read while talosctl answers
         group.start_soon(ask_talos)
         group.start_soon(read_remembered)
+        if _first_contact(ctx):
+            group.start_soon(read_page)
     assert nodename is not None
     name = str(nodename.value) if nodename.ok and nodename.value else None
 
@@ -373,7 +439,12 @@ async def probe_kube_node(ctx: ProbeContext) -> ProbeResult:
                     raise
         return reader.find_node(address)
 
-    node = early if (early is not None and name is not None and name == remembered) else await ctx.call_kube(read)
+    if early is not None and name is not None and name == remembered:
+        node = early
+    else:
+        known, node = _node_from_page(page, name, address)
+        if not known:
+            node = await ctx.call_kube(read)
     if node is None:
         return ProbeResult("kube_node", "Kubernetes Node", missing=True,
                            value=None, error=None)
@@ -537,14 +608,14 @@ DETAILED_PODS = 5  # the pods whose events and log are read
 async def _details(ctx: ProbeContext, facts: DevicePluginFacts, namespace: str, name: str,
                    early: dict[Detail, Any], *, ds_events: bool) -> None:
     """Events of the first few pods, and the log of those whose container has started, all at once;
-    with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again."""
-    wanted: list[Detail] = [("ds_events", "")] if ds_events else []
-    # the pod on THIS node first: its details are the ones the stage is judged by. The Node's name as far as it
-    # is known now (the Node read, else the last run's): waiting for it would tie the pods' details to the
-    # talosctl call the Node read may be waiting on.
+    with `ds_events`, the DaemonSet's events too. What `early` already holds is not read again. The pod on
+    THIS node comes first: its details are the ones the stage is judged by. The Node's name as far as it is
+    known now (the Node read, else its likely name, `node_name_guess`): waiting for the Node would tie the
+    pods' details to the talosctl call the Node read may be waiting on."""
     node = ctx.known(probe_kube_node)
     here = (node.value["metadata"]["name"] if node is not None and node.ok and isinstance(node.value, dict)
-            else ctx.remembered_node)
+            else await node_name_guess(ctx))
+    wanted: list[Detail] = [("ds_events", "")] if ds_events else []
     ordered = sorted(facts.pods, key=lambda pod: ((pod.get("spec") or {}).get("nodeName") != here))
     for pod in ordered[:DETAILED_PODS]:
         pod_name = pod["metadata"]["name"]
@@ -607,9 +678,10 @@ def _pods_on(name: str) -> Callable[[KubeReader], list[dict[str, Any]]]:
 
 @probe("gpu_allocations", "Kubernetes pods on the node", order=190, kube=True, light=True)
 async def probe_gpu_allocations(ctx: ProbeContext) -> ProbeResult:
-    # The Node's name is nearly always the one the last run found, else the Talos nodename: list its
-    # pods while the Node is read, and list again only if the Node turns out to be called otherwise.
-    guess = ctx.remembered_node
+    # The Node's name is nearly always the one the last run found, else (first contact) that of the Node
+    # with the node's address in the page of Nodes, else the Talos nodename: list its pods while the Node
+    # is read, and list again only if the Node turns out to be called otherwise.
+    guess = await node_name_guess(ctx)
     if guess is None:
         nodename = await ctx.get(probe_nodename)
         guess = str(nodename.value) if nodename.ok and nodename.value else None

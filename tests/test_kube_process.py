@@ -197,3 +197,50 @@ def test_the_cache_reads_its_first_format_and_ignores_garbage(tmp_path: Path) ->
     node_cache.remember("https://x", "10.0.0.1", "node-a", path, plugin=("kube-system", "nvidia-device-plugin", ("p",)))
     assert node_cache.recall("https://x", "10.0.0.1", path) == ("node-a", ("kube-system", "nvidia-device-plugin", ("p",)))
     assert node_cache.remembered("https://x", "10.0.0.2", path) == "node-b"
+
+
+# ---- first contact: nothing remembered --------------------------------------------------------------
+
+
+def node_requests(state_dir: str) -> list[tuple[str, str]]:
+    lines = (Path(state_dir) / "requests.log").read_text().splitlines()
+    return [(entry["method"], entry["path"]) for entry in map(json.loads, lines)
+            if entry["path"].startswith("/api/v1/nodes")]
+
+
+def first_and_warm(env: dict[str, str], state_dir: str, cache: Path) -> tuple[Any, Any, list[Any], list[Any]]:
+    """`check --json` with an empty cache, then again with the cache it left; each one's Node requests."""
+    env = {**env, "XDG_CACHE_HOME": str(cache)}
+    (Path(state_dir) / "requests.log").write_text("")
+    first = run_check(env, "--json")
+    first_requests = node_requests(state_dir)
+    (Path(state_dir) / "requests.log").write_text("")
+    warm = run_check(env, "--json")
+    assert first.returncode == warm.returncode, (first.stderr, warm.stderr)
+    return json.loads(first.stdout), json.loads(warm.stdout), first_requests, node_requests(state_dir)
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "plugin-missing", "node-notready"])
+def test_at_first_contact_the_node_comes_from_one_page_of_nodes_and_answers_as_when_remembered(
+        lab: Any, tmp_path: Path, scenario: str) -> None:
+    from checks.probes import NODE_PAGE
+
+    handle = lab(scenario)
+    first, warm, first_requests, warm_requests = first_and_warm(handle.env, handle.state_dir, tmp_path / "cache")
+    assert without_durations(first) == without_durations(warm)
+    assert first["kube_node"] == warm["kube_node"] == "gpu-node-1"
+    # the page answered: the Node was not asked for by name once talosctl had answered
+    assert first_requests == [("GET", f"/api/v1/nodes?limit={NODE_PAGE}")], first_requests
+    assert warm_requests == [("GET", "/api/v1/nodes/gpu-node-1")], warm_requests
+
+
+def test_in_a_cluster_larger_than_the_page_the_node_talosctl_names_is_taken_from_it(tmp_path: Path) -> None:
+    from checks.probes import NODE_PAGE
+    from lab.runtime import start_lab
+
+    with start_lab("healthy", extra_nodes=NODE_PAGE + 10, state_dir=tmp_path / "lab") as handle:
+        first, warm, first_requests, _ = first_and_warm(handle.env, handle.state_dir, tmp_path / "cache")
+    assert without_durations(first) == without_durations(warm)
+    assert first["kube_node"] == "gpu-node-1" and first["overall"] == "pass"
+    # the page did not hold every Node, but it held the one talosctl names: no other Node request followed
+    assert first_requests == [("GET", f"/api/v1/nodes?limit={NODE_PAGE}")], first_requests

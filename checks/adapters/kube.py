@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from checks.redact import redact
@@ -125,6 +126,33 @@ def _short_reason(text: str) -> str:
     return text.splitlines()[0][:160]
 
 
+def node_with_address(nodes: Iterable[dict[str, Any]], address: str) -> dict[str, Any] | None:
+    """Of `nodes`, in order, the first whose InternalIP equals `address`, else the first whose Hostname
+    or name does (`KubeReader.find_node`)."""
+    by_hostname: dict[str, Any] | None = None
+    for node in nodes:
+        addresses = (node.get("status") or {}).get("addresses") or []
+        for entry in addresses:
+            if entry.get("type") == "InternalIP" and entry.get("address") == address:
+                return node
+            if entry.get("type") == "Hostname" and entry.get("address") == address and by_hostname is None:
+                by_hostname = node
+        if by_hostname is None and (node.get("metadata") or {}).get("name") == address:
+            by_hostname = node
+    return by_hostname
+
+
+@dataclass(frozen=True)
+class NodePage:
+    """One page of the Node list (`KubeReader.list_nodes_page`): its items, and whether no page follows."""
+
+    items: list[dict[str, Any]]
+    complete: bool
+
+    def named(self, name: str) -> dict[str, Any] | None:
+        return next((node for node in self.items if (node.get("metadata") or {}).get("name") == name), None)
+
+
 class KubeReader:
     """Thin, blocking reads and writes of the few objects the checks and actions need."""
 
@@ -219,17 +247,15 @@ class KubeReader:
 
     def find_node(self, address: str) -> dict[str, Any] | None:
         """The Node whose InternalIP equals `address`, else whose Hostname or name does."""
-        by_hostname: dict[str, Any] | None = None
-        for node in self.iter_nodes():
-            addresses = (node.get("status") or {}).get("addresses") or []
-            for entry in addresses:
-                if entry.get("type") == "InternalIP" and entry.get("address") == address:
-                    return node
-                if entry.get("type") == "Hostname" and entry.get("address") == address and by_hostname is None:
-                    by_hostname = node
-            if by_hostname is None and (node.get("metadata") or {}).get("name") == address:
-                by_hostname = node
-        return by_hostname
+        return node_with_address(self.iter_nodes(), address)
+
+    def list_nodes_page(self, limit: int) -> NodePage:
+        """The first `limit` Nodes, each as a GET of it answers (a list's items carry no kind), and
+        whether that is all of them."""
+        page = self._json("LIST nodes", self.core.list_node, expect="NodeList", limit=limit)
+        version = page.get("apiVersion") or "v1"
+        items = [{"kind": "Node", "apiVersion": version, **item} for item in page.get("items") or []]
+        return NodePage(items, complete=not (page.get("metadata") or {}).get("continue"))
 
     def read_runtime_class(self, name: str) -> dict[str, Any]:
         return self._json(f"GET runtimeclass {name}", self.node_api.read_runtime_class, name, expect="RuntimeClass")
