@@ -60,8 +60,23 @@ if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when 
     from widgets.details import StageDetails
     from widgets.panes import FactsPane, PaneContext
 
-PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensions"), ("modules", "Modules"),
-                                      ("gpu", "GPU resources"))
+@dataclass(frozen=True)
+class PaneRow:
+    """One tab of the panes: its key is its place (1, f1 for the first), its widget a class of widgets.panes
+    (imported after the first frame). A new pane is one row here and its class there."""
+
+    id: str
+    title: str
+    shows: str  # what the pane shows: the key's tooltip
+    widget: str  # the FactsPane subclass in widgets.panes
+
+
+PANES: tuple[PaneRow, ...] = (
+    PaneRow("node", "Node", "versions, readiness, conditions", "NodePane"),
+    PaneRow("extensions", "Extensions", "tracks, driver versions, schematic", "ExtensionsPane"),
+    PaneRow("modules", "Modules", "loaded vs requested, driver, sysctl", "ModulesPane"),
+    PaneRow("gpu", "GPU resources", "PCI → driver → kubelet → pods", "GpuPane"),
+)
 COMPACT_BELOW_ROWS = 32
 COMPACT_BELOW_COLUMNS = 110
 KEY_HINTS_ROOMY_FROM = 120  # columns: below, the footer's hints lose their padding so that more of them fit
@@ -145,14 +160,9 @@ class MainScreen(Screen):
                 tooltip="save the action log to a file in the state directory"),
         Binding("j", "cursor_down", "Down", show=False, id="cursor.down", tooltip="move down (like ↓)"),
         Binding("k", "cursor_up", "Up", show=False, id="cursor.up", tooltip="move up (like ↑)"),
-        Binding("1,f1", "show_pane('node')", "Node pane", show=False, id="pane.node",
-                tooltip="pane: Node (versions, readiness, conditions)"),
-        Binding("2,f2", "show_pane('extensions')", "Extensions pane", show=False, id="pane.extensions",
-                tooltip="pane: Extensions (tracks, driver versions, schematic)"),
-        Binding("3,f3", "show_pane('modules')", "Modules pane", show=False, id="pane.modules",
-                tooltip="pane: Modules (loaded vs requested, driver, sysctl)"),
-        Binding("4,f4", "show_pane('gpu')", "GPU resources pane", show=False, id="pane.gpu",
-                tooltip="pane: GPU resources (PCI → driver → kubelet → pods)"),
+        *(Binding(f"{number},f{number}", f"show_pane('{pane.id}')", f"{pane.title} pane", show=False,
+                  id=f"pane.{pane.id}", tooltip=f"pane: {pane.title} ({pane.shows})")
+          for number, pane in enumerate(PANES, 1)),
     ]
 
     def __init__(self, settings: Settings) -> None:
@@ -193,10 +203,10 @@ class MainScreen(Screen):
         from textual.widgets import TabbedContent, TabPane
 
         panes = TabbedContent(id="panes", initial="node")
-        for number, (pane_id, title) in enumerate(PANES, 1):
+        for number, pane in enumerate(PANES, 1):
             # the hidden panes mount after the first frame: it appears sooner
-            content = (self._pane(pane_id),) if number == 1 else ()
-            panes.compose_add_child(TabPane(f"{number} {title}", *content, id=pane_id))
+            content = (self._pane(pane),) if number == 1 else ()
+            panes.compose_add_child(TabPane(f"{number} {pane.title}", *content, id=pane.id))
         return panes
 
     def _below(self) -> Horizontal:
@@ -246,12 +256,11 @@ class MainScreen(Screen):
                            self.settings.read_only, self.settings.refresh)
 
     @staticmethod
-    def _pane(pane_id: str) -> FactsPane:
-        from widgets.panes import ExtensionsPane, GpuPane, ModulesPane, NodePane
+    def _pane(pane: PaneRow) -> FactsPane:
+        import widgets.panes
 
-        kinds: dict[str, type[FactsPane]] = {"node": NodePane, "extensions": ExtensionsPane,
-                                             "modules": ModulesPane, "gpu": GpuPane}
-        return kinds[pane_id](id=f"pane-{pane_id}")
+        kind: type[FactsPane] = getattr(widgets.panes, pane.widget)
+        return kind(id=f"pane-{pane.id}")
 
     @property
     def checklist(self) -> StageChecklist:
@@ -281,12 +290,12 @@ class MainScreen(Screen):
 
         from widgets.panes import FactsPane
 
-        for pane_id, _title in PANES[1:]:
-            tab = self.query_one(f"#{pane_id}", TabPane)
+        for pane in PANES[1:]:
+            tab = self.query_one(f"#{pane.id}", TabPane)
             if not tab.is_mounted or tab.query(FactsPane):
                 continue
             with contextlib.suppress(MountError):  # the app is already leaving
-                await tab.mount(self._pane(pane_id))
+                await tab.mount(self._pane(pane))
 
     def _filter_field(self) -> Input:
         field = Input(placeholder="filter the evidence and the log (enter keeps it, esc clears it)", id="filter")
