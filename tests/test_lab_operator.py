@@ -228,3 +228,38 @@ def test_without_the_driver_the_validator_waits_in_its_first_init_container(lab_
     assert report["root_cause"]["stage"] == "kernel-modules", report["root_cause"]
     device_plugin = stages(report)["device-plugin"]
     assert device_plugin["status"] == "blocked"
+
+
+ON_1_13 = {  # scenario on Talos 1.13 -> the root cause's stage
+    "fresh": "extensions", "extensions-missing": "extensions", "modules-not-loaded": "kernel-modules",
+    "old-path-leftovers": "device-plugin", "operator-healthy": None, "plugin-missing": "device-plugin",
+    "gpu-not-initialised": "kernel-modules", "node-notready": "cluster",
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(ON_1_13))
+def test_on_the_operator_path_every_remediation_runs_as_pasted(lab_1_13: LabHandle, scenario: str) -> None:
+    """As tests/test_check_e2e.py's test of the same name, for the gpu-operator path: one command that names a
+    known program, the node, and the profile's operator release, chart, version and namespace."""
+    lab_1_13.reset(scenario)
+    report = check(lab_1_13)
+    assert report["path"] == "gpu-operator"
+    assert (report["root_cause"] or {}).get("stage") == ON_1_13[scenario], report["root_cause"]
+    for stage in report["stages"]:
+        command = stage["remediation"]
+        if command is None:
+            continue
+        for part in command.split(" && "):
+            argv = shlex.split(part)
+            assert "<" not in part and "(" not in part, (stage["id"], command)
+            assert argv[0] in ("talosctl", "kubectl", "helm"), (stage["id"], command)
+            if argv[0] == "talosctl":
+                assert argv[1:3] == ["--nodes", "10.5.0.2"], command
+            if argv[:3] == ["helm", "upgrade", "--install"]:
+                assert argv[3:5] == ["gpu-operator", "nvidia/gpu-operator"], command
+                assert argv[argv.index("-n") + 1] == "gpu-operator" and argv[argv.index("--version") + 1] == "v26.3.1"
+            if argv[0] == "helm" and argv[1] == "uninstall":
+                assert argv[2:] == ["nvidia-device-plugin", "-n", "kube-system"], command
+            if argv[0] == "kubectl" and "-n" in argv:  # the operator's namespace; the CNI's for the cluster
+                wanted = "kube-system" if stage["id"] == "cluster" else "gpu-operator"
+                assert argv[argv.index("-n") + 1] == wanted, command
