@@ -277,9 +277,13 @@ class LabHandle:
 
     def reset(self, scenario: str, *, knobs: Mapping[str, Any] | None = None,
               faults: Mapping[str, Any] | None = None) -> None:
-        """Re-initialise state.json to `scenario` (the server picks it up on its next request)."""
+        """Re-initialise state.json to `scenario` (the server picks it up on its next request), on the lab's
+        Talos release; a GPU Operator scenario on a release before 1.13 runs on its own default (v1.13.9)."""
+        version = self.talos_version
+        if scenario in scenarios.OPERATOR_SCENARIOS and not releases.get(version).cdi:
+            version = scenarios.OPERATOR_DEFAULT_VERSION
         state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=self.extra_nodes,
-                            talos_version=self.talos_version)
+                            talos_version=version)
         write_infra_files(self.state_dir, state)
         lab_state.init(self.state_dir, state)
         self.scenario = scenario
