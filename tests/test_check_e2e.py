@@ -101,7 +101,7 @@ def test_a_node_wedged_by_the_runbook_patch_is_named_with_the_kernel_log(lab: An
     runtime = by_id["container-runtime"]
     assert runtime["status"] == "fail" and "outside of /var" in runtime["summary"]
     assert "no-cgroups = true" not in result.stdout  # the entry's content is never read out
-    from lab.talosctl import MACHINE_SECRETS  # the machine config's keys and tokens (lab markers)
+    from lab.talos_resources import MACHINE_SECRETS  # the machine config's keys and tokens (lab markers)
 
     for secret in MACHINE_SECRETS.values():
         assert secret not in result.stdout + result.stderr
