@@ -460,8 +460,9 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
     elif name == "xid-unhealthy":
         talos["xid_gpus"] = {"0000:8b:00.0": 48}
     elif name in ("multi-gpu-nodes-one-failing", "multi-gpu-nodes-this-failing"):
-        state["kube"]["nodes"] += [other_gpu_node(2, 2, now), other_gpu_node(3, 0 if name.endswith("one-failing")
-                                                                               else 2, now)]
+        # the other GPU nodes live with the rest of the cluster (lab.state.STATIC_NODES_FILE)
+        state["static_nodes"] = [other_gpu_node(2, 2, now),
+                                 other_gpu_node(3, 0 if name.endswith("one-failing") else 2, now)]
         if name == "multi-gpu-nodes-one-failing":
             state["plugin_elsewhere"] = {"gpu-node-2": "healthy", "gpu-node-3": "driver-not-loaded"}
         else:
@@ -472,8 +473,8 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         state["kube"]["daemonsets"] = [static_manifest_daemonset(talos["boot_time"])]
     # The rest of the cluster never changes: it lives in its own file (lab.state.STATIC_NODES_FILE),
     # read only by the API server, so that talosctl and helm do not parse 1,000 Node objects per call.
-    state["static_nodes"] = [worker_node_object(index, gpus_per_extra_node, now, 100 + index)
-                             for index in range(1, extra_nodes + 1)]
+    state["static_nodes"] = list(state.get("static_nodes") or []) + [
+        worker_node_object(index, gpus_per_extra_node, now, 100 + index) for index in range(1, extra_nodes + 1)]
     return state
 
 

@@ -773,10 +773,16 @@ def _other_node_pods(ctx: _Ctx, ds: Mapping[str, Any], runtimeclasses: Mapping[s
         how = elsewhere.get(name)
         if how is None or name == ctx.node_name or not daemonset_schedulable(ds, node):
             continue
-        view = ctx.view
+        base = [m for m in ctx.view.modules_loaded if not m.startswith("nvidia")]
+        driver = ctx.view.kmod_ext_driver or ctx.view.toolkit_ext_driver or "570.172.08"
+        # another node of the same build, its driver loaded (healthy) or not
+        view = dataclasses.replace(ctx.view, kmod_ext_driver=driver, toolkit_ext_driver=driver,
+                                   nvidia_runtime_handler=True, container_runtime_ok=True, kube_ready=True,
+                                   driver_version=driver, modules_loaded=["nvidia_uvm", "nvidia_drm",
+                                                                          "nvidia_modeset", "nvidia", *base],
+                                   gpus_initialised=max(1, ctx.view.gpus_total), phase="running")
         if how == "driver-not-loaded":
-            view = dataclasses.replace(view, driver_version=None,
-                                       modules_loaded=[m for m in view.modules_loaded if not m.startswith("nvidia")])
+            view = dataclasses.replace(view, driver_version=None, modules_loaded=base, gpus_initialised=0)
         other = dataclasses.replace(ctx, node=clone(node), node_name=name, view=view)
         fate = plugin_fate(template_spec, runtimeclasses, view, device_plugin=True)
         pods.append(_daemonset_pod(other, ds, fate, created, salt=name))
