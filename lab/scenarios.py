@@ -53,8 +53,8 @@ SCENARIOS: dict[str, str] = {
                                    "and only the H100 NVL is initialised",
     "ebpf-hook-rejected": "a hardening patch sets net.core.bpf_jit_harden: 2: the nvidia hook's device filter is "
                           "rejected (last insn is not an exit or jmp) and the plugin pod cannot start",
-    "cni-not-initialised": "the kubelet runs but the pod network is not up: Node NotReady with "
-                           "\"cni plugin not initialized\"",
+    "cni-not-initialised": "the kubelet runs but the pod network is not up (Cilium's agent on the node is not "
+                           "ready): Node NotReady with \"cni plugin not initialized\"",
     "xid-unhealthy": "a critical Xid (48, double bit ECC) on one GPU: the device plugin marked it unhealthy "
                      "(capacity 2, allocatable 1)",
     "multi-gpu-nodes-one-failing": "three GPU nodes: this one and gpu-node-2 healthy, the device plugin pod on "
@@ -455,8 +455,10 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
     elif name == "ebpf-hook-rejected":
         config["sysctls"] = {BPF_SYSCTL: "2"}
     elif name == "cni-not-initialised":
+        # the seed's CNI is Cilium: its agent runs on the node but is not ready, so no CNI config is written
         state["faults"]["kubelet_not_ready"] = True
         state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30, talos_version=talos_version)]
+        state["kube"]["daemonsets"].append(cilium_daemonset(talos["boot_time"]))
     elif name == "xid-unhealthy":
         talos["xid_gpus"] = {"0000:8b:00.0": 48}
     elif name in ("multi-gpu-nodes-one-failing", "multi-gpu-nodes-this-failing"):
@@ -567,6 +569,37 @@ def static_manifest_daemonset(created: float) -> dict[str, Any]:
                         "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
                     }],
                     "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}],
+                },
+            },
+        },
+        "status": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                   "numberReady": 0},
+    }
+
+
+def cilium_daemonset(created: float) -> dict[str, Any]:
+    """The CNI's DaemonSet (Cilium's agent, the seed's CNI) as the API returns it: the fields the lab uses."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": "cilium", "namespace": PLUGIN_NAMESPACE, "uid": _stable_uid("daemonset", PLUGIN_NAMESPACE, "cilium"),
+            "resourceVersion": "20", "generation": 1, "creationTimestamp": _timestamp(created),
+            "labels": {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                       "app.kubernetes.io/part-of": "cilium"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": "cilium"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                                        "app.kubernetes.io/part-of": "cilium"}},
+                "spec": {
+                    "hostNetwork": True,
+                    "priorityClassName": "system-node-critical",
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.3",
+                                    "command": ["cilium-agent"], "args": ["--config-dir=/tmp/cilium/config-map"]}],
                 },
             },
         },
