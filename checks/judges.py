@@ -726,6 +726,9 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
                              "nvidia.com/gpu with the kubelet", remedies.pod_log(namespace, name)))
     if problems:
         summary, fix = problems[0]
+        if (fix.command or "").startswith("helm ") and not (meta.get("annotations") or {}).get(
+                "meta.helm.sh/release-name"):
+            fix = remedies.replace_unmanaged(fix, namespace, meta["name"])
         return judged(Status.FAIL, summary, evidence, fix)
     if not mine:
         where = f" on node {node_name}" if node_name else " yet"

@@ -61,9 +61,12 @@ SCENARIOS: dict[str, str] = {
                                    "gpu-node-3 crashes (its driver is not loaded)",
     "multi-gpu-nodes-this-failing": "three GPU nodes: the other two healthy, this one lacks the modules patch and "
                                     "its device plugin pod crashes",
-    "static-manifest": "the device plugin from the static manifest (DaemonSet kube-system/"
-                       "nvidia-device-plugin-daemonset, label name=nvidia-device-plugin-ds on its selector and pod "
-                       "template only) with runtimeClassName nvidia and the control-plane toleration; no Helm release",
+    "static-manifest": "the device plugin from k8s-device-plugin's static manifest as published (DaemonSet "
+                       "kube-system/nvidia-device-plugin-daemonset, label name=nvidia-device-plugin-ds on its selector "
+                       "and pod template only), no Helm release: it tolerates nvidia.com/gpu but not the control-plane "
+                       "taint, and has no runtimeClassName",
+    "static-manifest-adapted": "as static-manifest, with runtimeClassName nvidia and the control-plane toleration "
+                               "added: every stage passes",
     "old-path-leftovers": "Talos 1.13 (GPU Operator path) with the extensions and modules right, but still the "
                           "nvidia-device-plugin release and the hand-made RuntimeClass nvidia; no operator",
     "operator-healthy": "Talos 1.13: every stage passes on the GPU Operator path (gpu-operator v26.3.1, "
@@ -470,9 +473,10 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         else:
             state["plugin_elsewhere"] = {"gpu-node-2": "healthy", "gpu-node-3": "healthy"}
             config.update(kernel_modules=[], sysctls={})
-    elif name == "static-manifest":
+    elif name in ("static-manifest", "static-manifest-adapted"):
         state["helm"]["releases"] = []
-        state["kube"]["daemonsets"] = [static_manifest_daemonset(talos["boot_time"])]
+        state["kube"]["daemonsets"] = [static_manifest_daemonset(talos["boot_time"],
+                                                                 adapted=name == "static-manifest-adapted")]
     # The rest of the cluster never changes: it lives in its own file (lab.state.STATIC_NODES_FILE),
     # read only by the API server, so that talosctl and helm do not parse 1,000 Node objects per call.
     state["static_nodes"] = list(state.get("static_nodes") or []) + [
@@ -529,12 +533,18 @@ def other_gpu_node(index: int, gpus: int, now: float) -> dict[str, Any]:
 STATIC_MANIFEST_IMAGE = f"nvcr.io/nvidia/k8s-device-plugin:v{chart.CHART_VERSION}"
 
 
-def static_manifest_daemonset(created: float) -> dict[str, Any]:
+def static_manifest_daemonset(created: float, *, adapted: bool = False) -> dict[str, Any]:
     """NVIDIA/k8s-device-plugin deployments/static/nvidia-device-plugin.yml as the API returns it: the label
     name=nvidia-device-plugin-ds only on the selector and the pod template (FACTS.md), toleration
-    nvidia.com/gpu, FAIL_ON_INIT_ERROR false; plus what a Talos node needs (runtimeClassName nvidia, the
-    control-plane toleration)."""
+    nvidia.com/gpu, FAIL_ON_INIT_ERROR false; ``adapted``: plus what the seed's Talos node needs
+    (runtimeClassName nvidia, the control-plane toleration)."""
     name = "nvidia-device-plugin-daemonset"
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    adaptations: dict[str, Any] = {}
+    if adapted:
+        tolerations.append({"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                            "effect": "NoSchedule"})
+        adaptations["runtimeClassName"] = "nvidia"
     return {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
@@ -554,12 +564,8 @@ def static_manifest_daemonset(created: float) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": {"name": "nvidia-device-plugin-ds"}},
                 "spec": {
-                    "runtimeClassName": "nvidia",
-                    "tolerations": [
-                        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-                        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
-                         "effect": "NoSchedule"},
-                    ],
+                    **adaptations,
+                    "tolerations": tolerations,
                     "priorityClassName": "system-node-critical",
                     "containers": [{
                         "image": STATIC_MANIFEST_IMAGE,

@@ -204,12 +204,33 @@ def test_lab_several_gpu_nodes_this_one_failing_is_judged_by_its_own_pod(lab: An
     assert len(mine) == 1 and f"(node {NODE_NAME}): CrashLoopBackOff" in mine[0], plugin["evidence"]
 
 
-def test_lab_static_manifest_is_found_by_its_template_label(lab: Any) -> None:
+def test_lab_static_manifest_is_found_by_its_template_label_and_judged(lab: Any) -> None:
     report = run_check(lab("static-manifest").env)
+    cause = report["root_cause"]
+    assert cause["stage"] == "device-plugin", cause
+    # found (not "not installed"): its label is on the selector and pod template only
+    assert cause["summary"].startswith("DaemonSet kube-system/nvidia-device-plugin-daemonset has DESIRED 0")
+    assert "node-role.kubernetes.io/control-plane:NoSchedule" in cause["summary"]
+    plugin = stages(report)["device-plugin"]
+    assert "helm list -n kube-system: no release nvidia-device-plugin" in plugin["evidence"]
+    assert "DaemonSet pod template: runtimeClassName not set" in plugin["evidence"]
+    argv = pasted(cause["remediation"])
+    assert argv[:4] == ["helm", "upgrade", "--install", "nvidia-device-plugin"]
+    # the chart's plugin replaces the manifest's: the advice says to remove it, with the command
+    assert "kubectl -n kube-system delete ds nvidia-device-plugin-daemonset" in cause["advice"]
+
+
+def test_lab_static_manifest_adapted_to_talos_passes(lab: Any) -> None:
+    report = run_check(lab("static-manifest-adapted").env)
     assert report["overall"] == "pass", report["root_cause"]
     plugin = stages(report)["device-plugin"]
-    assert plugin["status"] == "pass"
     assert "kubectl get ds kube-system/nvidia-device-plugin-daemonset: desired 1, ready 1" in plugin["evidence"]
-    assert "helm list -n kube-system: no release nvidia-device-plugin" in plugin["evidence"]
+    assert f"pods of kube-system/nvidia-device-plugin-daemonset on node {NODE_NAME}: 1 (of 1 on all nodes)" in \
+        plugin["evidence"]
     assert "pod log: Registered device plugin for 'nvidia.com/gpu' with Kubelet" in plugin["evidence"]
     assert plugin["remediation"] is None
+
+
+def test_a_helm_release_s_daemonset_is_not_told_to_delete_itself(lab: Any) -> None:
+    cause = run_check(lab("taint-not-tolerated").env)["root_cause"]
+    assert "delete ds" not in cause["advice"]
