@@ -38,6 +38,18 @@ SCENARIOS: dict[str, tuple[str | None, tuple[str, ...], dict[str, str]]] = {
     "gpu-not-initialised": ("kernel-modules", ("RmInitAdapter", "0000:8b:00.0"),
                             {"device-plugin": "pass", "gpu-resources": "blocked"}),
     "node-notready": ("cluster", ("NotReady",), {"cluster": "fail"}),
+    # issue #14's classes (tests/test_diagnosis_scenarios.py looks closer)
+    "taint-not-tolerated": ("device-plugin", ("DESIRED 0", "nvidia.com/gpu=present:NoSchedule"),
+                            {"device-plugin": "fail", "gpu-resources": "blocked"}),
+    "open-module-unsupported-gpu": ("kernel-modules", ("not supported by open", "0000:8b:00.0"),
+                                    {"device-plugin": "pass", "gpu-resources": "blocked"}),
+    "ebpf-hook-rejected": ("kernel-modules", ("bpf_jit_harden",), {"device-plugin": "blocked"}),
+    "cni-not-initialised": ("cluster", ("cni plugin not initialized",), {"cluster": "fail"}),
+    "xid-unhealthy": ("gpu-resources", ("unhealthy", "Xid 48"), {"device-plugin": "pass", "kernel-modules": "pass"}),
+    "multi-gpu-nodes-one-failing": (None, (), {"device-plugin": "pass"}),
+    "multi-gpu-nodes-this-failing": ("kernel-modules", ("not loaded",), {"device-plugin": "blocked"}),
+    "static-manifest": ("device-plugin", ("nvidia-device-plugin-daemonset", "DESIRED 0"), {"device-plugin": "fail"}),
+    "static-manifest-adapted": (None, (), {"device-plugin": "pass"}),
 }
 
 
