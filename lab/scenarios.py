@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from lab import chart, releases, schematics
+from lab import operator as gpu_operator
 from lab.node import BPF_SYSCTL, NO_CGROUPS_PATH, OPEN_UNSUPPORTED
 from lab.schematics import KMOD, TALOS_VERSION, TOOLKIT
 
@@ -362,6 +363,40 @@ def _healthy(now: float, talos_version: str = TALOS_VERSION) -> dict[str, Any]:
     }
 
 
+OPERATOR_NAMESPACE = "gpu-operator"
+OPERATOR_REPO = {"name": "nvidia", "url": "https://helm.ngc.nvidia.com/nvidia"}
+# the values FACTS.md gives for Talos 1.13 (the extensions bring the driver and the toolkit)
+# and, as the runbook's values do for the device plugin, the operands tolerate the control-plane taint
+OPERATOR_VALUES: dict[str, Any] = {
+    "driver": {"enabled": False}, "toolkit": {"enabled": False}, "hostPaths": {"driverInstallDir": "/usr/local"},
+    "daemonsets": {"tolerations": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+    ]},
+}
+
+
+def _with_operator(state: dict[str, Any], installed: float) -> None:
+    """The GPU Operator installed as FACTS.md says (namespace labelled privileged, chart v26.3.1, driver and
+    toolkit disabled): its release, its CRD and ClusterPolicy; the old path's release and RuntimeClass gone."""
+    _without_plugin(state)
+    kube = state["kube"]
+    kube["runtimeclasses"] = []
+    namespace = namespace_object(OPERATOR_NAMESPACE, installed - 60, 50)
+    namespace["metadata"]["labels"][gpu_operator.PRIVILEGED_LABEL] = "privileged"
+    kube["namespaces"].append(namespace)
+    kube["crds"] = [gpu_operator.CRD]
+    kube["clusterpolicies"] = [gpu_operator.render_cluster_policy(
+        OPERATOR_NAMESPACE, OPERATOR_NAMESPACE, OPERATOR_VALUES, chart_version=gpu_operator.CHART_VERSION,
+        created=installed, resource_version=51)]
+    state["helm"]["repos"] = [dict(OPERATOR_REPO)]
+    state["helm"]["releases"] = [{
+        "name": OPERATOR_NAMESPACE, "namespace": OPERATOR_NAMESPACE, "revision": 1, "status": "deployed",
+        "chart": f"{gpu_operator.CHART_NAME}-{gpu_operator.CHART_VERSION}", "app_version": gpu_operator.CHART_VERSION,
+        "updated": chart.helm_time(installed), "values": copy.deepcopy(OPERATOR_VALUES),
+    }]
+
+
 def _without_plugin(state: dict[str, Any]) -> None:
     state["kube"]["daemonsets"] = []
     state["helm"]["releases"] = []
@@ -443,6 +478,8 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         values["config"] = {"map": {"default": time_slicing_config(4, renamed=name == "time-slicing-renamed")},
                             "default": "default"}
         _reinstall_plugin(state, values)
+    elif name == "operator-healthy":
+        _with_operator(state, now - 3 * 86400)
     elif name == "nvswitch-no-fabricmanager":
         talos["pci_devices"] = copy.deepcopy(PCI_DEVICES) + copy.deepcopy(NVSWITCH_BRIDGES)
     elif name == "taint-not-tolerated":

@@ -98,13 +98,10 @@ def test_every_plan_on_every_scenario_passes_the_boot_guard(lab: LabHandle, tmp_
     every scenario, its files and its patch commands, goes through the guard."""
     from checks.actions.execute import guard_patch_argv
     from checks.patch_guard import check_patch
-    from lab.scenarios import OPERATOR_SCENARIOS, SCENARIOS
+    from lab.scenarios import SCENARIOS
 
-    # the GPU Operator scenarios are Talos 1.13 nodes; this shared lab runs v1.11.5 (their plans:
-    # tests/test_gpu_operator_actions.py)
-    scenarios = [name for name in SCENARIOS if name not in OPERATOR_SCENARIOS]
     planned = 0
-    for scenario in scenarios:
+    for scenario in SCENARIOS:
         use_scenario(lab, scenario, knobs={"boot_fail_wait_s": 300.0})
         target = make_target(lab, tmp_path / scenario)
         report = sweep(target)
@@ -130,7 +127,7 @@ def test_every_plan_on_every_scenario_passes_the_boot_guard(lab: LabHandle, tmp_
                     else:
                         assert guard_patch_argv(step.argv) == "", (scenario, stage, step.argv)
                 assert "nvidia-no-cgroups.yaml" not in " ".join(step.argv), (scenario, stage, step)
-    assert planned >= len(scenarios)
+    assert planned >= len(SCENARIOS)
     use_scenario(lab, "runbook-patch-applied", knobs={"boot_fail_wait_s": 300.0})
     wedged = _plan("cluster", make_target(lab, tmp_path / "wedged"))
     assert wedged.steps[0].argv[-2:] == ("--patch", '[{"op": "remove", "path": "/machine/files/0"}]')

@@ -232,7 +232,7 @@ def test_check_leaves_no_temporary_file_behind(lab: Any, tmp_path: Path) -> None
 KNOWN_PROGRAMS = ("talosctl", "kubectl", "helm")
 
 
-# every scenario of the lab (those of the GPU Operator path run on Talos 1.13: tests/test_gpu_operator_e2e.py)
+# every scenario of the lab on the device-plugin path (the GPU Operator ones: tests/test_lab_operator.py)
 @pytest.mark.parametrize("scenario", sorted(set(LAB_SCENARIOS) - set(OPERATOR_SCENARIOS)))
 def test_every_remediation_runs_as_pasted(lab: Any, scenario: str) -> None:
     """Each stage's remediation is one command: it splits as a shell would, names a known program, the

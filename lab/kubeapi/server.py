@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lab import operator as gpu_operator
 from lab import state as lab_state
 from lab.kubeapi import controllers, tables
 from lab.node import kube_api_down, node_view
@@ -108,9 +109,18 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), ("all",)),
     Resource("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", "RuntimeClass", False),
     Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, writable=False),
+    # a CustomResourceDefinition of the GPU Operator's chart: served only once the chart has installed it
+    Resource("nvidia.com", "v1", "clusterpolicies", "clusterpolicy", "ClusterPolicy", False),
 )
 RESOURCE_BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 GROUPS = ("apps", "node.k8s.io", "coordination.k8s.io")
+CRD_GROUPS = {"nvidia.com": gpu_operator.CRD}  # group -> the CRD that brings it (state["kube"]["crds"])
+
+
+def served_groups(state: Mapping[str, Any]) -> tuple[str, ...]:
+    """The API groups served now: the built-in ones, and those of the CRDs installed."""
+    crds = set((state.get("kube") or {}).get("crds") or [])
+    return GROUPS + tuple(group for group, crd in CRD_GROUPS.items() if crd in crds)
 VERBS_RW = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 VERBS_RO = ["get", "list", "watch"]
 
@@ -455,7 +465,9 @@ def _api_resource(resource: Resource) -> dict[str, Any]:
     return body
 
 
-def resource_list(group: str, version: str) -> dict[str, Any] | None:
+def resource_list(group: str, version: str, groups: tuple[str, ...] = GROUPS) -> dict[str, Any] | None:
+    if group and group not in groups:
+        return None
     resources = [r for r in RESOURCES if r.group == group and r.version == version]
     if not resources:
         return None
@@ -474,9 +486,9 @@ def api_group(name: str) -> dict[str, Any]:
     return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": [entry], "preferredVersion": entry}
 
 
-def api_group_list() -> dict[str, Any]:
+def api_group_list(served: tuple[str, ...] = GROUPS) -> dict[str, Any]:
     groups = []
-    for name in GROUPS:
+    for name in served:
         group = api_group(name)
         group.pop("kind")
         group.pop("apiVersion")
@@ -484,9 +496,9 @@ def api_group_list() -> dict[str, Any]:
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
-def openapi_v3_root() -> dict[str, Any]:
+def openapi_v3_root(served: tuple[str, ...] = GROUPS) -> dict[str, Any]:
     paths = {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=" + _openapi_hash("", "v1")}}
-    for group in GROUPS:
+    for group in served:
         version = next(r.version for r in RESOURCES if r.group == group)
         paths[f"apis/{group}/{version}"] = {
             "serverRelativeURL": f"/openapi/v3/apis/{group}/{version}?hash=" + _openapi_hash(group, version)}
@@ -825,6 +837,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             group, version = match.group("group"), match.group("ver")
         namespace, plural, name, sub = match.group("ns"), match.group("res"), match.group("name"), match.group("sub")
         resource = RESOURCE_BY_PATH.get((group, version, plural))
+        if resource is not None and group in CRD_GROUPS and group not in served_groups(self.server.store.state()):
+            resource = None  # the kind of a CRD not installed: 404 page not found, as for any unknown path
         if resource is None or (namespace is not None and not resource.namespaced):
             raise ApiError(404, "the server could not find the requested resource")
         if resource.namespaced is False:
@@ -873,12 +887,13 @@ class ApiHandler(BaseHTTPRequestHandler):
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"],
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "10.5.0.2:6443"}]}
+        groups = served_groups(self.server.store.state())
         if path == "/apis":
-            return api_group_list()
+            return api_group_list(groups)
         if path == "/api/v1":
             return resource_list("", "v1")
         if path == "/openapi/v3":
-            return openapi_v3_root()
+            return openapi_v3_root(groups)
         if path.startswith("/openapi/v3/"):
             rest = path[len("/openapi/v3/"):].split("/")
             if rest[:2] == ["api", "v1"]:
@@ -887,10 +902,10 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return openapi_v3_group(rest[1], rest[2])
             return None
         parts = path.split("/")
-        if len(parts) == 3 and parts[1] == "apis" and parts[2] in GROUPS:
+        if len(parts) == 3 and parts[1] == "apis" and parts[2] in groups:
             return api_group(parts[2])
         if len(parts) == 4 and parts[1] == "apis":
-            return resource_list(parts[2], parts[3])
+            return resource_list(parts[2], parts[3], groups)
         return None
 
     # --- reads ------------------------------------------------------------------------------------
