@@ -424,7 +424,9 @@ def _node_status(ctx: _Ctx, plugin_registered: bool) -> None:
         resources.pop(GPU_RESOURCE, None)
         resources.pop(GPU_RESOURCE + ".shared", None)
         if plugin_registered and view.kube_ready:
-            resources[advertised] = str(view.gpus_initialised * replicas)
+            # the kubelet counts unhealthy devices in capacity, not in allocatable (devicemanager)
+            unhealthy = len(xid_faults(ctx.state, view)) if key == "allocatable" else 0
+            resources[advertised] = str((view.gpus_initialised - unhealthy) * replicas)
         status[key] = resources
 
     info = dict(status.get("nodeInfo") or {})
@@ -552,7 +554,7 @@ def _conditions(*, scheduled: float, initialized: bool, ready: bool, ready_since
     ]
 
 
-def _daemonset_pod(ctx: _Ctx, ds: Mapping[str, Any], fate: Fate, created: float) -> dict[str, Any]:
+def _daemonset_pod(ctx: _Ctx, ds: Mapping[str, Any], fate: Fate, created: float, *, salt: str = "") -> dict[str, Any]:
     meta = _meta(ds)
     namespace, ds_name = meta.get("namespace") or "default", meta.get("name", "")
     template = clone((ds.get("spec") or {}).get("template") or {})
@@ -561,7 +563,7 @@ def _daemonset_pod(ctx: _Ctx, ds: Mapping[str, Any], fate: Fate, created: float)
     template_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
     # Stable across runs and reboots; a new name only when the controller really makes a new pod.
     marker = str(((ctx.state.get("kubeapi") or {}).get("recreated") or {}).get(f"{namespace}/{ds_name}") or "")
-    name = f"{ds_name}-{pod_suffix(meta.get('uid', ''), template_hash, marker)}"
+    name = f"{ds_name}-{pod_suffix(meta.get('uid', ''), template_hash, marker, *([salt] if salt else []))}"
     uid = stable_uid("pod", namespace, name, marker)
     revision = "".join(POD_NAME_ALPHABET[b % len(POD_NAME_ALPHABET)] for b in _digest(template_hash)[:10])
     labels = {**(template_meta.get("labels") or {}), "controller-revision-hash": revision,
@@ -758,6 +760,10 @@ def _run_pod(ctx: _Ctx, pod: dict[str, Any], fate: Fate, *, created: float, sche
     if fate.log == "healthy":
         sharing, resource, _replicas = release_sharing(ctx.state, owner) if owner is not None else (None, GPU_RESOURCE, 1)
         lines = logs.healthy_log(first_start, _plugin_version(container), sharing, resource)
+        if ctx.node_name == str((ctx.state.get("talos") or {}).get("hostname", ctx.node_name)):
+            faults = xid_faults(ctx.state, ctx.view)
+            if faults:
+                lines += logs.xid_unhealthy_lines(logs.KlogClock(first_start + 1.0), faults, resource)
     elif fate.log == "no-devices":
         clock = logs.KlogClock(first_start)
         lines = [*logs.startup_header(clock, _plugin_version(container)),
@@ -767,6 +773,51 @@ def _run_pod(ctx: _Ctx, pod: dict[str, Any], fate: Fate, *, created: float, sche
     for c in containers:
         ctx.logs[(namespace, name, c.get("name", ""))] = ContainerLog(lines=lines if c is container else [],
                                                                       running=True)
+
+
+def xid_faults(state: Mapping[str, Any], view: NodeView) -> list[tuple[str, int]]:
+    """(GPU UUID, Xid) of the Talos node's GPUs that had a critical Xid (``talos.xid_gpus``: {pci: xid}):
+    the device plugin marks them unhealthy and never recovers them without a restart."""
+    talos = state.get("talos") or {}
+    xids = talos.get("xid_gpus") or {}
+    if not xids or view.driver_version is None:
+        return []
+    broken = {str(device).lower() for device in talos.get("broken_gpus") or []}
+    return [(logs.gpu_uuid(logs.smi_bus_id(str(pci))), int(xid)) for pci, xid in sorted(xids.items())
+            if str(pci).lower() not in broken]
+
+
+def _other_node_pods(ctx: _Ctx, ds: Mapping[str, Any], runtimeclasses: Mapping[str, Mapping[str, Any]],
+                     created: float) -> list[dict[str, Any]]:
+    """The DaemonSet's pods on the other GPU nodes the scenario names (``state.plugin_elsewhere``:
+    {node name: "healthy" | "driver-not-loaded"}); each runs as on the Talos node, with that node's
+    driver. Only device plugin DaemonSets, only nodes in ``kube.nodes``."""
+    elsewhere = ctx.state.get("plugin_elsewhere") or {}
+    if not elsewhere or not _is_device_plugin(ds):
+        return []
+    import dataclasses
+
+    template_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    pods = []
+    for node in (ctx.state.get("kube") or {}).get("nodes") or []:
+        name = _meta(node).get("name", "")
+        how = elsewhere.get(name)
+        if how is None or name == ctx.node_name or not daemonset_schedulable(ds, node):
+            continue
+        base = [m for m in ctx.view.modules_loaded if not m.startswith("nvidia")]
+        driver = ctx.view.kmod_ext_driver or ctx.view.toolkit_ext_driver or "570.172.08"
+        # another node of the same build, its driver loaded (healthy) or not
+        view = dataclasses.replace(ctx.view, kmod_ext_driver=driver, toolkit_ext_driver=driver,
+                                   nvidia_runtime_handler=True, container_runtime_ok=True, kube_ready=True,
+                                   driver_version=driver, modules_loaded=["nvidia_uvm", "nvidia_drm",
+                                                                          "nvidia_modeset", "nvidia", *base],
+                                   gpus_initialised=max(1, ctx.view.gpus_total), phase="running")
+        if how == "driver-not-loaded":
+            view = dataclasses.replace(view, driver_version=None, modules_loaded=base, gpus_initialised=0)
+        other = dataclasses.replace(ctx, node=clone(node), node_name=name, view=view)
+        fate = plugin_fate(template_spec, runtimeclasses, view, device_plugin=True)
+        pods.append(_daemonset_pod(other, ds, fate, created, salt=name))
+    return pods
 
 
 def _init_statuses(inits: list[Mapping[str, Any]], blocked: str, started: float, uid: str) -> list[dict[str, Any]]:
@@ -857,12 +908,17 @@ def _reconcile_daemonset(ctx: _Ctx, ds: dict[str, Any], runtimeclasses: Mapping[
     pod = _daemonset_pod(ctx, ds, fate, created)
     pods.append(pod)
     ready = any(c.get("ready") for c in pod["status"].get("containerStatuses") or [])
-    status.update({"currentNumberScheduled": 1, "updatedNumberScheduled": 1,
-                   "numberReady": 1 if ready else 0})
-    if ready:
-        status["numberAvailable"] = 1
-    else:
-        status["numberUnavailable"] = 1
+    others = _other_node_pods(ctx, ds, runtimeclasses, created)
+    pods.extend(others)
+    scheduled = 1 + len(others)
+    ready_count = int(ready) + sum(1 for other in others
+                                   if any(c.get("ready") for c in other["status"].get("containerStatuses") or []))
+    status.update({"desiredNumberScheduled": scheduled, "currentNumberScheduled": scheduled,
+                   "updatedNumberScheduled": scheduled, "numberReady": ready_count})
+    if ready_count:
+        status["numberAvailable"] = ready_count
+    if scheduled - ready_count:
+        status["numberUnavailable"] = scheduled - ready_count
     return device_plugin and fate.log == "healthy" and ready
 
 
