@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["first_contact.py", "first_contact.py --talos-version v1.13.9", "startup.py", "sweep.py", "seed_vs_check.py",
+SCRIPTS = ["first_contact.py", "first_contact.py --talos-version v1.13.9", "tui_first_contact.py", "startup.py", "sweep.py", "seed_vs_check.py",
            "scale.py", "idle.py", "responsiveness.py"]
 
 
