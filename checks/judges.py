@@ -55,20 +55,33 @@ def unknown(fact: ProbeResult) -> Judgement:
     return Judgement(Status.UNKNOWN, f"could not check: {fact.error}", [f"{fact.source}: {fact.error}"])
 
 
+_TRAILING_UNKNOWN = re.compile(r"(?::\s*unknown\.?)+\s*$")
+
+
 def shorten(text: str, limit: int = 140, decisive: str | None = None) -> str:
     """``text`` in at most ``limit`` characters, shortened around the part that names the cause (``decisive``,
-    else the tail: Go-style errors wrap their cause last, "a: b: c: <cause>"), never by cutting it off."""
+    else the tail: Go-style errors wrap their cause last, "a: b: c: <cause>", and containerd adds a last
+    ": unknown" that names nothing), never by cutting it off; a decisive part too long to fit keeps its own
+    tail."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
     if decisive:
+        decisive = " ".join(decisive.split())
         at = text.find(decisive)
         if at < 0:
             decisive = None
     if not decisive:
-        tail_at = text.rfind(": ", 0, len(text) - 1)
-        tail = text[tail_at + 2:] if tail_at >= 0 else text[-(limit // 2):]
-        decisive, at = tail, len(text) - len(tail)
+        core = _TRAILING_UNKNOWN.sub("", text)
+        tail_at = core.rfind(": ", 0, len(core) - 1)
+        tail = core[tail_at + 2:] if tail_at >= 0 else core[-(limit // 2):]
+        decisive, at = tail, len(core) - len(tail)
+    if len(decisive) > limit - 2:
+        inner = _TRAILING_UNKNOWN.sub("", decisive)
+        inner_at = inner.rfind(": ", 0, len(inner) - 1)
+        if inner_at >= 0 and len(inner) - inner_at - 2 > 0:
+            at += inner_at + 2
+            decisive = inner[inner_at + 2:]
     keep = min(len(decisive), limit - 2)
     head_room = limit - keep - 1
     if at <= head_room:  # the decisive part fits after the start
@@ -355,6 +368,9 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
             decisive = decisive_nvrm(failures)
             if decisive is not None:
                 why = quote(decisive.line if len(decisive.line) < 140 else decisive.quote, 140, decisive.quote)
+                if decisive.signature.stage == "extensions":  # the cause is the choice of extension
+                    meaning = decisive.signature.meaning.rstrip(".")
+                    why += f" — {meaning[:1].lower()}{meaning[1:]}"
                 fix = remedies.for_signature(decisive.signature, inp.node, inp.profile, inp.talos_version)
                 evidence.append(f"talosctl dmesg: {shorten(decisive.line, 200, decisive.quote)}")
             else:
@@ -710,6 +726,9 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
                              "nvidia.com/gpu with the kubelet", remedies.pod_log(namespace, name)))
     if problems:
         summary, fix = problems[0]
+        if (fix.command or "").startswith("helm ") and not (meta.get("annotations") or {}).get(
+                "meta.helm.sh/release-name"):
+            fix = remedies.replace_unmanaged(fix, namespace, meta["name"])
         return judged(Status.FAIL, summary, evidence, fix)
     if not mine:
         where = f" on node {node_name}" if node_name else " yet"
@@ -766,20 +785,24 @@ def node_plugin_sharing(inp: JudgeInput) -> Any:
     return None
 
 
-_XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)")
+_XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)[^\n]*")
 
 
-def _unhealthy_xids(inp: JudgeInput) -> list[str]:
-    """The plugin's "XidCriticalError: Xid=<n> on Device=<uuid>" lines from this node's pod log."""
-    fact = inp.fact("device_plugin")
+def _unhealthy_xids(inp: JudgeInput) -> list[tuple[str, str]]:
+    """(short form, the logged message) of the plugin's "XidCriticalError: Xid=<n> on Device=<uuid>; marking
+    device as unhealthy." lines, from the log of the device plugin pod on THIS node."""
+    fact, node = inp.fact("device_plugin"), _kube_node(inp)
     if not fact.ok or fact.value is None:
         return []
-    out: list[str] = []
-    for log in fact.value.logs.values():
-        for match in _XID_RE.finditer(log or ""):
-            text = f"Xid {match.group('xid')} on {match.group('device')}"
-            if text not in out:
-                out.append(text)
+    here = node["metadata"]["name"] if node else None
+    out: list[tuple[str, str]] = []
+    for pod in fact.value.pods:
+        if here is not None and (pod.get("spec") or {}).get("nodeName") != here:
+            continue
+        for match in _XID_RE.finditer(fact.value.logs.get(pod["metadata"]["name"]) or ""):
+            found = (f"Xid {match.group('xid')} on {match.group('device')}", match.group(0).strip())
+            if found not in out:
+                out.append(found)
     return out
 
 
@@ -833,8 +856,8 @@ def judge_gpu_resources(inp: JudgeInput) -> Judgement:
                              "registers"))
     if capacity > allocatable:
         xids = _unhealthy_xids(inp)
-        named = f"; the plugin logged {', '.join(xids[:3])}" if xids else ""
-        evidence.extend(f"pod log: {line}" for line in xids[:3])
+        named = f"; the plugin logged {', '.join(short for short, _line in xids[:3])}" if xids else ""
+        evidence.extend(f"pod log: {shorten(line, 200)}" for _short, line in xids[:3])
         return judged(Status.FAIL, f"Node {name} has {capacity - allocatable} unhealthy {resource} (capacity "
                       f"{capacity}, allocatable {allocatable}){named}", evidence,
                       remedies.reboot(inp.node, "the device plugin never marks a device healthy again without a "

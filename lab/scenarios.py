@@ -13,7 +13,8 @@ import uuid
 from typing import Any
 
 from lab import chart, releases, schematics
-from lab.node import BPF_SYSCTL, NO_CGROUPS_PATH
+from lab import operator as gpu_operator
+from lab.node import BPF_SYSCTL, NO_CGROUPS_PATH, OPEN_UNSUPPORTED
 from lab.schematics import KMOD, TALOS_VERSION, TOOLKIT
 
 NODE_ADDRESS = "10.5.0.2"
@@ -47,6 +48,26 @@ SCENARIOS: dict[str, str] = {
     "time-slicing-renamed": "as time-slicing, with renameByDefault: the node advertises 8 nvidia.com/gpu.shared",
     "nvswitch-no-fabricmanager": "an HGX-style board: NVSwitch bridges on the PCI bus, no nvidia-fabricmanager "
                                  "extension",
+    "taint-not-tolerated": "the GPU node carries the taint nvidia.com/gpu=present:NoSchedule, which the seed's "
+                           "tolerations do not cover: the device plugin DaemonSet has DESIRED 0",
+    "open-module-unsupported-gpu": "the second GPU is a Tesla V100 (no GSP): the open kernel module refuses it "
+                                   "and only the H100 NVL is initialised",
+    "ebpf-hook-rejected": "a hardening patch sets net.core.bpf_jit_harden: 2: the nvidia hook's device filter is "
+                          "rejected (last insn is not an exit or jmp) and the plugin pod cannot start",
+    "cni-not-initialised": "the kubelet runs but the pod network is not up (Cilium's agent on the node is not "
+                           "ready): Node NotReady with \"cni plugin not initialized\"",
+    "xid-unhealthy": "a critical Xid (48, double bit ECC) on one GPU: the device plugin marked it unhealthy "
+                     "(capacity 2, allocatable 1)",
+    "multi-gpu-nodes-one-failing": "three GPU nodes: this one and gpu-node-2 healthy, the device plugin pod on "
+                                   "gpu-node-3 crashes (its driver is not loaded)",
+    "multi-gpu-nodes-this-failing": "three GPU nodes: the other two healthy, this one lacks the modules patch and "
+                                    "its device plugin pod crashes",
+    "static-manifest": "the device plugin from k8s-device-plugin's static manifest as published (DaemonSet "
+                       "kube-system/nvidia-device-plugin-daemonset, label name=nvidia-device-plugin-ds on its selector "
+                       "and pod template only), no Helm release: it tolerates nvidia.com/gpu but not the control-plane "
+                       "taint, and has no runtimeClassName",
+    "static-manifest-adapted": "as static-manifest, with runtimeClassName nvidia and the control-plane toleration "
+                               "added: every stage passes",
     "old-path-leftovers": "Talos 1.13 (GPU Operator path) with the extensions and modules right, but still the "
                           "nvidia-device-plugin release and the hand-made RuntimeClass nvidia; no operator",
     "operator-healthy": "Talos 1.13: every stage passes on the GPU Operator path (gpu-operator v26.3.1, "
@@ -342,6 +363,40 @@ def _healthy(now: float, talos_version: str = TALOS_VERSION) -> dict[str, Any]:
     }
 
 
+OPERATOR_NAMESPACE = "gpu-operator"
+OPERATOR_REPO = {"name": "nvidia", "url": "https://helm.ngc.nvidia.com/nvidia"}
+# the values FACTS.md gives for Talos 1.13 (the extensions bring the driver and the toolkit)
+# and, as the runbook's values do for the device plugin, the operands tolerate the control-plane taint
+OPERATOR_VALUES: dict[str, Any] = {
+    "driver": {"enabled": False}, "toolkit": {"enabled": False}, "hostPaths": {"driverInstallDir": "/usr/local"},
+    "daemonsets": {"tolerations": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+    ]},
+}
+
+
+def _with_operator(state: dict[str, Any], installed: float) -> None:
+    """The GPU Operator installed as FACTS.md says (namespace labelled privileged, chart v26.3.1, driver and
+    toolkit disabled): its release, its CRD and ClusterPolicy; the old path's release and RuntimeClass gone."""
+    _without_plugin(state)
+    kube = state["kube"]
+    kube["runtimeclasses"] = []
+    namespace = namespace_object(OPERATOR_NAMESPACE, installed - 60, 50)
+    namespace["metadata"]["labels"][gpu_operator.PRIVILEGED_LABEL] = "privileged"
+    kube["namespaces"].append(namespace)
+    kube["crds"] = [gpu_operator.CRD]
+    kube["clusterpolicies"] = [gpu_operator.render_cluster_policy(
+        OPERATOR_NAMESPACE, OPERATOR_NAMESPACE, OPERATOR_VALUES, chart_version=gpu_operator.CHART_VERSION,
+        created=installed, resource_version=51)]
+    state["helm"]["repos"] = [dict(OPERATOR_REPO)]
+    state["helm"]["releases"] = [{
+        "name": OPERATOR_NAMESPACE, "namespace": OPERATOR_NAMESPACE, "revision": 1, "status": "deployed",
+        "chart": f"{gpu_operator.CHART_NAME}-{gpu_operator.CHART_VERSION}", "app_version": gpu_operator.CHART_VERSION,
+        "updated": chart.helm_time(installed), "values": copy.deepcopy(OPERATOR_VALUES),
+    }]
+
+
 def _without_plugin(state: dict[str, Any]) -> None:
     state["kube"]["daemonsets"] = []
     state["helm"]["releases"] = []
@@ -423,12 +478,46 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         values["config"] = {"map": {"default": time_slicing_config(4, renamed=name == "time-slicing-renamed")},
                             "default": "default"}
         _reinstall_plugin(state, values)
+    elif name == "operator-healthy":
+        _with_operator(state, now - 3 * 86400)
     elif name == "nvswitch-no-fabricmanager":
         talos["pci_devices"] = copy.deepcopy(PCI_DEVICES) + copy.deepcopy(NVSWITCH_BRIDGES)
+    elif name == "taint-not-tolerated":
+        # the taint GPU node pools commonly carry (k8s-device-plugin#68, #1934); the seed's values replace the
+        # chart's nvidia.com/gpu toleration with the control-plane and CriticalAddonsOnly ones only
+        node = state["kube"]["nodes"][0]
+        node["spec"]["taints"].append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
+    elif name == "open-module-unsupported-gpu":
+        talos["pci_devices"] = [dict(device) if device["id"] != "0000:8b:00.0" else dict(device, **V100_SXM2)
+                                for device in PCI_DEVICES]
+        talos["broken_gpus"] = ["0000:8b:00.0"]
+        talos["gpu_failures"] = {"0000:8b:00.0": OPEN_UNSUPPORTED}
+    elif name == "ebpf-hook-rejected":
+        config["sysctls"] = {BPF_SYSCTL: "2"}
+    elif name == "cni-not-initialised":
+        # the seed's CNI is Cilium: its agent runs on the node but is not ready, so no CNI config is written
+        state["faults"]["kubelet_not_ready"] = True
+        state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30, talos_version=talos_version)]
+        state["kube"]["daemonsets"].append(cilium_daemonset(talos["boot_time"]))
+    elif name == "xid-unhealthy":
+        talos["xid_gpus"] = {"0000:8b:00.0": 48}
+    elif name in ("multi-gpu-nodes-one-failing", "multi-gpu-nodes-this-failing"):
+        # the other GPU nodes live with the rest of the cluster (lab.state.STATIC_NODES_FILE)
+        state["static_nodes"] = [other_gpu_node(2, 2, now),
+                                 other_gpu_node(3, 0 if name.endswith("one-failing") else 2, now)]
+        if name == "multi-gpu-nodes-one-failing":
+            state["plugin_elsewhere"] = {"gpu-node-2": "healthy", "gpu-node-3": "driver-not-loaded"}
+        else:
+            state["plugin_elsewhere"] = {"gpu-node-2": "healthy", "gpu-node-3": "healthy"}
+            config.update(kernel_modules=[], sysctls={})
+    elif name in ("static-manifest", "static-manifest-adapted"):
+        state["helm"]["releases"] = []
+        state["kube"]["daemonsets"] = [static_manifest_daemonset(talos["boot_time"],
+                                                                 adapted=name == "static-manifest-adapted")]
     # The rest of the cluster never changes: it lives in its own file (lab.state.STATIC_NODES_FILE),
     # read only by the API server, so that talosctl and helm do not parse 1,000 Node objects per call.
-    state["static_nodes"] = [worker_node_object(index, gpus_per_extra_node, now, 100 + index)
-                             for index in range(1, extra_nodes + 1)]
+    state["static_nodes"] = list(state.get("static_nodes") or []) + [
+        worker_node_object(index, gpus_per_extra_node, now, 100 + index) for index in range(1, extra_nodes + 1)]
     return state
 
 
@@ -455,3 +544,108 @@ NVSWITCH_BRIDGES: list[dict[str, str]] = [
     }
     for bus in ("c5", "c6", "c7", "c8")
 ]
+
+
+# A Volta GPU has no GSP: the open kernel module refuses it (its PCI ID and the refusal in
+# NVIDIA/open-gpu-kernel-modules#322: "The NVIDIA GPU 0000:af:00.0 (PCI ID: 10de:1db5)").
+V100_SXM2: dict[str, str] = {"product": "GV100GL [Tesla V100 SXM2 32GB]", "product_id": "0x1db5"}
+
+
+def other_gpu_node(index: int, gpus: int, now: float) -> dict[str, Any]:
+    """Another GPU worker (``gpu-node-<index>``) of the cluster: a Node object only (its device plugin pod
+    comes from the DaemonSet controller when ``state.plugin_elsewhere`` names it)."""
+    node = worker_node_object(index, gpus, now, 60 + index)
+    name = f"gpu-node-{index}"
+    node["metadata"].update(name=name, uid=_stable_uid("node", name))
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+    node["status"]["addresses"] = [{"type": "InternalIP", "address": f"10.5.0.{index + 1}"},
+                                   {"type": "Hostname", "address": name}]
+    if gpus == 0:
+        for key in ("capacity", "allocatable"):
+            node["status"][key].pop("nvidia.com/gpu", None)
+    node["status"]["nodeInfo"]["bootID"] = _stable_uid("boot", name)
+    return node
+
+
+STATIC_MANIFEST_IMAGE = f"nvcr.io/nvidia/k8s-device-plugin:v{chart.CHART_VERSION}"
+
+
+def static_manifest_daemonset(created: float, *, adapted: bool = False) -> dict[str, Any]:
+    """NVIDIA/k8s-device-plugin deployments/static/nvidia-device-plugin.yml as the API returns it: the label
+    name=nvidia-device-plugin-ds only on the selector and the pod template (FACTS.md), toleration
+    nvidia.com/gpu, FAIL_ON_INIT_ERROR false; ``adapted``: plus what the seed's Talos node needs
+    (runtimeClassName nvidia, the control-plane toleration)."""
+    name = "nvidia-device-plugin-daemonset"
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    adaptations: dict[str, Any] = {}
+    if adapted:
+        tolerations.append({"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                            "effect": "NoSchedule"})
+        adaptations["runtimeClassName"] = "nvidia"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": name,
+            "namespace": PLUGIN_NAMESPACE,
+            "uid": _stable_uid("daemonset", PLUGIN_NAMESPACE, name),
+            "resourceVersion": "40",
+            "generation": 1,
+            "creationTimestamp": _timestamp(created),
+            "annotations": {"deprecated.daemonset.template.generation": "1"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"name": "nvidia-device-plugin-ds"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            "revisionHistoryLimit": 10,
+            "template": {
+                "metadata": {"labels": {"name": "nvidia-device-plugin-ds"}},
+                "spec": {
+                    **adaptations,
+                    "tolerations": tolerations,
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{
+                        "image": STATIC_MANIFEST_IMAGE,
+                        "name": "nvidia-device-plugin-ctr",
+                        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                    }],
+                    "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}],
+                },
+            },
+        },
+        "status": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                   "numberReady": 0},
+    }
+
+
+def cilium_daemonset(created: float) -> dict[str, Any]:
+    """The CNI's DaemonSet (Cilium's agent, the seed's CNI) as the API returns it: the fields the lab uses."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": "cilium", "namespace": PLUGIN_NAMESPACE, "uid": _stable_uid("daemonset", PLUGIN_NAMESPACE, "cilium"),
+            "resourceVersion": "20", "generation": 1, "creationTimestamp": _timestamp(created),
+            "labels": {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                       "app.kubernetes.io/part-of": "cilium"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": "cilium"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                                        "app.kubernetes.io/part-of": "cilium"}},
+                "spec": {
+                    "hostNetwork": True,
+                    "priorityClassName": "system-node-critical",
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.3",
+                                    "command": ["cilium-agent"], "args": ["--config-dir=/tmp/cilium/config-map"]}],
+                },
+            },
+        },
+        "status": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                   "numberReady": 0},
+    }

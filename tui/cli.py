@@ -47,6 +47,9 @@ SCENARIO_NAMES = ("fresh", "healthy", "extensions-missing", "mixed-tracks", "dri
                   "bpf-sysctl-missing", "runbook-patch-applied", "runbook-patch-in-repo", "runtimeclass-missing", "nfd-affinity",
                   "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready",
                   "time-slicing", "time-slicing-renamed", "nvswitch-no-fabricmanager",
+                  "taint-not-tolerated", "open-module-unsupported-gpu", "ebpf-hook-rejected", "cni-not-initialised",
+                  "xid-unhealthy", "multi-gpu-nodes-one-failing", "multi-gpu-nodes-this-failing", "static-manifest",
+                  "static-manifest-adapted",
                   "old-path-leftovers", "operator-healthy")
 # The Talos releases the lab runs (lab.releases.KNOWN, checked by tests/test_lab_versions.py); the scenarios of the
 # GPU Operator path run on 1.13+ only (lab.scenarios.OPERATOR_SCENARIOS).
