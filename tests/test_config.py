@@ -448,3 +448,18 @@ def test_helm_lookup(tmp_path: Path) -> None:
     helm = make_executable(tmp_path / "bin" / "helm")
     assert find_helm(env={"PATH": str(helm.parent)}) == str(helm)
     assert helm_path(env={"HELM": str(helm), "PATH": ""}) == str(helm)
+
+
+def test_load_kube_api_client_teaches_only_the_redactor_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registering the kubeconfig's secrets is the caller's explicit choice, never a hidden side effect."""
+    from checks import redact as redact_module
+    from checks.redact import Redactor
+
+    process_wide = Redactor()
+    monkeypatch.setattr(redact_module, "REDACTOR", process_wide)
+    target = resolve_kube(str(tiny_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:9")), None, env={})
+    load_kube_api_client(target, redactor=None).close()
+    assert KUBE_TOKEN not in process_wide.secrets  # None: nobody learns them
+    given = Redactor()
+    load_kube_api_client(target, redactor=given).close()
+    assert KUBE_TOKEN in given.secrets and KUBE_TOKEN not in process_wide.secrets
