@@ -18,6 +18,7 @@ from tui.screens.main import MainScreen, Settings
 if TYPE_CHECKING:
     from checks.model import Report
     from checks.target import Target
+    from tui.head_start import HeadStart
 
 THEME = "textual-dark"
 
@@ -41,17 +42,19 @@ class TalosGpuApp(App[int]):
                  state_dir: Path | None = None, audit_path: Path | None = None, sweep_timeout: float = 30.0,
                  target_loader: Callable[[], Target] | None = None,
                  after_first_frame: Callable[[], None] | None = None, lean_first_frame: bool = False,
-                 after_first_sweep: Callable[[], None] | None = None) -> None:
+                 after_first_sweep: Callable[[], None] | None = None, head_start: HeadStart | None = None) -> None:
         """`target` None with a `target_loader`: the loader runs in a thread after the first frame.
         `after_first_frame` is called once the first frame is on the screen. `lean_first_frame`: that frame
         shows the context bar and the checklist; the rest is mounted right after it. `after_first_sweep` is
-        called once the first sweep's report is on the screen."""
+        called once the first sweep's report is on the screen. `head_start` (tui/head_start.py): the first
+        sweep, started before the app; its report is the first full sweep's."""
         super().__init__()
         self.settings = Settings(target=target, target_loader=target_loader, refresh=refresh, read_only=read_only,
                                  factory=factory, clock=clock, stable_output=stable_output,
                                  initial_report=initial_report, sweep_timeout=sweep_timeout, state_dir=state_dir,
                                  audit_path=audit_path, after_first_frame=after_first_frame,
-                                 lean_first_frame=lean_first_frame, after_first_sweep=after_first_sweep)
+                                 lean_first_frame=lean_first_frame, after_first_sweep=after_first_sweep,
+                                 head_start=head_start)
         self.screenshot_dir = screenshot_dir
         self.exit_line: str | None = None  # why the app could not start: printed (one line) after it exits
         self.theme = THEME

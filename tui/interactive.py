@@ -47,23 +47,34 @@ def freeze_long_lived() -> None:
     gc.freeze()
 
 
+SWEEP_TIMEOUT_S = 30.0
+
+
 def run_tui(args: argparse.Namespace, target_loader: Callable[[], Target]) -> int:
     """Run the app until the user quits; its exit code is the app's return code (0 unless it failed).
 
     `target_loader` (resolving the configs and the profile: YAML and all) runs in a thread after the
     first frame; a UsageError it raises ends the app with its one line and exit code 2.
     """
-    with collector_paused_until_first_frame() as resume_collector:
-        from tui.app import TalosGpuApp
+    from tui.head_start import HeadStart
 
-        app = TalosGpuApp(None, target_loader=target_loader, refresh=args.refresh,
-                          read_only=bool(getattr(args, "read_only", False)), factory=getattr(args, "factory", None),
-                          after_first_frame=resume_collector, lean_first_frame=True,
-                          after_first_sweep=freeze_long_lived)
-        keymap = getattr(args, "keymap", None)
-        if keymap:
-            app.set_keymap(keymap)  # $XDG_CONFIG_HOME/talos-gpu/keymap.yaml (tui.keymap)
-        app.run()
+    # the configs are read and the first sweep started before Textual loads: the node answers meanwhile
+    head_start = HeadStart(target_loader, timeout=SWEEP_TIMEOUT_S).start()
+    try:
+        with collector_paused_until_first_frame() as resume_collector:
+            from tui.app import TalosGpuApp
+
+            app = TalosGpuApp(None, target_loader=head_start.load_target, refresh=args.refresh,
+                              read_only=bool(getattr(args, "read_only", False)), factory=getattr(args, "factory", None),
+                              after_first_frame=resume_collector, lean_first_frame=True,
+                              after_first_sweep=freeze_long_lived, head_start=head_start,
+                              sweep_timeout=SWEEP_TIMEOUT_S)
+            keymap = getattr(args, "keymap", None)
+            if keymap:
+                app.set_keymap(keymap)  # $XDG_CONFIG_HOME/talos-gpu/keymap.yaml (tui.keymap)
+            app.run()
+    finally:
+        head_start.close()  # a sweep still running when the user quit: cancelled, its processes ended
     print_exit_line(app)
     return int(app.return_code or 0)
 

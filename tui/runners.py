@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from checks.actions.model import ActionEvent, Plan
     from checks.model import Report
     from checks.target import Target
+    from tui.head_start import HeadStart
 
 Post = Callable[[Message], object]
 
@@ -32,9 +33,10 @@ class SweepRunner:
     """Runs one sweep at a time and posts SweepFinished (with whether a light sweep saw a stage move) or
     SweepCrashed. Remembers when the last full sweep ended: light sweeps reuse what it read."""
 
-    def __init__(self, post: Post) -> None:
+    def __init__(self, post: Post, head_start: HeadStart | None = None) -> None:
         self.post = post
         self.last_full: float | None = None  # time.monotonic() of the last full sweep
+        self.head_start = head_start  # the first full sweep's report, if it was started before the app
 
     def light_allowed(self, *, every_s: float) -> bool:
         """A light sweep is allowed within `every_s` of the last full one."""
@@ -47,8 +49,11 @@ class SweepRunner:
         )
 
         try:
-            report = await run_sweep(target, timeout=timeout, previous=previous if light else None,
-                                     only=LIGHT_PROBES if light else None)
+            if not light and self.head_start is not None and self.head_start.offers(target):
+                report = await self.head_start.first_report()
+            else:
+                report = await run_sweep(target, timeout=timeout, previous=previous if light else None,
+                                         only=LIGHT_PROBES if light else None)
         except Exception as exc:  # noqa: BLE001 - a bug in a sweep must not end the app
             self.post(SweepCrashed(one_line(exc)))
             return

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from checks.model import Report
     from checks.target import Target
+    from tui.head_start import HeadStart
 
 FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5 s); the others are light
 
@@ -43,13 +44,13 @@ class SweepController:
     when each sweep starts (the demo's target arrives after the first frame)."""
 
     def __init__(self, host: Screen, source: SweepSource, *, target: Callable[[], Target | None], refresh: float,
-                 timeout: float) -> None:
+                 timeout: float, head_start: HeadStart | None = None) -> None:
         self.host = host
         self.source = source
         self.target = target
         self.refresh = refresh
         self.timeout = timeout
-        self.runner = SweepRunner(host.post_message)  # the worker's side: it only posts messages
+        self.runner = SweepRunner(host.post_message, head_start)  # the worker's side: it only posts messages
         self.worker: Worker[None] | None = None
         self.again = False  # a sweep was asked for while one ran: start it when that one ends
         self.again_full = False

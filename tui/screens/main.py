@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when 
     from checks.profile import Profile
     from checks.session import Settling
     from checks.target import Target
+    from tui.head_start import HeadStart
     from widgets.action_log import ActionLog
     from widgets.details import StageDetails
     from widgets.panes import FactsPane, PaneContext
@@ -114,6 +115,7 @@ class Settings:
     # the footer are mounted right after it (a terminal shows something useful sooner; issue 7)
     lean_first_frame: bool = False
     after_first_sweep: Callable[[], None] | None = None  # called once the first sweep is on the screen
+    head_start: HeadStart | None = None  # the first sweep, started before the app (tui/head_start.py)
 
     @property
     def profile(self) -> Profile:
@@ -170,7 +172,7 @@ class MainScreen(Screen):
         self.settings = settings
         self.report: Report | None = None
         self.sweeps = SweepController(self, self, target=lambda: self.settings.target, refresh=settings.refresh,
-                                      timeout=settings.sweep_timeout)
+                                      timeout=settings.sweep_timeout, head_start=settings.head_start)
         self.actions = ActionController(self)
         self.unknown_stages: set[str] = set()
         self.last_good_facts: dict[str, ProbeResult] | None = None  # from the last report taken before a reboot
