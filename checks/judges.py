@@ -798,7 +798,8 @@ def judge_gpu_workload(inp: JudgeInput) -> Judgement:
     if not fact.ok:
         return unknown(fact)
     outcome = fact.value
-    return Judgement(outcome.status, outcome.summary, list(outcome.evidence), outcome.remediation)
+    return Judgement(outcome.status, outcome.summary, list(outcome.evidence), outcome.remediation,
+                     getattr(outcome, "advice", None))
 
 
 JUDGES: dict[str, Callable[[JudgeInput], Judgement]] = {
