@@ -41,6 +41,20 @@ RUNBOOK_BY_HAND = [
     ["kubectl", "get", "pods", "-A"],
     ["kubectl", "describe", "node", "gpu-node-1"],
 ]
+# Talos >= 1.13 (the gpu-operator path): what its docs and the operator's have a user look at instead
+OPERATOR_BY_HAND = [
+    ["talosctl", "health", "--wait-timeout", "30s"],
+    ["talosctl", "get", "extensions"],
+    ["talosctl", "read", "/proc/modules"],
+    ["talosctl", "read", "/proc/driver/nvidia/version"],
+    ["talosctl", "service", "ext-nvidia-cdi-gen"],
+    ["talosctl", "ls", "/run/cdi"],
+    ["helm", "list", "-A"],
+    ["kubectl", "get", "clusterpolicy"],
+    ["kubectl", "get", "runtimeclass"],
+    ["kubectl", "get", "pods", "-n", "gpu-operator", "-o", "wide"],
+    ["kubectl", "describe", "node", "gpu-node-1"],
+]
 
 SHIM = """#!/bin/sh
 # bench/first_contact.py: a {name} that costs what a real one costs to start ({ms} ms)
@@ -68,9 +82,9 @@ def fresh_home(base: Path, index: int) -> dict[str, str]:
             "XDG_CONFIG_HOME": str(home / ".config")}
 
 
-def by_hand(env: dict[str, str]) -> float:
+def by_hand(env: dict[str, str], commands: list[list[str]] = RUNBOOK_BY_HAND) -> float:
     total = 0.0
-    for argv in RUNBOOK_BY_HAND:
+    for argv in commands:
         seconds, result = timed_run(argv, env)
         if result.returncode != 0:
             raise SystemExit(f"first_contact.py: {' '.join(argv)} failed: {result.stderr.strip()[-300:]}")
@@ -113,10 +127,14 @@ def main() -> int:
 
     lab_options: dict[str, object] = {"knobs": {"talosctl_latency_ms": args.talosctl_ms,
                                                 "api_latency_ms": args.api_ms}}
+    from lab.releases import get as release
+
+    operator_path = bool(args.talos_version) and release(args.talos_version).cdi
+    commands = OPERATOR_BY_HAND if operator_path else RUNBOOK_BY_HAND
     if args.talos_version:
         lab_options["talos_version"] = args.talos_version
     with tempfile.TemporaryDirectory(prefix="talos-gpu-first-contact-") as tmp, \
-            lab("healthy", **lab_options) as handle:
+            lab("operator-healthy" if operator_path else "healthy", **lab_options) as handle:
         base = Path(tmp)
         shims = base / "bin"
         shims.mkdir()
@@ -131,7 +149,7 @@ def main() -> int:
         warm_home = fresh_home(base, 0)
         check(env_with({**env, **warm_home}))  # leaves the names the warm rounds remember
         for index in range(1, args.rounds + 1):
-            hand.append(by_hand(env))
+            hand.append(by_hand(env, commands))
             first.append(check(env_with({**env, **fresh_home(base, index)})))
             warm.append(check(env_with({**env, **warm_home})))
 
@@ -140,13 +158,14 @@ def main() -> int:
         worker.start()
         try:
             for _ in range(max(3, args.rounds // 2)):
-                busy_hand.append(by_hand(env))
+                busy_hand.append(by_hand(env, commands))
                 busy_warm.append(check(env_with({**env, **warm_home})))
         finally:
             worker.terminate()
             worker.join()
 
-    suffix = f" ({args.talos_version})" if args.talos_version else ""
+    suffix = f" ({args.talos_version}, {'gpu-operator' if operator_path else 'device-plugin'} path)" \
+        if args.talos_version else ""
     print(f"model: talosctl/helm start {args.start_ms} ms + {args.talosctl_ms} ms per call, "
           f"{args.api_ms} ms per API request; {args.rounds} rounds")
     emit([

@@ -8,18 +8,20 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["first_contact.py", "startup.py", "sweep.py", "seed_vs_check.py", "scale.py", "idle.py", "responsiveness.py"]
+SCRIPTS = ["first_contact.py", "first_contact.py --talos-version v1.13.9", "tui_first_contact.py", "startup.py", "sweep.py", "seed_vs_check.py",
+           "scale.py", "idle.py", "responsiveness.py"]
 
 
 def main() -> int:
     rows: list[dict[str, object]] = []
-    for script in SCRIPTS:
+    for entry in SCRIPTS:
+        script, *options = entry.split()
         path = HERE / script
         if not path.exists():
             rows.append({"figure": script, "target": "-", "measured": "script missing", "pass": False})
             continue
-        print(f"== {script}", flush=True)
-        result = subprocess.run([sys.executable, str(path)], cwd=HERE, capture_output=True, text=True, timeout=1800)
+        print(f"== {entry}", flush=True)
+        result = subprocess.run([sys.executable, str(path), *options], cwd=HERE, capture_output=True, text=True, timeout=1800)
         for line in result.stdout.splitlines():
             if line.startswith("BENCH-JSON "):
                 rows.extend(json.loads(line.removeprefix("BENCH-JSON ")))

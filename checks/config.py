@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from checks.errors import UsageError, one_line, read_user_file, user_file_path
 from checks.redact import redact
-from checks.secrets import install_secrets_from
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+
+    from checks.redact import Redactor
 
 DEFAULT_TALOSCONFIG = "~/.talos/config"
 DEFAULT_KUBECONFIG = "~/.kube/config"
@@ -259,13 +260,17 @@ def resolve_kube(
     return KubeTarget(kubeconfig=user_file_path(path), context=name, server=server if isinstance(server, str) else None)
 
 
-def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) -> ApiClient:
+def load_kube_api_client(target: KubeTarget, *, redactor: Redactor | None, request_timeout: float = 5.0) -> ApiClient:
     """A Kubernetes `ApiClient` for the target that fails fast when the server is unreachable.
 
     Connection errors are retried at most once, and every request without its own
     `_request_timeout` gets `(request_timeout, request_timeout)` as (connect, read) timeouts.
     Any loader failure becomes a one-line, redacted UsageError (the loader's own messages can
     quote the file).
+
+    `redactor` learns the kubeconfig's secrets as the file is now, before the loader reads it (pass
+    `checks.redact.REDACTOR`, as `checks.target.build_target` does; None: nobody learns them, e.g. a
+    test's throw-away client). The caller says so: nothing here registers a secret behind its back.
     """
     import yaml
 
@@ -273,7 +278,10 @@ def load_kube_api_client(target: KubeTarget, *, request_timeout: float = 5.0) ->
 
     kube = kubernetes_client()
     kube_config = kube.config
-    install_secrets_from(target.kubeconfig, None)
+    if redactor is not None:
+        from checks.secrets import collect_secrets
+
+        redactor.add(collect_secrets(kubeconfig=target.kubeconfig, talosconfig=None))
     label = f"kubeconfig {target.kubeconfig}"
     configuration = kube.Configuration()
     configuration.retries = _connect_retries()

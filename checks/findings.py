@@ -302,6 +302,7 @@ class GpuCounts:
     failed_pci: tuple[str, ...] = ()  # GPUs the driver failed to initialise (dmesg)
     driver_loaded: bool | None = None  # None: not known
     xids: tuple[str, ...] = ()  # "Xid <n> on <uuid>" the plugin on this node logged
+    xid_lines: tuple[str, ...] = ()  # the logged lines themselves, in the same order
 
     @property
     def expected(self) -> int | None:
@@ -321,16 +322,17 @@ class GpuCounts:
         return self.expected is not None and count == self.expected
 
 
-_XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)")
+_XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)[^\n]*")
 
 
-def logged_xids(log: str) -> tuple[str, ...]:
-    """The plugin's ``XidCriticalError: Xid=<n> on Device=<uuid>`` lines as "Xid <n> on <uuid>"."""
-    out: list[str] = []
+def logged_xids(log: str) -> tuple[tuple[str, str], ...]:
+    """The plugin's ``XidCriticalError: Xid=<n> on Device=<uuid>; marking device as unhealthy.`` lines as
+    ("Xid <n> on <uuid>", the logged message)."""
+    out: list[tuple[str, str]] = []
     for match in _XID_RE.finditer(log or ""):
-        text = f"Xid {match.group('xid')} on {match.group('device')}"
-        if text not in out:
-            out.append(text)
+        pair = (f"Xid {match.group('xid')} on {match.group('device')}", match.group(0).strip())
+        if pair not in out:
+            out.append(pair)
     return tuple(out)
 
 
@@ -388,12 +390,13 @@ def gpu_counts(facts: dict[str, ProbeResult], profile: Profile) -> GpuCounts:
     if dmesg is not None and dmesg.ok and devices is not None:
         ids = {d.id for d in devices}
         failed = tuple(sorted(set(dmesg.value.failed_pci_ids) & ids))
+    xids = logged_xids(log or "")
     loaded = None if driver is None or (not driver.ok and not driver.missing) else driver.ok
     return GpuCounts(len(devices) if devices is not None else None, products, gpus, basis,
                      replicas,
                      sharing.strategy if sharing is not None else None,
                      sharing.mig_strategy if sharing is not None else "none", resource, advertised, mig, failed,
-                     loaded, logged_xids(log or ""))
+                     loaded, tuple(short for short, _line in xids), tuple(line for _short, line in xids))
 
 
 # ---- reading them back --------------------------------------------------------------------------

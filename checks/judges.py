@@ -7,6 +7,7 @@ remediation, a concrete command or file change.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,20 +60,33 @@ def unknown(fact: ProbeResult) -> Judgement:
     return Judgement(Status.UNKNOWN, f"could not check: {fact.error}", [f"{fact.source}: {fact.error}"])
 
 
+_TRAILING_UNKNOWN = re.compile(r"(?::\s*unknown\.?)+\s*$")
+
+
 def shorten(text: str, limit: int = 140, decisive: str | None = None) -> str:
     """``text`` in at most ``limit`` characters, shortened around the part that names the cause (``decisive``,
-    else the tail: Go-style errors wrap their cause last, "a: b: c: <cause>"), never by cutting it off."""
+    else the tail: Go-style errors wrap their cause last, "a: b: c: <cause>", and containerd adds a last
+    ": unknown" that names nothing), never by cutting it off; a decisive part too long to fit keeps its own
+    tail."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
     if decisive:
+        decisive = " ".join(decisive.split())
         at = text.find(decisive)
         if at < 0:
             decisive = None
     if not decisive:
-        tail_at = text.rfind(": ", 0, len(text) - 1)
-        tail = text[tail_at + 2:] if tail_at >= 0 else text[-(limit // 2):]
-        decisive, at = tail, len(text) - len(tail)
+        core = _TRAILING_UNKNOWN.sub("", text)
+        tail_at = core.rfind(": ", 0, len(core) - 1)
+        tail = core[tail_at + 2:] if tail_at >= 0 else core[-(limit // 2):]
+        decisive, at = tail, len(core) - len(tail)
+    if len(decisive) > limit - 2:
+        inner = _TRAILING_UNKNOWN.sub("", decisive)
+        inner_at = inner.rfind(": ", 0, len(inner) - 1)
+        if inner_at >= 0 and len(inner) - inner_at - 2 > 0:
+            at += inner_at + 2
+            decisive = inner[inner_at + 2:]
     keep = min(len(decisive), limit - 2)
     head_room = limit - keep - 1
     if at <= head_room:  # the decisive part fits after the start
@@ -369,6 +383,9 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
             decisive = decisive_nvrm(failures)
             if decisive is not None:
                 why = quote(decisive.line if len(decisive.line) < 140 else decisive.quote, 140, decisive.quote)
+                if decisive.signature.stage == "extensions":  # the cause is the choice of extension
+                    meaning = decisive.signature.meaning.rstrip(".")
+                    why += f" — {meaning[:1].lower()}{meaning[1:]}"
                 fix = remedies.for_signature(decisive.signature, inp.node, inp.profile, inp.talos_version)
                 evidence.append(f"talosctl dmesg: {shorten(decisive.line, 200, decisive.quote)}")
             else:
@@ -695,6 +712,9 @@ def _judge_device_plugin(inp: JudgeInput, finding: found.DevicePluginFinding | N
                              f"{GPU_RESOURCE} with the kubelet", remedies.pod_log(namespace, name)))
     if problems:
         summary, fix = problems[0]
+        if (fix.command or "").startswith("helm ") and not (meta.get("annotations") or {}).get(
+                "meta.helm.sh/release-name"):
+            fix = remedies.replace_unmanaged(fix, namespace, meta["name"])
         return judged(Status.FAIL, summary, evidence, fix)
     if not mine:
         where = f" on node {node_name}" if node_name else " yet"
@@ -765,9 +785,9 @@ def _judge_gpu_resources(inp: JudgeInput, counts: found.GpuCounts) -> Judgement:
                       Remedy(None, "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it "
                              "registers"))
     if capacity > allocatable:
-        xids = counts.xids
-        named = f"; the plugin logged {', '.join(xids[:3])}" if xids else ""
-        evidence.extend(f"pod log: {line}" for line in xids[:3])
+        xids = list(zip(counts.xids, counts.xid_lines, strict=True))
+        named = f"; the plugin logged {', '.join(short for short, _line in xids[:3])}" if xids else ""
+        evidence.extend(f"pod log: {shorten(line, 200)}" for _short, line in xids[:3])
         return judged(Status.FAIL, f"Node {name} has {capacity - allocatable} unhealthy {resource} (capacity "
                       f"{capacity}, allocatable {allocatable}){named}", evidence,
                       remedies.reboot(inp.node, "the device plugin never marks a device healthy again without a "

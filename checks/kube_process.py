@@ -291,15 +291,47 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class _ChildExitHandlers:
+    """(child) The exit handlers registered in the forked reader, run by the reader itself before `os._exit`.
+
+    The child inherits the parent's `atexit` handlers, which are the parent's to run (the demo's lab, the
+    parent's own temporary files), and it leaves with `os._exit`, which runs none. What the child itself
+    registers (the kubeconfig loader's temporary certificate files, `checks.errors`' private copies) is
+    collected here instead, by replacing the `atexit.register` the child's code calls, and run in `run`:
+    public `atexit` names only (the interpreter's `atexit._run_exitfuncs` and `_clear` are private)."""
+
+    def __init__(self) -> None:
+        self.handlers: list[tuple[Callable[..., object], tuple[object, ...], dict[str, object]]] = []
+
+    def install(self) -> None:
+        import atexit
+
+        atexit.register = self.register  # type: ignore[assignment]  # this process only: it ends with os._exit
+        atexit.unregister = self.unregister  # type: ignore[assignment]
+
+    def register(self, func: Callable[..., object], *args: object, **kwargs: object) -> Callable[..., object]:
+        self.handlers.append((func, args, kwargs))
+        return func
+
+    def unregister(self, func: Callable[..., object]) -> None:
+        self.handlers = [entry for entry in self.handlers if entry[0] != func]
+
+    def run(self) -> None:
+        """Last registered first, as the interpreter does; one that raises does not stop the others."""
+        while self.handlers:
+            func, args, kwargs = self.handlers.pop()
+            try:
+                func(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - the child is leaving: nothing to report it to
+                pass
+
+
 def _child(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None], nodename_fd: int,
            results_fd: int, started: float, probes: tuple[Probe, ...]) -> NoReturn:
-    import atexit
-
+    exit_handlers = _ChildExitHandlers()
     code = 0
     try:
-        clear = getattr(atexit, "_clear", None)
-        if clear is not None:
-            clear()  # the parent's exit handlers are the parent's
+        exit_handlers.install()  # before anything registers one (the kubernetes client is imported below)
         os.setpgid(0, 0)  # a group of its own: the parent ends it with whatever it started (an exec plugin)
         from checks.runner import GuardedPopen
 
@@ -328,9 +360,7 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
             from checks.runner import kill_tracked_groups
 
             kill_tracked_groups()  # a credential plugin still running (the sweep's time ran out)
-            run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-            if run_exit_handlers is not None:
-                run_exit_handlers()  # the kubeconfig loader's temporary files
+            exit_handlers.run()  # the kubeconfig loader's temporary files
         finally:
             os._exit(code)
 

@@ -108,9 +108,11 @@ class ProbeContext:
             return self._reader
 
     def _make_reader(self) -> KubeReader:
+        from checks import redact
         from checks.config import load_kube_api_client
 
-        client = load_kube_api_client(self.kube, request_timeout=self.kube_request_timeout)
+        # the process-wide redactor learns the kubeconfig's secrets as the loader is about to read them
+        client = load_kube_api_client(self.kube, redactor=redact.REDACTOR, request_timeout=self.kube_request_timeout)
         return KubeReader(client, request_timeout=min(self.kube_request_timeout, self.remaining()),
                           deadline=time.monotonic() + self.remaining())
 

@@ -232,6 +232,15 @@ def tolerate_taint(profile: Profile, taints: list[str]) -> Remedy:
                         f"tolerations: in {values} (e.g. key, operator: Exists, effect), then run this")
 
 
+def replace_unmanaged(fix: Remedy, namespace: str, daemonset: str) -> Remedy:
+    """``fix`` (the chart's install) for a device plugin DaemonSet that is not from Helm (the static manifest):
+    the chart's plugin replaces it, and the old one must go, or two plugins serve each node."""
+    delete = shlex.join(["kubectl", "-n", namespace, "delete", "ds", daemonset])
+    return Remedy(fix.command, f"{fix.advice}; DaemonSet {namespace}/{daemonset} is not from Helm (the static "
+                  f"manifest?): once the chart's plugin runs, remove it ({delete}) so that one device plugin runs "
+                  "per node")
+
+
 def describe_pod(namespace: str, pod: str, advice: str | None = None) -> Remedy:
     return Remedy(shlex.join(["kubectl", "-n", namespace, "describe", "pod", pod]), advice)
 

@@ -544,6 +544,8 @@ def _trim_around(line: str, start: int, end: int, limit: int = LINE_LIMIT) -> st
     # Recompute the span inside the stripped line (strip removed only leading/trailing blanks).
     width = limit - 2
     before = max(0, min(start - 20, len(line) - width))
+    if end > before + width:  # a long match: keep its end, where Go-style errors name the cause
+        before = max(0, min(end, len(line)) - width)
     window = line[before : before + width]
     prefix = "…" if before > 0 else ""
     suffix = "…" if before + width < len(line) else ""

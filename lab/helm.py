@@ -22,6 +22,7 @@ import yaml
 
 from lab import chart
 from lab import faults as lab_faults
+from lab import operator as gpu_operator
 from lab import state as lab_state
 from lab.goyaml import dump_helm
 
@@ -439,7 +440,9 @@ def _merge_user_values(base: dict[str, Any], override: dict[str, Any]) -> dict[s
     return result
 
 
-def _chart_version(ctx: Context, state: dict[str, Any], reference: str) -> str:
+def _chart_version(ctx: Context, state: dict[str, Any], reference: str) -> tuple[str, str]:
+    """(the chart's name, the version asked for or the newest): nvidia-device-plugin from any repository,
+    gpu-operator (versions with a leading v, as NVIDIA's repository names them)."""
     repo, _, chart_name = reference.partition("/")
     if not chart_name:
         raise HelmError(f"Error: repo {reference} not found" if "/" in reference else
@@ -447,16 +450,19 @@ def _chart_version(ctx: Context, state: dict[str, Any], reference: str) -> str:
     if not any(item["name"] == repo for item in state["helm"].get("repos", [])):
         raise HelmError(f"Error: repo {repo} not found")
     wanted = ctx.invocation.value("version")
-    if chart_name != chart.CHART_NAME:
+    known = {chart.CHART_NAME: ([v for v in chart.KNOWN_VERSIONS], chart.CHART_VERSION),
+             gpu_operator.CHART_NAME: (list(gpu_operator.KNOWN_VERSIONS), gpu_operator.CHART_VERSION)}
+    if chart_name not in known:
         raise HelmError(f'Error: chart "{chart_name}" matching {wanted or ""} not found in {repo} index. '
                         "(try 'helm repo update'): no chart name found")
+    versions, newest = known[chart_name]
     if wanted:
-        version = wanted.lstrip("v")
-        if version not in chart.KNOWN_VERSIONS:
+        version = next((v for v in versions if v.lstrip("v") == wanted.lstrip("v")), None)
+        if version is None:
             raise HelmError(f'Error: chart "{chart_name}" matching {wanted} not found in {repo} index. '
                             f"(try 'helm repo update'): no chart version found for {chart_name}-{wanted}")
-        return version
-    return chart.CHART_VERSION
+        return chart_name, version
+    return chart_name, newest
 
 
 def _namespace_exists(state: dict[str, Any], namespace: str) -> bool:
@@ -480,9 +486,20 @@ class _DryRun(Exception):
         self.existed, self.record, self.rendered = existed, record, rendered
 
 
+class _Printed(Exception):
+    """A dry run that stores nothing: its whole output."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("dry run")
+        self.text = text
+
+
 def cmd_upgrade(ctx: Context, *, install_only: bool = False) -> int:
     try:
         return _upgrade(ctx, install_only=install_only)
+    except _Printed as printed:
+        ctx.out.out(printed.text)
+        return 0
     except _DryRun as dry:
         name = dry.record["name"]
         if not install_only:
@@ -510,7 +527,7 @@ def _upgrade(ctx: Context, *, install_only: bool) -> int:
     namespace = ctx.namespace
     now = time.time()
     with lab_state.mutate(ctx.state_dir) as state:
-        version = _chart_version(ctx, state, reference)
+        chart_name, version = _chart_version(ctx, state, reference)
         existing = _release(state, release_name, namespace)
         if install_only and existing is not None:
             raise HelmError("Error: INSTALLATION FAILED: cannot re-use a name that is still in use")
@@ -528,6 +545,9 @@ def _upgrade(ctx: Context, *, install_only: bool) -> int:
                     namespace_object(namespace, now, _resource_version(state)))
             else:
                 raise HelmError(f'Error: {failure}: create: failed to create: namespaces "{namespace}" not found')
+        if chart_name == gpu_operator.CHART_NAME:
+            return _install_operator(ctx, state, existing, release_name, version, user_values, now,
+                                     install_only=install_only)
         try:
             rendered = chart.render_daemonset(release_name, namespace, user_values, created=now,
                                               resource_version=_resource_version(state), chart_version=version)
@@ -590,6 +610,46 @@ def _upgrade(ctx: Context, *, install_only: bool) -> int:
     return 0
 
 
+def _install_operator(ctx: Context, state: dict[str, Any], existing: dict[str, Any] | None, release_name: str,
+                      version: str, user_values: dict[str, Any], now: float, *, install_only: bool) -> int:
+    """The gpu-operator chart: its CRD (kept by a later uninstall, as Helm keeps a chart's crds/) and its
+    ClusterPolicy `cluster-policy`; the operator (lab/operator.py, run by the API server) does the rest."""
+    namespace = ctx.namespace
+    kube = state["kube"]
+    policies = kube.setdefault("clusterpolicies", [])
+    previous = next((p for p in policies if p["metadata"]["name"] == gpu_operator.CLUSTER_POLICY), None)
+    policy = gpu_operator.render_cluster_policy(release_name, namespace, user_values, chart_version=version,
+                                                created=now, resource_version=_resource_version(state))
+    if previous is not None:
+        policy["metadata"]["creationTimestamp"] = previous["metadata"]["creationTimestamp"]
+        if previous.get("spec") != policy["spec"]:
+            policy["metadata"]["generation"] = int(previous["metadata"].get("generation") or 1) + 1
+    record = {
+        "name": release_name, "namespace": namespace, "revision": (existing["revision"] + 1) if existing else 1,
+        "status": "deployed", "chart": f"{gpu_operator.CHART_NAME}-{version}", "app_version": version,
+        "updated": chart.helm_time(now), "values": user_values,
+    }
+    heading = "" if install_only else (f'Release "{release_name}" has been upgraded. Happy Helming!\n' if existing
+                                       else f'Release "{release_name}" does not exist. Installing it now.\n')
+    if ctx.invocation.flag("dry-run"):  # mutate writes nothing when this raises
+        record["status"] = "pending-upgrade" if existing else "pending-install"
+        manifest = {key: value for key, value in policy.items()}
+        manifest["metadata"] = {"name": policy["metadata"]["name"], "labels": policy["metadata"]["labels"]}
+        raise _Printed(heading + _status_block(record) + "HOOKS:\nMANIFEST:\n---\n"
+                       "# Source: gpu-operator/templates/clusterpolicy.yaml\n" + yaml.safe_dump(manifest, sort_keys=False))
+    crds = kube.setdefault("crds", [])
+    if gpu_operator.CRD not in crds:
+        crds.append(gpu_operator.CRD)
+    kube["clusterpolicies"] = [p for p in policies if p is not previous] + [policy]
+    releases = state["helm"].setdefault("releases", [])
+    if existing is not None:
+        releases[releases.index(existing)] = record
+    else:
+        releases.append(record)
+    ctx.out.out(heading + _status_block(record))
+    return 0
+
+
 def _duration(text: str) -> float:
     total = 0.0
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
@@ -613,11 +673,12 @@ def cmd_uninstall(ctx: Context) -> int:
             if release is None:
                 raise HelmError(f"Error: uninstall: Release not loaded: {name}: release: not found")
             state["helm"]["releases"].remove(release)
-            state["kube"]["daemonsets"] = [
-                item for item in state["kube"].get("daemonsets", [])
-                if item["metadata"].get("annotations", {}).get("meta.helm.sh/release-name") != name
-                or item["metadata"].get("annotations", {}).get("meta.helm.sh/release-namespace") != ctx.namespace
-            ]
+            for kind in ("daemonsets", "clusterpolicies"):  # the chart's objects (a CRD stays, as Helm keeps crds/)
+                state["kube"][kind] = [
+                    item for item in state["kube"].get(kind, [])
+                    if item["metadata"].get("annotations", {}).get("meta.helm.sh/release-name") != name
+                    or item["metadata"].get("annotations", {}).get("meta.helm.sh/release-namespace") != ctx.namespace
+                ]
         ctx.out.out(f'release "{name}" uninstalled\n')
     return 0
 

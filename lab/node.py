@@ -534,10 +534,15 @@ def kernel_log(talos: dict[str, Any], modules: list[str], toolkit_driver: str | 
         )
     if "nvidia_uvm" in modules:
         records.append(KernelLogRecord(14.733415, "kern", "info", "nvidia-uvm: Loaded the UVM driver, major device number 234."))
+    failures = {str(device).lower(): str(kind) for device, kind in (talos.get("gpu_failures") or {}).items()}
+    xids = {str(device).lower(): int(xid) for device, xid in (talos.get("xid_gpus") or {}).items()}
     for minor, device in enumerate(gpus):
         pci = str(device["id"]).lower()
         base = 18.3 + 4.0 * minor
-        if pci in broken:
+        if pci in broken and failures.get(pci) == OPEN_UNSUPPORTED:
+            records.extend(open_module_refusal_records(14.3 + 0.01 * minor + 0.002, pci,
+                                                       str(device.get("product_id", ""))))
+        elif pci in broken:
             records.extend(
                 [
                     KernelLogRecord(
@@ -567,6 +572,13 @@ def kernel_log(talos: dict[str, Any], modules: list[str], toolkit_driver: str | 
                     base + 0.4, "kern", "info", f"[drm] Initialized nvidia-drm 0.0.0 for {pci} on minor {minor + 1}"
                 )
             )
+    refused = sum(1 for device in gpus if failures.get(str(device["id"]).lower()) == OPEN_UNSUPPORTED
+                  and str(device["id"]).lower() in broken)
+    if refused:
+        records.append(KernelLogRecord(14.39, "kern", "err",
+                                       f"NVRM: The NVIDIA probe routine failed for {refused} device(s)."))
+    for pci, xid in sorted(xids.items()):
+        records.append(KernelLogRecord(86400.0 * 2 + 3721.518, "kern", "err", xid_record(pci, xid)))
     if toolkit_driver and toolkit_driver != driver:
         mismatch = [
             f"NVRM: API mismatch: the client has the version {toolkit_driver}, but",
@@ -576,6 +588,40 @@ def kernel_log(talos: dict[str, Any], modules: list[str], toolkit_driver: str | 
         ]
         records.extend(KernelLogRecord(41.207733, "kern", "err", line) for line in mismatch)
     return sorted(records, key=lambda record: record.offset_s)
+
+
+OPEN_UNSUPPORTED = "open-module-unsupported"
+"""``talos.gpu_failures[<pci>]``: the open kernel module refuses this (pre-Turing, no GSP) GPU."""
+
+
+def open_module_refusal_records(at: float, pci: str, product_id: str) -> list[KernelLogRecord]:
+    """The open nvidia.ko refusing a GPU without GSP, as the kernel logs it (the lines of
+    NVIDIA/open-gpu-kernel-modules#322 and #696, negativo17/nvidia-driver#158)."""
+    pci_id = f"10de:{product_id.lower().removeprefix('0x') or '1db5'}"
+    lines = [
+        f"NVRM: The NVIDIA GPU {pci} (PCI ID: {pci_id})",
+        "NVRM: installed in this system is not supported by open",
+        "NVRM: nvidia.ko because it does not include the required GPU",
+        "NVRM: System Processor (GSP).",
+        "NVRM: Please see the 'Open Linux Kernel Modules' and 'GSP",
+        "NVRM: Firmware' sections in the driver README, available on",
+        "NVRM: the Linux graphics driver download page at",
+        "NVRM: www.nvidia.com.",
+    ]
+    records = [KernelLogRecord(at + 0.000005 * index, "kern", "err" if index < 4 else "info", line)
+               for index, line in enumerate(lines)]
+    records.append(KernelLogRecord(at + 0.0001, "kern", "warning",
+                                   f"nvidia {pci}: probe with driver nvidia failed with error -1"))
+    return records
+
+
+def xid_record(pci: str, xid: int) -> str:
+    """A kernel Xid line (``NVRM: Xid (PCI:0000:07:00): 48, pid='<unknown>', name=<unknown>, …``, the format
+    of NVIDIA/gpu-operator#1146); 48 is the double bit ECC error of that report."""
+    bus = pci.rsplit(".", 1)[0]
+    text = {48: "An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at physAddr "
+                "0x7fffa8860 partition 7, subpartition 1."}.get(xid, "Graphics Exception")
+    return f"NVRM: Xid (PCI:{bus}): {xid}, pid='<unknown>', name=<unknown>, {text}"
 
 
 def raw_dmesg_line(record: KernelLogRecord) -> str:

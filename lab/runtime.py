@@ -60,10 +60,13 @@ class LabError(RuntimeError):
 TALOS_VERSION_VARIABLE = "TALOS_GPU_LAB_TALOS_VERSION"  # the Talos release a lab starts on when none is given
 
 
-def talos_version_from_environment(given: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """The release to run: ``given``, else $TALOS_GPU_LAB_TALOS_VERSION, else v1.11.5; ValueError when unknown."""
+def talos_version_from_environment(given: str | None = None, environ: Mapping[str, str] | None = None, *,
+                                   scenario: str | None = None) -> str:
+    """The release to run: ``given``, else $TALOS_GPU_LAB_TALOS_VERSION, else the scenario's own (v1.13.9 for
+    the GPU Operator scenarios, v1.11.5 for the others); ValueError when unknown."""
     environ = os.environ if environ is None else environ
-    version = given or environ.get(TALOS_VERSION_VARIABLE, "").strip() or releases.DEFAULT
+    default = scenarios.OPERATOR_DEFAULT_VERSION if scenario in scenarios.OPERATOR_SCENARIOS else releases.DEFAULT
+    version = given or environ.get(TALOS_VERSION_VARIABLE, "").strip() or default
     return releases.check_known(version)
 
 
@@ -210,7 +213,7 @@ def build_state(scenario: str, *, knobs: Mapping[str, Any] | None = None, faults
     """The initial state for `scenario` on `talos_version` (else $TALOS_GPU_LAB_TALOS_VERSION, else v1.11.5),
     with env knobs, then explicit knobs and faults applied."""
     state = scenarios.build(scenario, extra_nodes=extra_nodes,
-                            talos_version=talos_version_from_environment(talos_version))
+                            talos_version=talos_version_from_environment(talos_version, scenario=scenario))
     state.setdefault("knobs", {}).update(knobs_from_environment())
     state["knobs"].update(dict(knobs or {}))
     if faults:
@@ -274,9 +277,13 @@ class LabHandle:
 
     def reset(self, scenario: str, *, knobs: Mapping[str, Any] | None = None,
               faults: Mapping[str, Any] | None = None) -> None:
-        """Re-initialise state.json to `scenario` (the server picks it up on its next request)."""
+        """Re-initialise state.json to `scenario` (the server picks it up on its next request), on the lab's
+        Talos release; a GPU Operator scenario on a release before 1.13 runs on its own default (v1.13.9)."""
+        version = self.talos_version
+        if scenario in scenarios.OPERATOR_SCENARIOS and not releases.get(version).cdi:
+            version = scenarios.OPERATOR_DEFAULT_VERSION
         state = build_state(scenario, knobs=knobs, faults=faults, extra_nodes=self.extra_nodes,
-                            talos_version=self.talos_version)
+                            talos_version=version)
         write_infra_files(self.state_dir, state)
         lab_state.init(self.state_dir, state)
         self.scenario = scenario
@@ -327,7 +334,8 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 def start_lab(scenario: str = "fresh", *, state_dir: Path | None = None, knobs: dict | None = None,
               extra_nodes: int = 0, faults: dict | None = None, talos_version: str | None = None) -> LabHandle:
     """Build the scenario's state, write configs and wrappers, start the API server; return the handle."""
-    talos_version = talos_version_from_environment(talos_version)  # an unknown one: ValueError, nothing started
+    # an unknown one: ValueError, nothing started
+    talos_version = talos_version_from_environment(talos_version, scenario=scenario)
     owns = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="talos-gpu-lab-")) if state_dir is None else Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,9 @@ import uuid
 from typing import Any
 
 from lab import chart, releases, schematics
-from lab.node import BPF_SYSCTL, NO_CGROUPS_PATH
+from lab import operator as gpu_operator
+from lab.catalog import OPERATOR_DEFAULT_VERSION, OPERATOR_SCENARIOS, SCENARIOS
+from lab.node import BPF_SYSCTL, NO_CGROUPS_PATH, OPEN_UNSUPPORTED
 from lab.schematics import KMOD, TALOS_VERSION, TOOLKIT
 
 NODE_ADDRESS = "10.5.0.2"
@@ -23,38 +25,6 @@ CONTAINERD_VERSION = "containerd://2.1.5"
 PLUGIN_RELEASE = "nvidia-device-plugin"
 PLUGIN_NAMESPACE = "kube-system"
 NVDP_REPO = {"name": "nvdp", "url": "https://nvidia.github.io/k8s-device-plugin"}
-
-SCENARIOS: dict[str, str] = {
-    "fresh": "Talos v1.11.5 vanilla: no NVIDIA extension, patch, RuntimeClass or device plugin (the default)",
-    "healthy": "every stage passes: production extensions 570.172.08, both patches, RuntimeClass, device plugin 0.17.3",
-    "extensions-missing": "vanilla image (no NVIDIA extensions) but everything else configured",
-    "mixed-tracks": "kernel modules from the production track (570.172.08), container toolkit from lts (535.247.01)",
-    "driver-mismatch": "both production, but kernel modules 570.172.08 and container toolkit 570.158.01",
-    "modules-not-loaded": "extensions installed but the modules patch (modules + bpf sysctl) was never applied",
-    "bpf-sysctl-missing": "modules loaded but net.core.bpf_jit_harden left at the Talos default 2",
-    "runbook-patch-applied": "the runbook's step 4.1 (a machine.files create of /etc/nvidia-container-runtime/"
-                             "config.toml) was applied: every boot stops in writeUserFiles and the node reboots in a loop",
-    "runbook-patch-in-repo": "the seed's end state, but the infra repo holds the runbook's no-cgroups patch "
-                             "(never applied: it would stop the next boot)",
-    "runtimeclass-missing": "no RuntimeClass nvidia: the device plugin's pods are rejected",
-    "nfd-affinity": "device plugin installed without affinity: null: the chart's NFD node affinity leaves DESIRED 0",
-    "no-runtimeclassname": "device plugin values lack runtimeClassName: the plugin cannot find NVML",
-    "plugin-missing": "everything but the device plugin Helm release (the nvdp repo is added)",
-    "gpu-not-initialised": "one of the two H100 NVL fails RmInitAdapter: only 1 GPU usable",
-    "node-notready": "the kubelet reports NotReady",
-    "time-slicing": "healthy, the device plugin time-slices each GPU 4 ways (config map + config-manager sidecar): "
-                    "2 GPUs advertise 8 nvidia.com/gpu",
-    "time-slicing-renamed": "as time-slicing, with renameByDefault: the node advertises 8 nvidia.com/gpu.shared",
-    "nvswitch-no-fabricmanager": "an HGX-style board: NVSwitch bridges on the PCI bus, no nvidia-fabricmanager "
-                                 "extension",
-    "old-path-leftovers": "Talos 1.13 (GPU Operator path) with the extensions and modules right, but still the "
-                          "nvidia-device-plugin release and the hand-made RuntimeClass nvidia; no operator",
-    "operator-healthy": "Talos 1.13: every stage passes on the GPU Operator path (gpu-operator v26.3.1, "
-                        "ClusterPolicy ready, RuntimeClass nvidia owned by it)",
-}
-# Scenarios of the gpu-operator path: a Talos >= 1.13 node (v1.13.9 unless another 1.13+ release is given).
-OPERATOR_SCENARIOS = ("old-path-leftovers", "operator-healthy")
-OPERATOR_DEFAULT_VERSION = "v1.13.9"
 
 SEED_VALUES: dict[str, Any] = {
     "runtimeClassName": "nvidia",
@@ -342,6 +312,40 @@ def _healthy(now: float, talos_version: str = TALOS_VERSION) -> dict[str, Any]:
     }
 
 
+OPERATOR_NAMESPACE = "gpu-operator"
+OPERATOR_REPO = {"name": "nvidia", "url": "https://helm.ngc.nvidia.com/nvidia"}
+# the values FACTS.md gives for Talos 1.13 (the extensions bring the driver and the toolkit)
+# and, as the runbook's values do for the device plugin, the operands tolerate the control-plane taint
+OPERATOR_VALUES: dict[str, Any] = {
+    "driver": {"enabled": False}, "toolkit": {"enabled": False}, "hostPaths": {"driverInstallDir": "/usr/local"},
+    "daemonsets": {"tolerations": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+    ]},
+}
+
+
+def _with_operator(state: dict[str, Any], installed: float) -> None:
+    """The GPU Operator installed as FACTS.md says (namespace labelled privileged, chart v26.3.1, driver and
+    toolkit disabled): its release, its CRD and ClusterPolicy; the old path's release and RuntimeClass gone."""
+    _without_plugin(state)
+    kube = state["kube"]
+    kube["runtimeclasses"] = []
+    namespace = namespace_object(OPERATOR_NAMESPACE, installed - 60, 50)
+    namespace["metadata"]["labels"][gpu_operator.PRIVILEGED_LABEL] = "privileged"
+    kube["namespaces"].append(namespace)
+    kube["crds"] = [gpu_operator.CRD]
+    kube["clusterpolicies"] = [gpu_operator.render_cluster_policy(
+        OPERATOR_NAMESPACE, OPERATOR_NAMESPACE, OPERATOR_VALUES, chart_version=gpu_operator.CHART_VERSION,
+        created=installed, resource_version=51)]
+    state["helm"]["repos"] = [dict(OPERATOR_REPO)]
+    state["helm"]["releases"] = [{
+        "name": OPERATOR_NAMESPACE, "namespace": OPERATOR_NAMESPACE, "revision": 1, "status": "deployed",
+        "chart": f"{gpu_operator.CHART_NAME}-{gpu_operator.CHART_VERSION}", "app_version": gpu_operator.CHART_VERSION,
+        "updated": chart.helm_time(installed), "values": copy.deepcopy(OPERATOR_VALUES),
+    }]
+
+
 def _without_plugin(state: dict[str, Any]) -> None:
     state["kube"]["daemonsets"] = []
     state["helm"]["releases"] = []
@@ -423,12 +427,46 @@ def build(name: str, *, extra_nodes: int = 0, gpus_per_extra_node: int = 8, now:
         values["config"] = {"map": {"default": time_slicing_config(4, renamed=name == "time-slicing-renamed")},
                             "default": "default"}
         _reinstall_plugin(state, values)
+    elif name == "operator-healthy":
+        _with_operator(state, now - 3 * 86400)
     elif name == "nvswitch-no-fabricmanager":
         talos["pci_devices"] = copy.deepcopy(PCI_DEVICES) + copy.deepcopy(NVSWITCH_BRIDGES)
+    elif name == "taint-not-tolerated":
+        # the taint GPU node pools commonly carry (k8s-device-plugin#68, #1934); the seed's values replace the
+        # chart's nvidia.com/gpu toleration with the control-plane and CriticalAddonsOnly ones only
+        node = state["kube"]["nodes"][0]
+        node["spec"]["taints"].append({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
+    elif name == "open-module-unsupported-gpu":
+        talos["pci_devices"] = [dict(device) if device["id"] != "0000:8b:00.0" else dict(device, **V100_SXM2)
+                                for device in PCI_DEVICES]
+        talos["broken_gpus"] = ["0000:8b:00.0"]
+        talos["gpu_failures"] = {"0000:8b:00.0": OPEN_UNSUPPORTED}
+    elif name == "ebpf-hook-rejected":
+        config["sysctls"] = {BPF_SYSCTL: "2"}
+    elif name == "cni-not-initialised":
+        # the seed's CNI is Cilium: its agent runs on the node but is not ready, so no CNI config is written
+        state["faults"]["kubelet_not_ready"] = True
+        state["kube"]["nodes"] = [gpu_node_object(now, ready=False, resource_version=30, talos_version=talos_version)]
+        state["kube"]["daemonsets"].append(cilium_daemonset(talos["boot_time"]))
+    elif name == "xid-unhealthy":
+        talos["xid_gpus"] = {"0000:8b:00.0": 48}
+    elif name in ("multi-gpu-nodes-one-failing", "multi-gpu-nodes-this-failing"):
+        # the other GPU nodes live with the rest of the cluster (lab.state.STATIC_NODES_FILE)
+        state["static_nodes"] = [other_gpu_node(2, 2, now),
+                                 other_gpu_node(3, 0 if name.endswith("one-failing") else 2, now)]
+        if name == "multi-gpu-nodes-one-failing":
+            state["plugin_elsewhere"] = {"gpu-node-2": "healthy", "gpu-node-3": "driver-not-loaded"}
+        else:
+            state["plugin_elsewhere"] = {"gpu-node-2": "healthy", "gpu-node-3": "healthy"}
+            config.update(kernel_modules=[], sysctls={})
+    elif name in ("static-manifest", "static-manifest-adapted"):
+        state["helm"]["releases"] = []
+        state["kube"]["daemonsets"] = [static_manifest_daemonset(talos["boot_time"],
+                                                                 adapted=name == "static-manifest-adapted")]
     # The rest of the cluster never changes: it lives in its own file (lab.state.STATIC_NODES_FILE),
     # read only by the API server, so that talosctl and helm do not parse 1,000 Node objects per call.
-    state["static_nodes"] = [worker_node_object(index, gpus_per_extra_node, now, 100 + index)
-                             for index in range(1, extra_nodes + 1)]
+    state["static_nodes"] = list(state.get("static_nodes") or []) + [
+        worker_node_object(index, gpus_per_extra_node, now, 100 + index) for index in range(1, extra_nodes + 1)]
     return state
 
 
@@ -455,3 +493,108 @@ NVSWITCH_BRIDGES: list[dict[str, str]] = [
     }
     for bus in ("c5", "c6", "c7", "c8")
 ]
+
+
+# A Volta GPU has no GSP: the open kernel module refuses it (its PCI ID and the refusal in
+# NVIDIA/open-gpu-kernel-modules#322: "The NVIDIA GPU 0000:af:00.0 (PCI ID: 10de:1db5)").
+V100_SXM2: dict[str, str] = {"product": "GV100GL [Tesla V100 SXM2 32GB]", "product_id": "0x1db5"}
+
+
+def other_gpu_node(index: int, gpus: int, now: float) -> dict[str, Any]:
+    """Another GPU worker (``gpu-node-<index>``) of the cluster: a Node object only (its device plugin pod
+    comes from the DaemonSet controller when ``state.plugin_elsewhere`` names it)."""
+    node = worker_node_object(index, gpus, now, 60 + index)
+    name = f"gpu-node-{index}"
+    node["metadata"].update(name=name, uid=_stable_uid("node", name))
+    node["metadata"]["labels"]["kubernetes.io/hostname"] = name
+    node["status"]["addresses"] = [{"type": "InternalIP", "address": f"10.5.0.{index + 1}"},
+                                   {"type": "Hostname", "address": name}]
+    if gpus == 0:
+        for key in ("capacity", "allocatable"):
+            node["status"][key].pop("nvidia.com/gpu", None)
+    node["status"]["nodeInfo"]["bootID"] = _stable_uid("boot", name)
+    return node
+
+
+STATIC_MANIFEST_IMAGE = f"nvcr.io/nvidia/k8s-device-plugin:v{chart.CHART_VERSION}"
+
+
+def static_manifest_daemonset(created: float, *, adapted: bool = False) -> dict[str, Any]:
+    """NVIDIA/k8s-device-plugin deployments/static/nvidia-device-plugin.yml as the API returns it: the label
+    name=nvidia-device-plugin-ds only on the selector and the pod template (FACTS.md), toleration
+    nvidia.com/gpu, FAIL_ON_INIT_ERROR false; ``adapted``: plus what the seed's Talos node needs
+    (runtimeClassName nvidia, the control-plane toleration)."""
+    name = "nvidia-device-plugin-daemonset"
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    adaptations: dict[str, Any] = {}
+    if adapted:
+        tolerations.append({"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
+                            "effect": "NoSchedule"})
+        adaptations["runtimeClassName"] = "nvidia"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": name,
+            "namespace": PLUGIN_NAMESPACE,
+            "uid": _stable_uid("daemonset", PLUGIN_NAMESPACE, name),
+            "resourceVersion": "40",
+            "generation": 1,
+            "creationTimestamp": _timestamp(created),
+            "annotations": {"deprecated.daemonset.template.generation": "1"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"name": "nvidia-device-plugin-ds"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+            "revisionHistoryLimit": 10,
+            "template": {
+                "metadata": {"labels": {"name": "nvidia-device-plugin-ds"}},
+                "spec": {
+                    **adaptations,
+                    "tolerations": tolerations,
+                    "priorityClassName": "system-node-critical",
+                    "containers": [{
+                        "image": STATIC_MANIFEST_IMAGE,
+                        "name": "nvidia-device-plugin-ctr",
+                        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                    }],
+                    "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}],
+                },
+            },
+        },
+        "status": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                   "numberReady": 0},
+    }
+
+
+def cilium_daemonset(created: float) -> dict[str, Any]:
+    """The CNI's DaemonSet (Cilium's agent, the seed's CNI) as the API returns it: the fields the lab uses."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": "cilium", "namespace": PLUGIN_NAMESPACE, "uid": _stable_uid("daemonset", PLUGIN_NAMESPACE, "cilium"),
+            "resourceVersion": "20", "generation": 1, "creationTimestamp": _timestamp(created),
+            "labels": {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                       "app.kubernetes.io/part-of": "cilium"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": "cilium"}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 2, "maxSurge": 0}},
+            "template": {
+                "metadata": {"labels": {"k8s-app": "cilium", "app.kubernetes.io/name": "cilium-agent",
+                                        "app.kubernetes.io/part-of": "cilium"}},
+                "spec": {
+                    "hostNetwork": True,
+                    "priorityClassName": "system-node-critical",
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.3",
+                                    "command": ["cilium-agent"], "args": ["--config-dir=/tmp/cilium/config-map"]}],
+                },
+            },
+        },
+        "status": {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                   "numberReady": 0},
+    }

@@ -24,10 +24,23 @@ from pathlib import Path
 from typing import Any
 
 from lab import faults as lab_faults
+from lab import jsonpatch, releases, schematics
 from lab import node as lab_node
-from lab import releases, schematics
 from lab import state as lab_state
-from lab.goyaml import Raw, dump_talos
+from lab.machineconfig import (
+    CommandError,
+    config_document,
+    config_from_document,
+    display_document,
+    strategic_merge,
+)
+from lab.talos_resources import (
+    NodeContext,
+    node_context,
+    render_resources,
+    resolve_resource_type,
+    tabwrite,
+)
 
 CLIENT_VERSION = "v1.11.5"  # the default release; a lab started on another one records its own (client_version)
 CLIENT_SHA = "6e0ff4a2"  # lab placeholder, not the real build's commit
@@ -38,15 +51,6 @@ LAB_HEALTH_WAIT_CAP_S = 3.0
 HEALTH_POLL_S = 1.0
 UPGRADE_POLL_S = 0.1
 VALID_PATCH_MODES = ("auto", "no-reboot", "reboot", "staged", "try")
-
-
-class CommandError(Exception):
-    """A failure printed on stderr as-is, with an exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
 
 
 # --- command line ------------------------------------------------------------------------------------
@@ -366,278 +370,7 @@ def version_skew_warning(view: lab_node.NodeView, node: str, client: str = CLIEN
     return None
 
 
-# --- resources ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Resource:
-    namespace: str
-    type: str
-    id: str
-    owner: str
-    created: float
-    spec: Any  # a mapping; the machine config's is its raw YAML text, as Talos presents it
-    columns: list[tuple[str, str]]
-    version: int = 1
-
-
-@dataclass
-class NodeContext:
-    state: dict[str, Any]
-    talos: dict[str, Any]
-    view: lab_node.NodeView
-    now: float
-
-
-def _extensions(ctx: NodeContext) -> list[Resource]:
-    resources = []
-    for entry in ctx.view.extensions:
-        metadata: dict[str, Any] = {
-            "name": entry["name"],
-            "version": entry["version"],
-            "author": entry["author"],
-            "description": entry["description"],
-        }
-        if entry.get("compatibility"):
-            metadata["compatibility"] = entry["compatibility"]
-        resources.append(
-            Resource("runtime", "ExtensionStatuses.runtime.talos.dev", entry["id"], "runtime.ExtensionStatusController",
-                     ctx.talos["boot_time"], {"image": entry["image"], "metadata": metadata},
-                     [("NAME", entry["name"]), ("VERSION", entry["version"])])
-        )
-    return resources
-
-
-def _loaded_modules(ctx: NodeContext) -> list[Resource]:
-    sizes = {name: (size, address) for name, size, address in lab_node.BASE_MODULES}
-    sizes.update(lab_node.NVIDIA_MODULE_INFO)
-    users: dict[str, list[str]] = {}
-    for module, dependencies in lab_node.MODULE_DEPENDENCIES.items():
-        if module in ctx.view.modules_loaded:
-            for dependency in dependencies:
-                users.setdefault(dependency, []).append(module)
-    resources = []
-    for module in sorted(ctx.view.modules_loaded):
-        size, address = sizes[module]
-        spec = {
-            "name": module,
-            "size": size,
-            "referenceCount": len(users.get(module, [])),
-            "dependencies": sorted(users.get(module, [])),
-            "state": "Live",
-            "address": address,
-        }
-        resources.append(Resource("runtime", "LoadedKernelModules.runtime.talos.dev", module,
-                                  "runtime.KernelModuleStatusController", ctx.talos["boot_time"], spec,
-                                  [("STATE", "Live")]))
-    return resources
-
-
-def _module_specs(ctx: NodeContext) -> list[Resource]:
-    modules = (ctx.talos.get("config") or {}).get("kernel_modules") or []
-    return [
-        Resource("runtime", "KernelModuleSpecs.runtime.talos.dev", module, "runtime.KernelModuleConfigController",
-                 ctx.talos["boot_time"], {"name": module}, [])
-        for module in sorted(set(modules))
-    ]
-
-
-def _machine_status(ctx: NodeContext) -> list[Resource]:
-    view = ctx.view
-    unmet = []
-    if view.boot_stuck:
-        unmet.append({"name": "services", "reason": "some services are not running: cri, etcd, kubelet, trustd"})
-    if not view.machine_ready:
-        hostname = ctx.talos["hostname"]
-        unmet.append({"name": "nodeReady", "reason": f'node "{hostname}" is not ready'})
-    spec = {"stage": view.machine_stage, "status": {"ready": view.machine_ready, "unmetConditions": unmet}}
-    return [Resource("runtime", "MachineStatuses.runtime.talos.dev", "machine", "runtime.MachineStatusController",
-                     ctx.talos["boot_time"], spec,
-                     [("STAGE", view.machine_stage), ("READY", "true" if view.machine_ready else "false")], version=5)]
-
-
-def _pci_devices(ctx: NodeContext) -> list[Resource]:
-    resources = []
-    for device in sorted(ctx.talos.get("pci_devices") or [], key=lambda item: item["id"]):
-        spec = {key: device.get(key, "") for key in
-                ("class", "subclass", "vendor", "product", "class_id", "subclass_id", "vendor_id", "product_id", "driver")}
-        if not spec["driver"]:
-            del spec["driver"]
-        resources.append(Resource("hardware", "PCIDevices.hardware.talos.dev", device["id"],
-                                  "hardware.PCIDevicesController", ctx.talos["boot_time"], spec,
-                                  [("CLASS", device.get("class", "")), ("SUBCLASS", device.get("subclass", "")),
-                                   ("VENDOR", device.get("vendor", "")), ("PRODUCT", device.get("product", ""))]))
-    return resources
-
-
-def _nodename(ctx: NodeContext) -> list[Resource]:
-    hostname = ctx.talos["hostname"]
-    spec = {"nodename": hostname, "hostnameVersion": "1", "skipNodeRegistration": False}
-    return [Resource("k8s", "Nodenames.kubernetes.talos.dev", "nodename", "k8s.NodenameController",
-                     ctx.talos["boot_time"], spec, [("NODENAME", hostname)])]
-
-
-def _version(ctx: NodeContext) -> list[Resource]:
-    version = ctx.view.talos_version
-    return [Resource("runtime", "Versions.runtime.talos.dev", "version", "runtime.VersionController",
-                     ctx.talos["boot_time"], {"version": version}, [("VERSION", version)])]
-
-
-def _members(ctx: NodeContext) -> list[Resource]:
-    talos = ctx.talos
-    os_name = f"Talos ({ctx.view.talos_version})"
-    spec = {
-        "nodeId": "6Ze5yu0Qb6GOBdm7Zb3wlrXqLVHsNNDbO5BzbB4jaCrB",
-        "addresses": [talos["node"]],
-        "hostname": talos["hostname"],
-        "machineType": "controlplane",
-        "operatingSystem": os_name,
-    }
-    return [Resource("cluster", "Members.cluster.talos.dev", talos["hostname"], "cluster.MemberController",
-                     talos["boot_time"], spec,
-                     [("HOSTNAME", talos["hostname"]), ("MACHINE TYPE", "controlplane"), ("OS", os_name),
-                      ("ADDRESSES", json.dumps([talos["node"]]))])]
-
-
-ResourceBuilder = Callable[[NodeContext], list[Resource]]
-RESOURCE_TYPES: dict[str, tuple[tuple[str, ...], ResourceBuilder | None]] = {
-    "ExtensionStatuses.runtime.talos.dev": (("extensions", "extension", "extensionstatus", "extensionstatuses"),
-                                            _extensions),
-    "LoadedKernelModules.runtime.talos.dev": (("modules", "module", "loadedkernelmodule", "loadedkernelmodules"),
-                                              _loaded_modules),
-    "KernelModuleSpecs.runtime.talos.dev": (("kernelmodulespec", "kernelmodulespecs", "kmodspec", "kmodspecs"),
-                                            _module_specs),
-    "MachineStatuses.runtime.talos.dev": (("machinestatus", "machinestatuses"), _machine_status),
-    "PCIDevices.hardware.talos.dev": (("pcidevice", "pcidevices"), _pci_devices),
-    "Nodenames.kubernetes.talos.dev": (("nodename", "nodenames"), _nodename),
-    "Versions.runtime.talos.dev": (("version", "versions"), _version),
-    "Members.cluster.talos.dev": (("member", "members"), _members),
-    "MachineConfigs.config.talos.dev": (("machineconfig", "machineconfigs", "mc"),
-                                        lambda ctx: _machine_config(ctx)),
-}
-
-
-def resolve_resource_type(name: str) -> tuple[str, ResourceBuilder | None] | None:
-    lowered = name.lower()
-    for full, (aliases, builder) in RESOURCE_TYPES.items():
-        if lowered == full.lower() or lowered in aliases:
-            return full, builder
-    return None
-
-
-def tabwrite(rows: list[list[str]], padding: int = 3) -> str:
-    """Go tabwriter output (minwidth 0, padding 3, spaces): every column but the last is padded."""
-    if not rows:
-        return ""
-    columns = max(len(row) for row in rows)
-    widths = [0] * columns
-    for row in rows:
-        for index, cell in enumerate(row[:-1]):
-            widths[index] = max(widths[index], len(cell))
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(widths[index] + padding) for index, cell in enumerate(row[:-1])]
-        lines.append("".join(cells) + (row[-1] if row else ""))
-    return "\n".join(lines) + "\n"
-
-
-def _short_type(full: str) -> str:
-    plural = full.split(".", 1)[0]
-    if plural.endswith("ses"):
-        return plural[:-2]
-    if plural.endswith("s"):
-        return plural[:-1]
-    return plural
-
-
-def resource_document(resource: Resource) -> dict[str, Any]:
-    stamp = lab_node.rfc3339(resource.created)
-    return {
-        "metadata": {
-            "namespace": resource.namespace,
-            "type": resource.type,
-            "id": resource.id,
-            "version": resource.version,
-            "owner": resource.owner,
-            "phase": "running",
-            "created": Raw(stamp),
-            "updated": Raw(stamp),
-        },
-        "spec": resource.spec,
-    }
-
-
-def go_json(value: Any) -> str:
-    """``json.Encoder`` with ``SetIndent("", "    ")``: sorted keys, HTML characters escaped."""
-    text = json.dumps(value, indent=4, sort_keys=True, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + "\n"
-
-
-def _jsonpath(document: Any, expression: str) -> str:
-    inner = expression.strip()
-    if inner.startswith("{") and inner.endswith("}"):
-        inner = inner[1:-1]
-    value = document
-    for part in [piece for piece in inner.split(".") if piece]:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
-            return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, separators=(",", ":"))
-
-
-def render_resources(resources: list[Resource], node: str, output: str, type_name: str) -> str:
-    if output in ("", "table"):
-        rows = [["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"] + [header for header, _ in
-                                                                   (resources[0].columns if resources else [])]]
-        if not resources:
-            rows = [["NODE", "NAMESPACE", "TYPE", "ID", "VERSION"] + _empty_columns(type_name)]
-        for resource in resources:
-            rows.append([node, resource.namespace, _short_type(resource.type), resource.id, str(resource.version)]
-                        + [value for _, value in resource.columns])
-        return tabwrite(rows)
-    if output == "yaml":
-        documents = []
-        for resource in resources:
-            documents.append(f"node: {node}\n" + dump_talos(resource_document(resource)))
-        return "---\n".join(documents)
-    if output == "json":
-        parts = []
-        for resource in resources:
-            document = json.loads(json.dumps(resource_document(resource)))
-            document["node"] = node
-            parts.append(go_json(document))
-        return "".join(parts)
-    if output.startswith("jsonpath="):
-        lines = []
-        for resource in resources:
-            document = json.loads(json.dumps(resource_document(resource)))
-            document["node"] = node
-            lines.append(_jsonpath(document, output[len("jsonpath="):]))
-        return "".join(line + "\n" for line in lines)
-    raise CommandError(f'output format "{output}" is not supported')
-
-
-def _empty_columns(type_name: str) -> list[str]:
-    headers = {
-        "ExtensionStatuses.runtime.talos.dev": ["NAME", "VERSION"],
-        "LoadedKernelModules.runtime.talos.dev": ["STATE"],
-        "MachineStatuses.runtime.talos.dev": ["STAGE", "READY"],
-        "PCIDevices.hardware.talos.dev": ["CLASS", "SUBCLASS", "VENDOR", "PRODUCT"],
-        "Nodenames.kubernetes.talos.dev": ["NODENAME"],
-        "Versions.runtime.talos.dev": ["VERSION"],
-        "Members.cluster.talos.dev": ["HOSTNAME", "MACHINE TYPE", "OS", "ADDRESSES"],
-    }
-    return headers.get(type_name, [])
-
-
 # --- the node as seen by one command --------------------------------------------------------------------
-
-
-def node_context(state: dict[str, Any], now: float) -> NodeContext:
-    return NodeContext(state, lab_node.effective_talos(state, now), lab_node.node_view(state, now), now)
 
 
 def _read_state(session: Session) -> dict[str, Any]:
@@ -774,51 +507,6 @@ def cmd_dmesg(invocation: Invocation, session: Session, out: lab_faults.Output) 
 
 
 # the machine config (its secrets are lab markers: whoever reads it must keep them off every screen) -----
-
-MACHINE_SECRETS = {
-    "token": "lab-SECRET-machine-token-5b7c9d",
-    "ca_key": "LS0tLS1CRUdJTiBFRDI1NTE5IFBSSVZBVEUgS0VZLS0tLS0Klab-SECRET-machine-ca-key",
-    "cluster_secret": "lab-SECRET-cluster-secret-a1b2c3d4e5f6",
-    "bootstrap_token": "lab-SECRET-bootstrap-token-q9w8e7",
-    "aescbc": "lab-SECRET-aescbc-encryption-secret-0011",
-}
-
-
-def full_config_text(ctx: NodeContext) -> str:
-    """The node's whole machine config as `get mc` shows it: the fields the lab models, plus the
-    cluster's keys and tokens (lab SECRET markers)."""
-    document = config_document(ctx.talos.get("config") or {})
-    machine = document["machine"]
-    full: dict[str, Any] = {
-        "version": "v1alpha1",
-        "debug": False,
-        "persist": True,
-        "machine": {
-            "type": "controlplane",
-            "token": MACHINE_SECRETS["token"],
-            "ca": {"crt": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", "key": MACHINE_SECRETS["ca_key"]},
-            "kubelet": {"image": "ghcr.io/siderolabs/kubelet:v1.34.1", "defaultRuntimeSeccompProfileEnabled": True},
-            "install": {"disk": "/dev/nvme0n1", "image": f"factory.talos.dev/installer/{ctx.talos.get('schematic')}:"
-                                                          f"{ctx.view.talos_version}", "wipe": False},
-            **machine,
-        },
-        "cluster": {
-            "id": "Tk7hVb1nE0o0c6Q2mXr0yP1z7a9cGvYk3qN5sLwU8fE=",
-            "secret": MACHINE_SECRETS["cluster_secret"],
-            "controlPlane": {"endpoint": f"https://{ctx.talos['node']}:6443"},
-            "clusterName": "lab",
-            "token": MACHINE_SECRETS["bootstrap_token"],
-            "secretboxEncryptionSecret": MACHINE_SECRETS["aescbc"],
-        },
-    }
-    for entry in full["machine"].get("files", []):
-        entry["permissions"] = Raw(f"0o{entry['permissions']:o}")
-    return dump_talos(full)
-
-
-def _machine_config(ctx: NodeContext) -> list[Resource]:
-    return [Resource("config", "MachineConfigs.config.talos.dev", "v1alpha1", "", ctx.talos["boot_time"],
-                     full_config_text(ctx), [], version=3)]
 
 
 # ls / services / logs ---------------------------------------------------------------------------------
@@ -1075,148 +763,16 @@ def cmd_health(invocation: Invocation, session: Session, out: lab_faults.Output)
 # patch ----------------------------------------------------------------------------------------------------
 
 
-def config_document(config: dict[str, Any]) -> dict[str, Any]:
-    """The modelled machine-config fields, laid out as the v1alpha1 document."""
-    machine: dict[str, Any] = {}
-    if config.get("kernel_modules"):
-        machine["kernel"] = {"modules": [{"name": name} for name in config["kernel_modules"]]}
-    if config.get("sysctls"):
-        machine["sysctls"] = dict(config["sysctls"])
-    if config.get("files"):
-        machine["files"] = [
-            {"content": entry.get("content", ""), "permissions": int(entry.get("permissions", 0o644)),
-             "path": entry.get("path", ""), "op": entry.get("op", "create")}
-            for entry in config["files"]
-        ]
-    return {"version": "v1alpha1", "machine": machine}
-
-
-def _display_document(config: dict[str, Any]) -> str:
-    document = config_document(config)
-    for entry in document["machine"].get("files", []):
-        entry["permissions"] = Raw(f"0o{entry['permissions']:o}")
-    return dump_talos(document)
-
-
-def _permissions(value: Any) -> int:
-    if isinstance(value, bool):
-        raise CommandError(f"invalid file permissions: {value!r}")
-    if isinstance(value, int):
-        return value
-    text = str(value).strip().lower()
-    try:
-        if text.startswith("0o"):
-            return int(text[2:], 8)
-        if text.startswith("0") and len(text) > 1:
-            return int(text, 8)
-        return int(text)
-    except ValueError as error:
-        raise CommandError(f"invalid file permissions: {value!r}") from error
-
-
-def config_from_document(document: dict[str, Any]) -> dict[str, Any]:
-    machine = document.get("machine") or {}
-    modules: list[str] = []
-    for entry in ((machine.get("kernel") or {}).get("modules")) or []:
-        if not isinstance(entry, dict) or not entry.get("name"):
-            raise CommandError("rpc error: code = InvalidArgument desc = configuration validation failed: "
-                               "1 error occurred:\n\t* kernel module name is required\n")
-        if entry["name"] not in modules:
-            modules.append(str(entry["name"]))
-    sysctls = {str(key): str(value).lower() if isinstance(value, bool) else str(value)
-               for key, value in (machine.get("sysctls") or {}).items()}
-    files = []
-    for entry in machine.get("files") or []:
-        if not isinstance(entry, dict) or not entry.get("path"):
-            raise CommandError("rpc error: code = InvalidArgument desc = configuration validation failed: "
-                               "1 error occurred:\n\t* file path is required\n")
-        op = str(entry.get("op", ""))
-        if op not in ("create", "append", "overwrite"):
-            raise CommandError("rpc error: code = InvalidArgument desc = configuration validation failed: "
-                               f'1 error occurred:\n\t* unknown machine file operation "{op}"\n')
-        files.append({"path": str(entry["path"]), "op": op, "content": str(entry.get("content", "")),
-                      "permissions": _permissions(entry.get("permissions", 0o644))})
-    return {"kernel_modules": modules, "sysctls": sysctls, "files": files}
-
-
-def strategic_merge(base: Any, patch: Any, path: str = "") -> Any:
-    """Talos-style merge of a partial config into the document (lists append, keyed lists merge)."""
-    if not isinstance(patch, dict) or not isinstance(base, dict):
-        return copy.deepcopy(patch)
-    if patch.get("$patch") == "delete":
-        return None
-    result = copy.deepcopy(base)
-    for key, value in patch.items():
-        child = f"{path}.{key}" if path else key
-        if isinstance(value, dict) and value.get("$patch") == "delete":
-            result.pop(key, None)
-        elif isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = strategic_merge(result[key], value, child)
-        elif isinstance(value, list) and isinstance(result.get(key), list):
-            result[key] = _merge_list(result[key], value, child)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
-
-
-def _merge_list(current: list[Any], additions: list[Any], path: str) -> list[Any]:
-    merged = copy.deepcopy(current)
-    identity = {"machine.kernel.modules": "name", "machine.files": "path"}.get(path)
-    for item in additions:
-        if identity and isinstance(item, dict) and item.get(identity) is not None:
-            for index, existing in enumerate(merged):
-                if isinstance(existing, dict) and existing.get(identity) == item[identity]:
-                    merged[index] = strategic_merge(existing, item, path)
-                    break
-            else:
-                merged.append(copy.deepcopy(item))
-        elif item not in merged:
-            merged.append(copy.deepcopy(item))
-    return merged
-
-
-def _pointer(path: str) -> list[str]:
-    if not path.startswith("/"):
-        raise CommandError(f"invalid JSON patch path {path!r}")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
 def json_patch(document: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
-    result = copy.deepcopy(document)
-    for operation in operations:
-        if not isinstance(operation, dict) or "op" not in operation or "path" not in operation:
-            raise CommandError("invalid JSON patch operation")
-        parts = _pointer(str(operation["path"]))
-        parent: Any = result
-        for part in parts[:-1]:
-            if isinstance(parent, list):
-                parent = parent[int(part)]
-            else:
-                parent = parent.setdefault(part, {})
-        last = parts[-1]
-        kind = operation["op"]
-        if kind in ("add", "replace"):
-            value = copy.deepcopy(operation.get("value"))
-            if isinstance(parent, list):
-                if last == "-":
-                    parent.append(value)
-                elif kind == "add":
-                    parent.insert(int(last), value)
-                else:
-                    parent[int(last)] = value
-            else:
-                parent[last] = value
-        elif kind == "remove":
-            try:
-                if isinstance(parent, list):
-                    parent.pop(int(last))
-                else:
-                    del parent[last]
-            except (KeyError, IndexError, ValueError) as error:
-                raise CommandError(f"error applying JSON patch: missing path {operation['path']}") from error
-        else:
-            raise CommandError(f"unsupported JSON patch operation {kind!r}")
-    return result
+    """`talosctl patch mc` with a JSON patch (lab/jsonpatch.py), its errors in talosctl's words."""
+    try:
+        return jsonpatch.apply(document, operations)
+    except jsonpatch.PatchError as error:
+        raise CommandError({
+            "invalid-path": f"invalid JSON patch path {error.path!r}",
+            "invalid-operation": "invalid JSON patch operation",
+            "unsupported": f"unsupported JSON patch operation {error.op!r}",
+        }.get(error.kind, f"error applying JSON patch: missing path {error.path}")) from None
 
 
 def _load_patches(invocation: Invocation) -> list[Any]:
@@ -1302,8 +858,8 @@ def cmd_patch(invocation: Invocation, session: Session, out: lab_faults.Output) 
             import difflib
 
             diff = "".join(difflib.unified_diff(
-                _display_document(base_config).splitlines(keepends=True),
-                _display_document(new_config).splitlines(keepends=True),
+                display_document(base_config).splitlines(keepends=True),
+                display_document(new_config).splitlines(keepends=True),
                 fromfile="a", tofile="b",
             ))
             out.err(f"Dry run summary:\n{details} (skipped in dry-run).\nConfig diff:\n\n{diff or 'No changes.'}\n")

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from checks.stages import STAGE_IDS
+from lab.scenarios import OPERATOR_SCENARIOS
+from lab.scenarios import SCENARIOS as LAB_SCENARIOS
 from tests.paths import REPO
 
 # scenario -> (root-cause stage or None, words the root cause's summary must quote, statuses to expect)
@@ -36,6 +38,18 @@ SCENARIOS: dict[str, tuple[str | None, tuple[str, ...], dict[str, str]]] = {
     "gpu-not-initialised": ("kernel-modules", ("RmInitAdapter", "0000:8b:00.0"),
                             {"device-plugin": "pass", "gpu-resources": "blocked"}),
     "node-notready": ("cluster", ("NotReady",), {"cluster": "fail"}),
+    # issue #14's classes (tests/test_diagnosis_scenarios.py looks closer)
+    "taint-not-tolerated": ("device-plugin", ("DESIRED 0", "nvidia.com/gpu=present:NoSchedule"),
+                            {"device-plugin": "fail", "gpu-resources": "blocked"}),
+    "open-module-unsupported-gpu": ("kernel-modules", ("not supported by open", "0000:8b:00.0"),
+                                    {"device-plugin": "pass", "gpu-resources": "blocked"}),
+    "ebpf-hook-rejected": ("kernel-modules", ("bpf_jit_harden",), {"device-plugin": "blocked"}),
+    "cni-not-initialised": ("cluster", ("cni plugin not initialized",), {"cluster": "fail"}),
+    "xid-unhealthy": ("gpu-resources", ("unhealthy", "Xid 48"), {"device-plugin": "pass", "kernel-modules": "pass"}),
+    "multi-gpu-nodes-one-failing": (None, (), {"device-plugin": "pass"}),
+    "multi-gpu-nodes-this-failing": ("kernel-modules", ("not loaded",), {"device-plugin": "blocked"}),
+    "static-manifest": ("device-plugin", ("nvidia-device-plugin-daemonset", "DESIRED 0"), {"device-plugin": "fail"}),
+    "static-manifest-adapted": (None, (), {"device-plugin": "pass"}),
 }
 
 
@@ -101,7 +115,7 @@ def test_a_node_wedged_by_the_runbook_patch_is_named_with_the_kernel_log(lab: An
     runtime = by_id["container-runtime"]
     assert runtime["status"] == "fail" and "outside of /var" in runtime["summary"]
     assert "no-cgroups = true" not in result.stdout  # the entry's content is never read out
-    from lab.talosctl import MACHINE_SECRETS  # the machine config's keys and tokens (lab markers)
+    from lab.talos_resources import MACHINE_SECRETS  # the machine config's keys and tokens (lab markers)
 
     for secret in MACHINE_SECRETS.values():
         assert secret not in result.stdout + result.stderr
@@ -218,7 +232,8 @@ def test_check_leaves_no_temporary_file_behind(lab: Any, tmp_path: Path) -> None
 KNOWN_PROGRAMS = ("talosctl", "kubectl", "helm")
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+# every scenario of the lab on the device-plugin path (the GPU Operator ones: tests/test_lab_operator.py)
+@pytest.mark.parametrize("scenario", sorted(set(LAB_SCENARIOS) - set(OPERATOR_SCENARIOS)))
 def test_every_remediation_runs_as_pasted(lab: Any, scenario: str) -> None:
     """Each stage's remediation is one command: it splits as a shell would, names a known program, the
     target's node (never a placeholder), the profile's namespace and release, and files that are paths."""

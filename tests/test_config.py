@@ -323,7 +323,7 @@ def test_load_kube_api_client_builds_a_fast_failing_client(tmp_path: Path) -> No
     from kubernetes import client as kube_client
 
     kubeconfig = tiny_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:9")
-    api_client = load_kube_api_client(resolve_kube(str(kubeconfig), None, env={}), request_timeout=2.0)
+    api_client = load_kube_api_client(resolve_kube(str(kubeconfig), None, env={}), redactor=None, request_timeout=2.0)
     try:
         assert api_client.configuration.host == "https://127.0.0.1:9"
         retries = api_client.configuration.retries  # one connection retry; a Retry-After is never slept on here
@@ -348,7 +348,7 @@ def test_load_kube_api_client_applies_the_default_timeout(tmp_path: Path) -> Non
     try:
         port = silent.getsockname()[1]
         kubeconfig = tiny_kubeconfig(tmp_path / "kubeconfig", f"https://127.0.0.1:{port}")
-        api_client = load_kube_api_client(resolve_kube(str(kubeconfig), None, env={}), request_timeout=0.3)
+        api_client = load_kube_api_client(resolve_kube(str(kubeconfig), None, env={}), redactor=None, request_timeout=0.3)
         outcome: list[BaseException] = []
 
         def call() -> None:
@@ -370,26 +370,26 @@ def test_load_kube_api_client_applies_the_default_timeout(tmp_path: Path) -> Non
 
 def test_load_kube_api_client_with_colon_in_path(tmp_path: Path) -> None:
     kubeconfig, _ = write_secret_configs(tmp_path / "a:b")
-    api_client = load_kube_api_client(resolve_kube(str(kubeconfig), None, env={}))
+    api_client = load_kube_api_client(resolve_kube(str(kubeconfig), None, env={}), redactor=None)
     assert api_client.configuration.host == "https://127.0.0.1:9"
     api_client.close()
 
 
 def test_load_kube_api_client_bad_context_is_a_usage_error(kubeconfig: Path) -> None:
     target = KubeTarget(kubeconfig=kubeconfig, context="nowhere", server=None)
-    message = usage_error(load_kube_api_client, target)
+    message = usage_error(load_kube_api_client, target, redactor=None)
     assert message.startswith(f"kubeconfig {kubeconfig}: context 'nowhere' cannot be loaded: ConfigException")
 
 
 def test_load_kube_api_client_malformed_file_quotes_no_content(tmp_path: Path) -> None:
     path = write(tmp_path / "kubeconfig", MALFORMED_KUBECONFIG)
-    message = usage_error(load_kube_api_client, KubeTarget(kubeconfig=path, context="x", server=None))
+    message = usage_error(load_kube_api_client, KubeTarget(kubeconfig=path, context="x", server=None), redactor=None)
     assert message == f"kubeconfig {path}: is not valid YAML (line 4)"
 
 
 def test_load_kube_api_client_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "gone"
-    message = usage_error(load_kube_api_client, KubeTarget(kubeconfig=missing, context=None, server=None))
+    message = usage_error(load_kube_api_client, KubeTarget(kubeconfig=missing, context=None, server=None), redactor=None)
     assert message.startswith(f"kubeconfig {missing}:")
 
 
@@ -448,3 +448,18 @@ def test_helm_lookup(tmp_path: Path) -> None:
     helm = make_executable(tmp_path / "bin" / "helm")
     assert find_helm(env={"PATH": str(helm.parent)}) == str(helm)
     assert helm_path(env={"HELM": str(helm), "PATH": ""}) == str(helm)
+
+
+def test_load_kube_api_client_teaches_only_the_redactor_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registering the kubeconfig's secrets is the caller's explicit choice, never a hidden side effect."""
+    from checks import redact as redact_module
+    from checks.redact import Redactor
+
+    process_wide = Redactor()
+    monkeypatch.setattr(redact_module, "REDACTOR", process_wide)
+    target = resolve_kube(str(tiny_kubeconfig(tmp_path / "kubeconfig", "https://127.0.0.1:9")), None, env={})
+    load_kube_api_client(target, redactor=None).close()
+    assert KUBE_TOKEN not in process_wide.secrets  # None: nobody learns them
+    given = Redactor()
+    load_kube_api_client(target, redactor=given).close()
+    assert KUBE_TOKEN in given.secrets and KUBE_TOKEN not in process_wide.secrets

@@ -248,8 +248,10 @@ def test_the_modules_patch_of_this_path_has_no_sysctl_and_passes_the_guard() -> 
     assert [m["name"] for m in doc["machine"]["kernel"]["modules"]] == list(Profile().modules)
     assert "sysctls" not in doc["machine"] and "bpf_jit_harden" not in text
     values = yaml.safe_load(operator_infra.operator_values(Profile()))
+    tolerations = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                   {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]
     assert values == {"driver": {"enabled": False}, "toolkit": {"enabled": False},
-                      "hostPaths": {"driverInstallDir": "/usr/local"}}
+                      "hostPaths": {"driverInstallDir": "/usr/local"}, "daemonsets": {"tolerations": tolerations}}
 
 
 def test_drift_on_this_path_flags_the_old_sysctl(tmp_path: Path) -> None:

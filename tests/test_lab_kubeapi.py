@@ -20,7 +20,8 @@ from urllib3.exceptions import MaxRetryError, ProtocolError
 
 from lab import scenarios
 from lab.kubeapi import controllers, devplugin_logs, tables
-from lab.kubeapi.server import ApiError, parse_field_selector, parse_label_selector
+from lab.kubeapi.resources import ApiError
+from lab.kubeapi.selectors import parse_field_selector, parse_label_selector
 from lab.node import node_view
 from tests.paths import K8S_SAMPLES
 

@@ -29,13 +29,15 @@ def test_every_scenario_builds_a_complete_state() -> None:
         built = scenarios.build(name, now=NOW)
         assert built["schema"] == 1 and built["scenario"] == name
         assert set(built) >= {"knobs", "faults", "talos", "kube", "helm"}
-        assert set(built["kube"]) == {"nodes", "namespaces", "runtimeclasses", "daemonsets", "pods", "events"}
+        operator = name in scenarios.OPERATOR_SCENARIOS  # Talos 1.13 unless told otherwise
+        kinds = {"nodes", "namespaces", "runtimeclasses", "daemonsets", "pods", "events"}
+        assert set(built["kube"]) == kinds | ({"crds", "clusterpolicies"} if name == "operator-healthy" else set())
         (gpu_node,) = built["kube"]["nodes"]
         assert gpu_node["metadata"]["name"] == "gpu-node-1"
         assert {"type": "InternalIP", "address": "10.5.0.2"} in gpu_node["status"]["addresses"]
         assert "nvidia.com/gpu" not in gpu_node["status"]["capacity"]
-        assert gpu_node["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.1"
-        assert gpu_node["status"]["nodeInfo"]["osImage"] == "Talos (v1.11.5)"
+        assert gpu_node["status"]["nodeInfo"]["kubeletVersion"] == ("v1.36.1" if operator else "v1.34.1")
+        assert gpu_node["status"]["nodeInfo"]["osImage"] == ("Talos (v1.13.9)" if operator else "Talos (v1.11.5)")
         json.dumps(built)  # plain JSON all the way down
     with pytest.raises(ValueError):
         scenarios.build("nope")

@@ -83,6 +83,17 @@ def test_node_notready(snap_compare, scenario_report) -> None:
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
 
 
+def test_operator_healthy_on_talos_1_13(snap_compare, scenario_report) -> None:
+    """The gpu-operator path: the context bar names it and Talos v1.13.9, the checklist's titles are its own."""
+    app = scenario_app(scenario_report, "operator-healthy")
+    assert snap_compare(app, press=["4"], terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
+def test_old_path_leftovers_on_talos_1_13(snap_compare, scenario_report) -> None:
+    app = scenario_app(scenario_report, "old-path-leftovers")
+    assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)
+
+
 def test_read_only_hides_actions(snap_compare, scenario_report) -> None:
     app = scenario_app(scenario_report, "fresh", read_only=True)
     assert snap_compare(app, terminal_size=SNAPSHOT_SIZE, run_before=settle)

@@ -11,6 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
+from lab.catalog import OPERATOR_SCENARIOS
+from lab.catalog import SCENARIOS as LAB_SCENARIOS
+from lab.releases import KNOWN as LAB_RELEASES
 from tui.process import silence_stdout
 
 if TYPE_CHECKING:
@@ -43,15 +46,11 @@ OUTPUT_FORMATS = ("table", "json", "yaml", "markdown")
 
 # The lab's scenarios, known without importing the lab (the demo's first frame must not wait for it);
 # tests/test_cli.py checks this list against lab.scenarios.SCENARIOS.
-SCENARIO_NAMES = ("fresh", "healthy", "extensions-missing", "mixed-tracks", "driver-mismatch", "modules-not-loaded",
-                  "bpf-sysctl-missing", "runbook-patch-applied", "runbook-patch-in-repo", "runtimeclass-missing", "nfd-affinity",
-                  "no-runtimeclassname", "plugin-missing", "gpu-not-initialised", "node-notready",
-                  "time-slicing", "time-slicing-renamed", "nvswitch-no-fabricmanager",
-                  "old-path-leftovers", "operator-healthy")
-# The Talos releases the lab runs (lab.releases.KNOWN, checked by tests/test_lab_versions.py); the scenarios of the
-# GPU Operator path run on 1.13+ only (lab.scenarios.OPERATOR_SCENARIOS).
-LAB_TALOS_VERSIONS = ("v1.11.5", "v1.12.11", "v1.13.9")
-LAB_OPERATOR_SCENARIOS = ("old-path-leftovers", "operator-healthy")
+# The lab's scenarios and releases, from the lab's own catalogue (lab/catalog.py, lab/releases.py: two small
+# modules of names and versions; nothing else of the lab is loaded to list or check them)
+SCENARIO_NAMES = tuple(LAB_SCENARIOS)
+LAB_TALOS_VERSIONS = LAB_RELEASES
+LAB_OPERATOR_SCENARIOS = OPERATOR_SCENARIOS
 
 # `check` when its reader goes away before the report is out (`check | head -1`): no traceback, no message,
 # and the exit code of the report itself (0 all pass, 1 a stage fails); before a report exists, 141

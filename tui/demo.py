@@ -12,10 +12,11 @@ import argparse
 import atexit
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from checks.target import Target
+    from lab.runtime import LabHandle
 
 DEMO_INFRA_DIR = "infra"  # inside the lab's state directory: where the demo's actions write their files
 
@@ -39,7 +40,7 @@ class LabStarter:
     def __init__(self, scenario: str, talos_version: str | None = None) -> None:
         self.scenario = scenario
         self.talos_version = talos_version
-        self.lab: Any = None
+        self.lab: LabHandle | None = None
         self.error: BaseException | None = None
         self.stopped = False
         self._thread = threading.Thread(target=self._start, name="lab start", daemon=True)
@@ -57,6 +58,7 @@ class LabStarter:
         self._thread.join()
         if self.error is not None:
             raise self.error
+        assert self.lab is not None  # started without an error
         return demo_target(dict(self.lab.env), Path(self.lab.state_dir))
 
     def stop(self) -> None:

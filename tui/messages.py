@@ -28,6 +28,11 @@ class TargetFailed(Message):
 
 
 @dataclass
+class SweepStarted(Message):
+    """A sweep has started (`tui.sweeps.SweepController`): the context bar says "checking"."""
+
+
+@dataclass
 class SweepFinished(Message):
     """A sweep ended with a report (stages that could not be checked are `unknown` inside it)."""
 

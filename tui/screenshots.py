@@ -17,6 +17,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from checks.target import Target
 
 SIZE = (120, 40)
 SWEEP_TIMEOUT_S = 120.0
@@ -39,11 +43,11 @@ SHOTS: tuple[Shot, ...] = (
 )
 
 
-async def _shoot(shot: Shot, target: object) -> str:
+async def _shoot(shot: Shot, target: Target) -> str:
     from tui.app import TalosGpuApp
     from tui.screens.confirm import ConfirmActionScreen
 
-    app = TalosGpuApp(target, refresh=0, stable_output=True)  # type: ignore[arg-type]
+    app = TalosGpuApp(target, refresh=0, stable_output=True)
     async with app.run_test(size=SIZE) as pilot:
         main = app.main_screen
         deadline = time.monotonic() + SWEEP_TIMEOUT_S

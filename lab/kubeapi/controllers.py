@@ -11,7 +11,10 @@ without touching the state:
   runtimeClassName, driver, container runtime, healthy),
 * the status, events and log of every pod created through the API (the GPU test pod: scheduling
   against free `nvidia.com/gpu`, sandbox, container start, nvidia-smi output),
-* a node Lease for `kubectl describe node`.
+* a node Lease for `kubectl describe node`,
+* on a cluster with the GPU Operator (lab/operator.py): its ClusterPolicy's status, the DaemonSets it
+  creates and their pods (the validator's init containers gate on the driver, the CDI spec, the GPUs and
+  the device plugin), its RuntimeClasses, its node labels.
 
 Times in the objects are derived from stored timestamps and quantised steps (crash-loop back-off,
 event counts), so an object only changes when something really happened: the API server numbers
@@ -31,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lab import operator as gpu_operator
 from lab.kubeapi import devplugin_logs as logs
 from lab.node import reboot_seconds, timeline
 
@@ -130,6 +134,7 @@ def normalize(state: dict[str, Any]) -> dict[str, Any]:
         "nodes": ("v1", "Node"), "namespaces": ("v1", "Namespace"), "pods": ("v1", "Pod"),
         "events": ("v1", "Event"), "daemonsets": ("apps/v1", "DaemonSet"),
         "runtimeclasses": ("node.k8s.io/v1", "RuntimeClass"),
+        "clusterpolicies": (gpu_operator.API_VERSION, "ClusterPolicy"),
     }
     for collection in kinds:
         kube.setdefault(collection, [])
@@ -258,6 +263,7 @@ class Cluster:
     logs: dict[tuple[str, str, str], ContainerLog]
     kubelet_reachable: bool = True
     node_address: str = ""
+    clusterpolicies: list[dict[str, Any]] = field(default_factory=list)
 
     def collection(self, name: str) -> list[dict[str, Any]]:
         return getattr(self, name)
@@ -326,6 +332,8 @@ def _find_talos_node(nodes: list[dict[str, Any]], talos: Mapping[str, Any]) -> i
 
 def _is_device_plugin(ds: Mapping[str, Any]) -> bool:
     labels = _meta(ds).get("labels") or {}
+    if labels.get("app") == gpu_operator.GFD:  # GPU Feature Discovery ships in the device plugin's image
+        return False
     if labels.get("app.kubernetes.io/name") == "nvidia-device-plugin" or "nvidia-device-plugin" in _meta(ds).get("name", ""):
         return True
     containers = (((ds.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
@@ -416,7 +424,9 @@ def _node_status(ctx: _Ctx, plugin_registered: bool) -> None:
         resources.pop(GPU_RESOURCE, None)
         resources.pop(GPU_RESOURCE + ".shared", None)
         if plugin_registered and view.kube_ready:
-            resources[advertised] = str(view.gpus_initialised * replicas)
+            # the kubelet counts unhealthy devices in capacity, not in allocatable (devicemanager)
+            unhealthy = len(xid_faults(ctx.state, view)) if key == "allocatable" else 0
+            resources[advertised] = str((view.gpus_initialised - unhealthy) * replicas)
         status[key] = resources
 
     info = dict(status.get("nodeInfo") or {})
@@ -481,6 +491,7 @@ class Fate:
     log: str = ""                 # healthy | no-devices | no-nvml | nvml-init
     nvml_reason: str = ""
     handler: str = ""
+    init_blocked: str = ""        # the init container the pod waits in (Init:n/m); "" once all have completed
 
 
 def plugin_fate(template_spec: Mapping[str, Any], runtimeclasses: Mapping[str, Mapping[str, Any]],
@@ -543,7 +554,7 @@ def _conditions(*, scheduled: float, initialized: bool, ready: bool, ready_since
     ]
 
 
-def _daemonset_pod(ctx: _Ctx, ds: Mapping[str, Any], fate: Fate, created: float) -> dict[str, Any]:
+def _daemonset_pod(ctx: _Ctx, ds: Mapping[str, Any], fate: Fate, created: float, *, salt: str = "") -> dict[str, Any]:
     meta = _meta(ds)
     namespace, ds_name = meta.get("namespace") or "default", meta.get("name", "")
     template = clone((ds.get("spec") or {}).get("template") or {})
@@ -552,7 +563,7 @@ def _daemonset_pod(ctx: _Ctx, ds: Mapping[str, Any], fate: Fate, created: float)
     template_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
     # Stable across runs and reboots; a new name only when the controller really makes a new pod.
     marker = str(((ctx.state.get("kubeapi") or {}).get("recreated") or {}).get(f"{namespace}/{ds_name}") or "")
-    name = f"{ds_name}-{pod_suffix(meta.get('uid', ''), template_hash, marker)}"
+    name = f"{ds_name}-{pod_suffix(meta.get('uid', ''), template_hash, marker, *([salt] if salt else []))}"
     uid = stable_uid("pod", namespace, name, marker)
     revision = "".join(POD_NAME_ALPHABET[b % len(POD_NAME_ALPHABET)] for b in _digest(template_hash)[:10])
     labels = {**(template_meta.get("labels") or {}), "controller-revision-hash": revision,
@@ -660,6 +671,28 @@ def _run_pod(ctx: _Ctx, pod: dict[str, Any], fate: Fate, *, created: float, sche
     _event(ctx, involved=pod, reason="Pulled", component="kubelet", field_path=field_path,
            message=f'Container image "{image}" already present on machine', first=first_start - 0.2)
     status["podIP"], status["podIPs"] = pod_ip, [{"ip": pod_ip}]
+    inits = spec.get("initContainers") or []
+    if inits:
+        status["initContainerStatuses"] = _init_statuses(inits, fate.init_blocked, first_start, uid)
+    if fate.init_blocked:
+        # an init container waits (the operator's validations poll until what they check is there)
+        status["phase"] = "Pending"
+        status["conditions"] = _conditions(scheduled=scheduled, initialized=False, ready=False,
+                                           ready_since=first_start, container=cname)
+        status["containerStatuses"] = [_container_status(
+            c, ready=False, restarts=0, state={"waiting": {"reason": "PodInitializing"}}, pod_uid=uid)
+            for c in containers]
+        for c in containers:
+            ctx.logs[(namespace, name, c.get("name", ""))] = ContainerLog(waiting_reason="PodInitializing")
+        for init in inits:
+            init_name = init.get("name", "")
+            waiting = init_name == fate.init_blocked
+            ctx.logs[(namespace, name, init_name)] = ContainerLog(
+                lines=[f"waiting for {fate.init_blocked.removesuffix('-validation')} to be ready"] if waiting else [],
+                running=waiting)
+            if waiting:
+                break
+        return
 
     if fate.kind in ("crash", "run-error"):
         restarts, attempt_start, backoff = backoff_schedule(first_start, now, CRASH_RUN_S)
@@ -727,6 +760,10 @@ def _run_pod(ctx: _Ctx, pod: dict[str, Any], fate: Fate, *, created: float, sche
     if fate.log == "healthy":
         sharing, resource, _replicas = release_sharing(ctx.state, owner) if owner is not None else (None, GPU_RESOURCE, 1)
         lines = logs.healthy_log(first_start, _plugin_version(container), sharing, resource)
+        if ctx.node_name == str((ctx.state.get("talos") or {}).get("hostname", ctx.node_name)):
+            faults = xid_faults(ctx.state, ctx.view)
+            if faults:
+                lines += logs.xid_unhealthy_lines(logs.KlogClock(first_start + 1.0), faults, resource)
     elif fate.log == "no-devices":
         clock = logs.KlogClock(first_start)
         lines = [*logs.startup_header(clock, _plugin_version(container)),
@@ -736,6 +773,69 @@ def _run_pod(ctx: _Ctx, pod: dict[str, Any], fate: Fate, *, created: float, sche
     for c in containers:
         ctx.logs[(namespace, name, c.get("name", ""))] = ContainerLog(lines=lines if c is container else [],
                                                                       running=True)
+
+
+def xid_faults(state: Mapping[str, Any], view: NodeView) -> list[tuple[str, int]]:
+    """(GPU UUID, Xid) of the Talos node's GPUs that had a critical Xid (``talos.xid_gpus``: {pci: xid}):
+    the device plugin marks them unhealthy and never recovers them without a restart."""
+    talos = state.get("talos") or {}
+    xids = talos.get("xid_gpus") or {}
+    if not xids or view.driver_version is None:
+        return []
+    broken = {str(device).lower() for device in talos.get("broken_gpus") or []}
+    return [(logs.gpu_uuid(logs.smi_bus_id(str(pci))), int(xid)) for pci, xid in sorted(xids.items())
+            if str(pci).lower() not in broken]
+
+
+def _other_node_pods(ctx: _Ctx, ds: Mapping[str, Any], runtimeclasses: Mapping[str, Mapping[str, Any]],
+                     created: float) -> list[dict[str, Any]]:
+    """The DaemonSet's pods on the other GPU nodes the scenario names (``state.plugin_elsewhere``:
+    {node name: "healthy" | "driver-not-loaded"}); each runs as on the Talos node, with that node's
+    driver. Only device plugin DaemonSets, only nodes in ``kube.nodes``."""
+    elsewhere = ctx.state.get("plugin_elsewhere") or {}
+    if not elsewhere or not _is_device_plugin(ds):
+        return []
+    import dataclasses
+
+    template_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    pods = []
+    for node in (ctx.state.get("kube") or {}).get("nodes") or []:
+        name = _meta(node).get("name", "")
+        how = elsewhere.get(name)
+        if how is None or name == ctx.node_name or not daemonset_schedulable(ds, node):
+            continue
+        base = [m for m in ctx.view.modules_loaded if not m.startswith("nvidia")]
+        driver = ctx.view.kmod_ext_driver or ctx.view.toolkit_ext_driver or "570.172.08"
+        # another node of the same build, its driver loaded (healthy) or not
+        view = dataclasses.replace(ctx.view, kmod_ext_driver=driver, toolkit_ext_driver=driver,
+                                   nvidia_runtime_handler=True, container_runtime_ok=True, kube_ready=True,
+                                   driver_version=driver, modules_loaded=["nvidia_uvm", "nvidia_drm",
+                                                                          "nvidia_modeset", "nvidia", *base],
+                                   gpus_initialised=max(1, ctx.view.gpus_total), phase="running")
+        if how == "driver-not-loaded":
+            view = dataclasses.replace(view, driver_version=None, modules_loaded=base, gpus_initialised=0)
+        other = dataclasses.replace(ctx, node=clone(node), node_name=name, view=view)
+        fate = plugin_fate(template_spec, runtimeclasses, view, device_plugin=True)
+        pods.append(_daemonset_pod(other, ds, fate, created, salt=name))
+    return pods
+
+
+def _init_statuses(inits: list[Mapping[str, Any]], blocked: str, started: float, uid: str) -> list[dict[str, Any]]:
+    """The init containers' statuses: completed in order, up to the one that waits (running), then waiting."""
+    statuses, reached = [], False
+    for index, init in enumerate(inits):
+        name = init.get("name", "")
+        at = started - 0.5 + 0.05 * index
+        if reached:
+            state: dict[str, Any] = {"waiting": {"reason": "PodInitializing"}}
+        elif name == blocked:
+            state, reached = {"running": {"startedAt": iso(at)}}, True
+        else:
+            state = {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": iso(at),
+                                    "finishedAt": iso(at + 0.04)}}
+        statuses.append(_container_status(init, ready="terminated" in state, restarts=0, state=state,
+                                          started="running" in state, pod_uid=f"{uid}/{name}"))
+    return statuses
 
 
 def release_sharing(state: Mapping[str, Any], ds: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str, int]:
@@ -776,7 +876,7 @@ def _plugin_version(container: Mapping[str, Any]) -> str:
 
 
 def _reconcile_daemonset(ctx: _Ctx, ds: dict[str, Any], runtimeclasses: Mapping[str, Mapping[str, Any]],
-                         pods: list[dict[str, Any]]) -> bool:
+                         pods: list[dict[str, Any]], *, init_blocked: str = "") -> bool:
     """Status + pod + events for one DaemonSet; True when it is a device plugin that registered GPUs."""
     meta = _meta(ds)
     template_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
@@ -790,6 +890,8 @@ def _reconcile_daemonset(ctx: _Ctx, ds: dict[str, Any], runtimeclasses: Mapping[
         return False
     status["desiredNumberScheduled"] = 1
     fate = plugin_fate(template_spec, runtimeclasses, ctx.view, device_plugin=device_plugin)
+    if init_blocked and fate.kind not in ("runtimeclass-missing", "sandbox"):
+        fate = Fate(fate.kind, fate.log, fate.nvml_reason, fate.handler, init_blocked)
     created = _template_time(ctx, ds)
     class_name = template_spec.get("runtimeClassName")
     if class_name and class_name in runtimeclasses:
@@ -806,13 +908,105 @@ def _reconcile_daemonset(ctx: _Ctx, ds: dict[str, Any], runtimeclasses: Mapping[
     pod = _daemonset_pod(ctx, ds, fate, created)
     pods.append(pod)
     ready = any(c.get("ready") for c in pod["status"].get("containerStatuses") or [])
-    status.update({"currentNumberScheduled": 1, "updatedNumberScheduled": 1,
-                   "numberReady": 1 if ready else 0})
-    if ready:
-        status["numberAvailable"] = 1
-    else:
-        status["numberUnavailable"] = 1
+    others = _other_node_pods(ctx, ds, runtimeclasses, created)
+    pods.extend(others)
+    scheduled = 1 + len(others)
+    ready_count = int(ready) + sum(1 for other in others
+                                   if any(c.get("ready") for c in other["status"].get("containerStatuses") or []))
+    status.update({"desiredNumberScheduled": scheduled, "currentNumberScheduled": scheduled,
+                   "updatedNumberScheduled": scheduled, "numberReady": ready_count})
+    if ready_count:
+        status["numberAvailable"] = ready_count
+    if scheduled - ready_count:
+        status["numberUnavailable"] = scheduled - ready_count
     return device_plugin and fate.log == "healthy" and ready
+
+
+# --- the GPU Operator --------------------------------------------------------------------------------
+
+def _operator_setup(ctx: _Ctx, policy: Mapping[str, Any],
+                    runtimeclasses: dict[str, Mapping[str, Any]]) -> None:
+    """Before anything is scheduled: NFD and the operator label the GPU node; the operator's RuntimeClasses."""
+    labels = ctx.node.setdefault("metadata", {}).setdefault("labels", {})
+    if ctx.view.gpus_total > 0:
+        labels.setdefault(gpu_operator.NFD_GPU_LABEL, "true")
+    labels.update(gpu_operator.node_labels(policy, labels))
+    runtimeclasses.update(gpu_operator.runtime_classes(policy, runtimeclasses))
+
+
+def _validation_gates(view: NodeView) -> dict[str, bool]:
+    """What each of the validator's init containers waits for (FACTS.md: each step gates the next)."""
+    return {
+        "driver-validation": view.driver_version is not None and "nvidia" in view.modules_loaded,
+        "toolkit-validation": view.nvidia_runtime_handler and (view.cdi_spec if view.cdi else view.container_runtime_ok),
+        "cuda-validation": view.gpus_initialised > 0,
+    }
+
+
+def _reconcile_operator(ctx: _Ctx, policy: Mapping[str, Any], namespace: str,
+                        runtimeclasses: Mapping[str, Mapping[str, Any]], pods: list[dict[str, Any]],
+                        daemonsets: list[dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+    """The operands' DaemonSets and pods on the node; (the device plugin registered, the ClusterPolicy served)."""
+    namespaces = {(_meta(ns).get("name") or ""): ns for ns in (ctx.state.get("kube") or {}).get("namespaces") or []}
+    admitted = gpu_operator.privileged_namespace(namespaces.get(namespace))
+    gates = _validation_gates(ctx.view)
+    validated = next((name for name, ok in gates.items() if not ok), "")  # the first validation that waits
+    operands = {(_meta(ds).get("name") or ""): ds for ds in gpu_operator.operand_daemonsets(policy, namespace)}
+    order = [gpu_operator.DEVICE_PLUGIN] + [name for name in operands if name != gpu_operator.DEVICE_PLUGIN]
+    registered = False
+    not_ready: list[str] = []
+    for name in order:
+        ds = operands.get(name)
+        if ds is None:
+            continue
+        daemonsets.append(ds)
+        if not admitted:
+            template = (ds["spec"]["template"]).get("spec") or {}
+            privileged = [c["name"] for c in (template.get("initContainers") or []) + (template.get("containers") or [])]
+            schedulable = daemonset_schedulable(ds, ctx.node)
+            ds["status"] = {"currentNumberScheduled": 0, "desiredNumberScheduled": int(schedulable),
+                            "numberMisscheduled": 0, "numberReady": 0, "observedGeneration": 1,
+                            **({"numberUnavailable": 1} if schedulable else {})}
+            if schedulable:
+                created = _template_time(ctx, ds)
+                attempts, last, _ = backoff_schedule(created, ctx.now, 0.0, base=1.0, cap=900.0)
+                _event(ctx, involved=ds, reason="FailedCreate", component="daemonset-controller", warning=True,
+                       message=gpu_operator.pod_security_message(f"{name}-", privileged), first=created, last=last,
+                       count=attempts + 1)
+                not_ready.append(name)
+            continue
+        blocked = ""
+        if name == gpu_operator.VALIDATOR:
+            blocked = validated or ("" if registered else "plugin-validation")
+        elif validated in ("driver-validation", "toolkit-validation") and "toolkit-validation" in {
+                init.get("name") for init in ds["spec"]["template"]["spec"].get("initContainers") or []}:
+            blocked = "toolkit-validation"  # the operands wait for the validator's toolkit-ready file
+        registered |= _reconcile_daemonset(ctx, ds, runtimeclasses, pods, init_blocked=blocked)
+        status = ds.get("status") or {}
+        if status.get("numberReady", 0) < status.get("desiredNumberScheduled", 0):
+            not_ready.append(name)
+    if registered and operands.get(gpu_operator.GFD) is not None and admitted:
+        _gfd_labels(ctx)
+    served = clone(policy)
+    since = iso(parse_time(_meta(policy).get("creationTimestamp"), ctx.now))
+    problem = f"{', '.join(not_ready)} not ready" if not_ready else ""
+    served["status"] = gpu_operator.policy_status(policy, namespace, not not_ready and ctx.view.kube_ready, since,
+                                                  problem)
+    return registered, served
+
+
+def _gfd_labels(ctx: _Ctx) -> None:
+    """What GPU Feature Discovery adds to the node once it runs (a few of its labels)."""
+    gpus = _smi_gpus(ctx.state, ctx.view, None)
+    labels = ctx.node.setdefault("metadata", {}).setdefault("labels", {})
+    labels["nvidia.com/gpu.count"] = str(ctx.view.gpus_initialised)
+    if gpus:
+        labels["nvidia.com/gpu.product"] = gpus[0].name.replace(" ", "-")
+        labels["nvidia.com/gpu.memory"] = str(gpus[0].memory_mib)
+    if ctx.view.driver_version:
+        labels["nvidia.com/cuda.driver-version.full"] = ctx.view.driver_version
+    labels["nvidia.com/gpu.replicas"] = "1"
+    labels["nvidia.com/gpu.sharing-strategy"] = "none"
 
 
 # --- pods created through the API ----------------------------------------------------------------------
@@ -1002,7 +1196,8 @@ def reconcile(state: Mapping[str, Any], view: NodeView, now: float) -> Cluster:
                                                     "numberMisscheduled": 0, "numberReady": 0})
                                    for ds in kube.get("daemonsets") or []],
                        pods=list(kube.get("pods") or []), events=list(kube.get("events") or []), leases=[],
-                       logs=cluster_logs, kubelet_reachable=False, node_address=str(talos.get("node", "")))
+                       logs=cluster_logs, kubelet_reachable=False, node_address=str(talos.get("node", "")),
+                       clusterpolicies=list(kube.get("clusterpolicies") or []))
     node = clone(nodes[node_index])
     node_name = _meta(node).get("name", "")
     boot_time = current_boot_time(state, now)
@@ -1011,10 +1206,18 @@ def reconcile(state: Mapping[str, Any], view: NodeView, now: float) -> Cluster:
     daemonsets = []
     pods: list[dict[str, Any]] = []
     plugin_registered = False
+    operator = gpu_operator.active_policy(state)
+    if operator is not None:
+        _operator_setup(ctx, operator[0], runtimeclasses)
     for stored in kube.get("daemonsets") or []:
         ds = clone(stored)
         plugin_registered |= _reconcile_daemonset(ctx, ds, runtimeclasses, pods)
         daemonsets.append(ds)
+    clusterpolicies = list(kube.get("clusterpolicies") or [])
+    if operator is not None:
+        registered, served = _reconcile_operator(ctx, operator[0], operator[1], runtimeclasses, pods, daemonsets)
+        plugin_registered |= registered
+        clusterpolicies = [served] + clusterpolicies[1:]
     _node_status(ctx, plugin_registered)
     nodes[node_index] = node
     allocatable = int((node.get("status") or {}).get("allocatable", {}).get(GPU_RESOURCE) or 0)
@@ -1029,5 +1232,6 @@ def reconcile(state: Mapping[str, Any], view: NodeView, now: float) -> Cluster:
     return Cluster(
         nodes=nodes, namespaces=list(kube.get("namespaces") or []), runtimeclasses=list(runtimeclasses.values()),
         daemonsets=daemonsets, pods=pods, events=stored_events + events, leases=[_lease(ctx)], logs=cluster_logs,
+        clusterpolicies=clusterpolicies,
         kubelet_reachable=view.phase != "down", node_address=str(talos.get("node", "")),
     )

@@ -189,18 +189,38 @@ NO_RUNTIME_HANDLER_MESSAGE = (
 def nvidia_container_cli_error(*, no_cgroups: bool, bpf_jit_harden: str) -> str:
     """The containerd error when the nvidia prestart hook fails to set up device cgroups.
 
-    On Talos the lab's only cause is the hardened BPF JIT: the toolkit extension's runtime works with
-    cgroups (no-cgroups is for rootless containers), so ``no_cgroups`` no longer changes the error."""
-    del no_cgroups
+    On Talos the lab's only cause is the hardened BPF JIT: with net.core.bpf_jit_harden=2 the kernel
+    blinds runc's device filter, libnvidia-container cannot dump it back and prepends its rules to a
+    buffer of zeros, which the verifier rejects (NVIDIA/libnvidia-container#176,
+    bottlerocket-os/bottlerocket#2504). The text is the real one of NVIDIA/nvidia-container-toolkit#1193
+    (and #117): two lines, the verifier's cause at the end of the first, ``: unknown`` after its log.
+    The toolkit extension's runtime works with cgroups (no-cgroups is for rootless containers), so
+    ``no_cgroups`` does not change the error; ``bpf_jit_harden`` is not in it (the kernel does not say)."""
+    del no_cgroups, bpf_jit_harden
     cli = ("nvidia-container-cli: mount error: failed to add device rules: unable to generate new device "
-           "filter program with no existing programs: unable to create new device filters program: "
-           f"load program: permission denied (net.core.bpf_jit_harden={bpf_jit_harden}): unknown")
+           "filter program from existing programs: unable to create new device filters program: "
+           "load program: invalid argument: last insn is not an exit or jmp\n"
+           "processed 0 insns (limit 1000000) max_states_per_insn 0 total_states 0 peak_states 0 mark_read 0: "
+           "unknown")
     return (
         "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
         "runc create failed: unable to start container process: error during container init: "
         "error running prestart hook #0: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\n"
         + cli
     )
+
+
+def xid_unhealthy_lines(clock: KlogClock, faults: Sequence[tuple[str, int]], resource: str = RESOURCE_NAME) -> list[str]:
+    """The health checker marking devices unhealthy after a critical Xid (health.go's
+    "XidCriticalError: Xid=%d on Device=%s; marking device as unhealthy." and server.go's
+    "'%s' device marked unhealthy: %s", the lines of a real log with Xid 48); ``faults`` are
+    (device UUID, Xid)."""
+    lines = []
+    for uuid, xid in faults:
+        lines.append(clock.line("I", "health.go:169", f"XidCriticalError: Xid={xid} on Device={uuid}; marking device "
+                                "as unhealthy.", step_us=60_000_000))
+        lines.append(clock.line("I", "server.go:278", f"'{resource}' device marked unhealthy: {uuid}", step_us=698))
+    return lines
 
 
 def executable_not_found_error(command: str) -> str:

@@ -6,7 +6,10 @@ look *now*, to both the official Python ``kubernetes`` client and ``kubectl``: d
 validates server-side), get/list/watch/create/delete/patch/update for namespaces, nodes, pods
 (+ ``log``), events, daemonsets, runtimeclasses and leases, label and field selectors, ``limit`` /
 ``continue``, ``watch=true`` streams with resourceVersions (410 Gone when too old), server-side
-Tables for kubectl, and real ``Status`` errors.
+Tables for kubectl, and real ``Status`` errors. Its parts: ``resources`` (the kinds, Status errors,
+discovery documents), ``selectors`` (label/field selectors, the query), ``store`` (state.json reconciled,
+resourceVersions, watch history), ``tables`` (kubectl's columns), ``lab/jsonpatch.py`` (JSON and merge
+patches); this module is the HTTP side: routing, faults, reads, watches, logs, admission and writes.
 
 Every request re-reads ``state.json`` if it changed (mtime/size/inode cache, no lock: the file is
 replaced atomically), sleeps ``knobs.api_latency_ms``, applies the fault knobs below, then answers.
@@ -40,7 +43,6 @@ Fault knobs (``state["faults"]``; a knob that is ``false``/``null``/``0`` is off
 from __future__ import annotations
 
 import base64
-import collections
 import contextlib
 import copy
 import json
@@ -54,520 +56,62 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lab import jsonpatch
 from lab import state as lab_state
 from lab.kubeapi import controllers, tables
-from lab.node import kube_api_down, node_view
+from lab.kubeapi.resources import (
+    CRD_GROUPS,
+    RESOURCE_BY_PATH,
+    ApiError,
+    Resource,
+    api_group,
+    api_group_list,
+    not_found,
+    openapi_v3_group,
+    openapi_v3_root,
+    resource_list,
+    served_groups,
+)
+from lab.kubeapi.selectors import (
+    Filter,
+    Query,
+)
+from lab.kubeapi.store import (
+    Store,
+)
+from lab.node import kube_api_down
 
 TOKEN_FILE = "apiserver.token"
 PORT_FILE = "apiserver.port"
 REQUEST_LOG = "requests.log"
-HISTORY_LIMIT = 20_000
-FIRST_RESOURCE_VERSION = 1000
-SNAPSHOT_REUSE_S = 0.02
 WATCH_POLL_S = 0.1
 DEFAULT_WATCH_TIMEOUT_S = 1800
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 
 
-# --- resources ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Resource:
-    group: str
-    version: str
-    plural: str
-    singular: str
-    kind: str
-    namespaced: bool
-    short_names: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    writable: bool = True       # stored in state["kube"][plural]: create/delete/update through the API
-
-    @property
-    def group_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def qualified(self) -> str:
-        """`pods`, `daemonsets.apps`, `runtimeclasses.node.k8s.io`: the name errors use."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
-RESOURCES: tuple[Resource, ...] = (
-    Resource("", "v1", "namespaces", "namespace", "Namespace", False, ("ns",)),
-    Resource("", "v1", "nodes", "node", "Node", False, ("no",)),
-    Resource("", "v1", "pods", "pod", "Pod", True, ("po",), ("all",)),
-    Resource("", "v1", "events", "event", "Event", True, ("ev",)),
-    Resource("apps", "v1", "daemonsets", "daemonset", "DaemonSet", True, ("ds",), ("all",)),
-    Resource("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", "RuntimeClass", False),
-    Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, writable=False),
-)
-RESOURCE_BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
-GROUPS = ("apps", "node.k8s.io", "coordination.k8s.io")
-VERBS_RW = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-VERBS_RO = ["get", "list", "watch"]
+# --- routing, patches ------------------------------------------------------------------------------------
 
 _CORE_PATH = re.compile(r"^/api/v1/(?:namespaces/(?P<ns>[^/]+)/)?(?P<res>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 _GROUP_PATH = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<ver>[^/]+)/(?:namespaces/(?P<ns>[^/]+)/)?(?P<res>[^/]+)"
                          r"(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?$")
 
 
-class ApiError(Exception):
-    """An error answered as a Kubernetes Status object."""
 
-    REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-               406: "NotAcceptable", 409: "AlreadyExists", 410: "Expired", 415: "UnsupportedMediaType",
-               422: "Invalid", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
-
-    def __init__(self, code: int, message: str, *, reason: str | None = None,
-                 details: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.reason = reason or self.REASONS.get(code, "Unknown")
-        self.details = dict(details or {})
-
-    def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                "message": self.message, "reason": self.reason}
-        if self.details:
-            body["details"] = self.details
-        body["code"] = self.code
-        return body
-
-
-def not_found(resource: Resource, name: str) -> ApiError:
-    details = {"name": name, **({"group": resource.group} if resource.group else {}), "kind": resource.plural}
-    return ApiError(404, f'{resource.qualified} "{name}" not found', details=details)
-
-
-# --- selectors ---------------------------------------------------------------------------------------------
-
-def _split_requirements(text: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for char in text:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    if current:
-        parts.append("".join(current).strip())
-    return [part for part in parts if part]
-
-
-Predicate = Callable[[Mapping[str, str]], bool]
-
-
-def parse_label_selector(text: str) -> list[Predicate]:
-    """`a=b,c!=d,e in (x,y),f notin (z),g,!h` -> predicates over a label map."""
-    predicates: list[Predicate] = []
-    for requirement in _split_requirements(text):
-        set_match = re.fullmatch(r"([^\s!=]+)\s+(in|notin)\s+\(([^)]*)\)", requirement)
-        if set_match:
-            key, operator, raw = set_match.groups()
-            values = {value.strip() for value in raw.split(",") if value.strip()}
-            if operator == "in":
-                predicates.append(lambda labels, k=key, v=values: labels.get(k) in v)
-            else:
-                predicates.append(lambda labels, k=key, v=values: labels.get(k) not in v)
-            continue
-        compare = re.fullmatch(r"([^\s!=]+)\s*(==|=|!=)\s*([^\s,]*)", requirement)
-        if compare:
-            key, operator, value = compare.groups()
-            if operator == "!=":
-                predicates.append(lambda labels, k=key, v=value: labels.get(k) != v)
-            else:
-                predicates.append(lambda labels, k=key, v=value: k in labels and labels[k] == v)
-            continue
-        exists = re.fullmatch(r"(!?)([^\s!=(),]+)", requirement)
-        if exists:
-            negate, key = exists.groups()
-            if negate:
-                predicates.append(lambda labels, k=key: k not in labels)
-            else:
-                predicates.append(lambda labels, k=key: k in labels)
-            continue
-        raise ApiError(400, f"unable to parse requirement: <nil>: Invalid value: \"{requirement}\": "
-                            "invalid label selector")
-    return predicates
-
-
-def field_value(obj: Mapping[str, Any], path: str) -> str:
-    value: Any = obj
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
-            return ""
-        value = value.get(part)
-    if path == "source" and isinstance(obj.get("source"), Mapping):
-        return str(obj["source"].get("component") or "")
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def parse_field_selector(text: str) -> list[Callable[[Mapping[str, Any]], bool]]:
-    predicates: list[Callable[[Mapping[str, Any]], bool]] = []
-    for requirement in _split_requirements(text):
-        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(==|=|!=)\s*(.*)", requirement)
-        if not match:
-            raise ApiError(400, f'invalid selector: \'{text}\'; can\'t understand \'{requirement}\'')
-        path, operator, value = match.groups()
-        if operator == "!=":
-            predicates.append(lambda obj, p=path, v=value: field_value(obj, p) != v)
-        else:
-            predicates.append(lambda obj, p=path, v=value: field_value(obj, p) == v)
-    return predicates
-
-
-@dataclass
-class Query:
-    params: dict[str, list[str]]
-
-    def get(self, key: str, default: str = "") -> str:
-        values = self.params.get(key)
-        return values[-1] if values else default
-
-    def flag(self, key: str) -> bool:
-        return self.get(key).lower() in ("true", "1")
-
-    def number(self, key: str, default: int | None = None) -> int | None:
-        raw = self.get(key)
-        if not raw:
-            return default
-        try:
-            return int(raw)
-        except ValueError as error:
-            raise ApiError(400, f"invalid value for {key}: {raw!r}") from error
-
-
-@dataclass
-class Filter:
-    namespace: str | None
-    labels: list[Predicate] = field(default_factory=list)
-    fields: list[Callable[[Mapping[str, Any]], bool]] = field(default_factory=list)
-
-    @classmethod
-    def from_query(cls, namespace: str | None, query: Query) -> Filter:
-        return cls(namespace, parse_label_selector(query.get("labelSelector")),
-                   parse_field_selector(query.get("fieldSelector")))
-
-    def matches(self, obj: Mapping[str, Any]) -> bool:
-        meta = obj.get("metadata") or {}
-        if self.namespace is not None and (meta.get("namespace") or "") != self.namespace:
-            return False
-        labels = meta.get("labels") or {}
-        return all(p(labels) for p in self.labels) and all(p(obj) for p in self.fields)
-
-
-# --- the object store (resourceVersions, watch history) ---------------------------------------------
-
-@dataclass
-class _Entry:
-    raw: dict[str, Any]
-    served: dict[str, Any]
-
-
-@dataclass
-class Snapshot:
-    rv: int
-    now: float
-    state: dict[str, Any]
-    cluster: controllers.Cluster
-    items: dict[str, list[dict[str, Any]]]
-    index: dict[str, dict[tuple[str, str], dict[str, Any]]]
-
-    def get(self, resource: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
-        return self.index[resource.plural].get((namespace or "", name))
-
-
-def _with_resource_version(obj: Mapping[str, Any], rv: int) -> dict[str, Any]:
-    served = dict(obj)
-    meta = dict(obj.get("metadata") or {})
-    meta["resourceVersion"] = str(rv)
-    served["metadata"] = meta
-    return served
-
-
-class Store:
-    """Loads state.json when it changes, reconciles, and numbers every object change."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self._lock = threading.Lock()
-        self._signature: tuple[int, int, int] | None = None
-        self._state: dict[str, Any] = {}
-        self._rv = FIRST_RESOURCE_VERSION
-        self._entries: dict[str, dict[tuple[str, str], _Entry]] = {r.plural: {} for r in RESOURCES}
-        self._keys_by_id: dict[str, dict[int, tuple[str, str]]] = {r.plural: {} for r in RESOURCES}
-        self._sorted: dict[str, list[dict[str, Any]]] = {r.plural: [] for r in RESOURCES}
-        self._index: dict[str, dict[tuple[str, str], dict[str, Any]]] = {r.plural: {} for r in RESOURCES}
-        self._encoded: dict[int, tuple[dict[str, Any], bytes]] = {}
-        self._history: collections.deque[tuple[int, str, str, dict[str, Any]]] = collections.deque(maxlen=HISTORY_LIMIT)
-        self._oldest_rv = FIRST_RESOURCE_VERSION
-        self._snapshot: Snapshot | None = None
-        self._snapshot_at = 0.0
-
-    def _static_nodes(self) -> list[dict[str, Any]]:
-        """The rest of the cluster, re-read only when its file is replaced (a lab reset)."""
-        try:
-            info = os.stat(Path(self.state_dir) / lab_state.STATIC_NODES_FILE)
-            signature = (info.st_mtime_ns, info.st_size, info.st_ino)
-        except FileNotFoundError:
-            return []
-        if signature != getattr(self, "_static_signature", None):
-            self._static = lab_state.load_static_nodes(self.state_dir)
-            self._static_signature = signature
-        return self._static
-
-    def state(self) -> dict[str, Any]:
-        """The current state (cached by mtime/size/inode of state.json), normalised."""
-        path = lab_state.state_path(self.state_dir)
-        for _ in range(5):
-            try:
-                info = os.stat(path)
-                signature = (info.st_mtime_ns, info.st_size, info.st_ino)
-                if signature == self._signature:
-                    return self._state
-                loaded = lab_state.load(self.state_dir)
-            except (FileNotFoundError, json.JSONDecodeError):
-                time.sleep(0.01)
-                continue
-            static_nodes = self._static_nodes()
-            if static_nodes:
-                kube = loaded.setdefault("kube", {})
-                kube["nodes"] = list(kube.get("nodes") or []) + static_nodes
-            self._state = controllers.normalize(loaded)
-            self._signature = signature
-            return self._state
-        return self._state
-
-    @property
-    def oldest_rv(self) -> int:
-        return self._oldest_rv
-
-    def refresh(self, *, force: bool = False) -> Snapshot:
-        with self._lock:
-            now = time.time()
-            state = self.state()
-            current = self._snapshot
-            if (not force and current is not None and current.state is state
-                    and now - self._snapshot_at < SNAPSHOT_REUSE_S):
-                return current
-            cluster = controllers.reconcile(state, node_view(state, now), now)
-            for resource in RESOURCES:
-                self._diff(resource.plural, cluster.collection(resource.plural))
-            self._snapshot = Snapshot(self._rv, now, state, cluster, dict(self._sorted), dict(self._index))
-            self._snapshot_at = now
-            return self._snapshot
-
-    def encoded(self, served: dict[str, Any]) -> bytes:
-        """The compact JSON of a served object (cached while the object is current)."""
-        cached = self._encoded.get(id(served))
-        if cached is not None and cached[0] is served:
-            return cached[1]
-        data = json.dumps(served, separators=(",", ":")).encode()
-        self._encoded[id(served)] = (served, data)
-        return data
-
-    def _record(self, plural: str, kind: str, served: dict[str, Any]) -> None:
-        if len(self._history) == self._history.maxlen:
-            self._oldest_rv = self._history[0][0]
-        self._history.append((self._rv, plural, kind, served))
-
-    def _forget(self, plural: str, entry: _Entry) -> None:
-        self._keys_by_id[plural].pop(id(entry.raw), None)
-        self._encoded.pop(id(entry.served), None)
-
-    def _diff(self, plural: str, objects: Iterable[dict[str, Any]]) -> None:
-        entries = self._entries[plural]
-        keys_by_id = self._keys_by_id[plural]
-        seen: set[tuple[str, str]] = set()
-        changed = False
-        for obj in objects:
-            known = keys_by_id.get(id(obj))
-            if known is not None and entries[known].raw is obj:
-                seen.add(known)
-                continue
-            key = controllers.object_key(obj)
-            seen.add(key)
-            entry = entries.get(key)
-            if entry is not None and entry.raw == obj:
-                keys_by_id.pop(id(entry.raw), None)
-                entry.raw = obj
-                keys_by_id[id(obj)] = key
-                continue
-            self._rv += 1
-            served = _with_resource_version(obj, self._rv)
-            if entry is not None:
-                self._forget(plural, entry)
-            entries[key] = _Entry(obj, served)
-            keys_by_id[id(obj)] = key
-            self._record(plural, "ADDED" if entry is None else "MODIFIED", served)
-            changed = True
-        if len(seen) != len(entries):
-            for key in [key for key in entries if key not in seen]:
-                self._rv += 1
-                entry = entries.pop(key)
-                self._forget(plural, entry)
-                self._record(plural, "DELETED", _with_resource_version(entry.served, self._rv))
-                changed = True
-        if changed:
-            self._sorted[plural] = [entries[key].served for key in sorted(entries)]
-            self._index[plural] = {key: entry.served for key, entry in entries.items()}
-
-    def history_since(self, rv: int, plural: str) -> list[tuple[int, str, dict[str, Any]]]:
-        with self._lock:
-            picked = []
-            for entry_rv, entry_plural, kind, obj in reversed(self._history):
-                if entry_rv <= rv:
-                    break
-                if entry_plural == plural:
-                    picked.append((entry_rv, kind, obj))
-            picked.reverse()
-            return picked
-
-
-# --- discovery documents -------------------------------------------------------------------------------
-
-def _api_resource(resource: Resource) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": resource.plural, "singularName": resource.singular, "namespaced": resource.namespaced,
-        "kind": resource.kind, "verbs": VERBS_RW if resource.writable else VERBS_RO,
-    }
-    if resource.short_names:
-        body["shortNames"] = list(resource.short_names)
-    if resource.categories:
-        body["categories"] = list(resource.categories)
-    return body
-
-
-def resource_list(group: str, version: str) -> dict[str, Any] | None:
-    resources = [r for r in RESOURCES if r.group == group and r.version == version]
-    if not resources:
-        return None
-    listed = []
-    for resource in resources:
-        listed.append(_api_resource(resource))
-        if resource.plural == "pods":
-            listed.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]})
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": resources[0].group_version,
-            "resources": listed}
-
-
-def api_group(name: str) -> dict[str, Any]:
-    version = next(r.version for r in RESOURCES if r.group == name)
-    entry = {"groupVersion": f"{name}/{version}", "version": version}
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": [entry], "preferredVersion": entry}
-
-
-def api_group_list() -> dict[str, Any]:
-    groups = []
-    for name in GROUPS:
-        group = api_group(name)
-        group.pop("kind")
-        group.pop("apiVersion")
-        groups.append(group)
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
-
-
-def openapi_v3_root() -> dict[str, Any]:
-    paths = {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=" + _openapi_hash("", "v1")}}
-    for group in GROUPS:
-        version = next(r.version for r in RESOURCES if r.group == group)
-        paths[f"apis/{group}/{version}"] = {
-            "serverRelativeURL": f"/openapi/v3/apis/{group}/{version}?hash=" + _openapi_hash(group, version)}
-    return {"paths": paths}
-
-
-def _openapi_hash(group: str, version: str) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"lab-openapi/{group}/{version}/1").hex.upper()
-
-
-def openapi_v3_group(group: str, version: str) -> dict[str, Any] | None:
-    """Just enough OpenAPI v3 for kubectl to see that PATCH takes `fieldValidation` (server-side validation)."""
-    resources = [r for r in RESOURCES if r.group == group and r.version == version and r.writable]
-    if not resources and not any(r.group == group and r.version == version for r in RESOURCES):
-        return None
-    paths: dict[str, Any] = {}
-    for resource in resources:
-        prefix = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-        scope = f"{prefix}/namespaces/{{namespace}}/{resource.plural}/{{name}}" if resource.namespaced else \
-            f"{prefix}/{resource.plural}/{{name}}"
-        gvk = {"group": group, "version": version, "kind": resource.kind}
-        parameters = [{"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-                      for name in ("dryRun", "fieldManager", "fieldValidation")]
-        paths[scope] = {
-            "patch": {"operationId": f"patch{resource.kind}", "x-kubernetes-action": "patch",
-                      "x-kubernetes-group-version-kind": gvk, "parameters": parameters,
-                      "responses": {"200": {"description": "OK"}}},
-        }
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.34.1"}, "paths": paths,
-            "components": {"schemas": {}}}
-
-
-# --- merge patches -----------------------------------------------------------------------------------------
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (also used for strategic merge: lists are replaced)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if key.startswith("$"):
-            continue
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def json_patch(target: Any, operations: list[Mapping[str, Any]]) -> Any:
-    document = copy.deepcopy(target)
-    for operation in operations:
-        op, path = operation.get("op"), str(operation.get("path", ""))
-        parts = [part.replace("~1", "/").replace("~0", "~") for part in path.split("/")[1:]]
-        if not parts:
-            raise ApiError(422, f"the server rejected our request due to an error in our request: invalid path {path!r}")
-        parent = document
-        for part in parts[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
-        last = parts[-1]
-        if op in ("add", "replace"):
-            if isinstance(parent, list):
-                index = len(parent) if last == "-" else int(last)
-                if op == "add":
-                    parent.insert(index, operation.get("value"))
-                else:
-                    parent[index] = operation.get("value")
-            else:
-                parent[last] = operation.get("value")
-        elif op == "remove":
-            if isinstance(parent, list):
-                parent.pop(int(last))
-            else:
-                parent.pop(last, None)
-        elif op == "test":
-            current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-            if current != operation.get("value"):
-                raise ApiError(422, f"the server rejected our request due to an error in our request: test failed at {path}")
-        else:
-            raise ApiError(422, f"the server rejected our request due to an error in our request: unsupported op {op!r}")
-    return document
+def json_patch(target: Any, operations: list[Any]) -> Any:
+    """An `application/json-patch+json` body (lab/jsonpatch.py), its errors as the API server answers them."""
+    try:
+        return jsonpatch.apply(target, operations)
+    except jsonpatch.PatchError as error:
+        what = {"invalid-path": f"invalid path {error.path!r}", "unsupported": f"unsupported op {error.op!r}",
+                "test-failed": f"test failed at {error.path}", "invalid-operation": "invalid operation"}.get(
+            error.kind, f"{error.op} operation does not apply: doc is missing path: {error.path!r}: missing value")
+        raise ApiError(422, f"the server rejected our request due to an error in our request: {what}") from None
 
 
 # --- the HTTP server ----------------------------------------------------------------------------------------
@@ -825,6 +369,8 @@ class ApiHandler(BaseHTTPRequestHandler):
             group, version = match.group("group"), match.group("ver")
         namespace, plural, name, sub = match.group("ns"), match.group("res"), match.group("name"), match.group("sub")
         resource = RESOURCE_BY_PATH.get((group, version, plural))
+        if resource is not None and group in CRD_GROUPS and group not in served_groups(self.server.store.state()):
+            resource = None  # the kind of a CRD not installed: 404 page not found, as for any unknown path
         if resource is None or (namespace is not None and not resource.namespaced):
             raise ApiError(404, "the server could not find the requested resource")
         if resource.namespaced is False:
@@ -873,12 +419,13 @@ class ApiHandler(BaseHTTPRequestHandler):
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"],
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "10.5.0.2:6443"}]}
+        groups = served_groups(self.server.store.state())
         if path == "/apis":
-            return api_group_list()
+            return api_group_list(groups)
         if path == "/api/v1":
             return resource_list("", "v1")
         if path == "/openapi/v3":
-            return openapi_v3_root()
+            return openapi_v3_root(groups)
         if path.startswith("/openapi/v3/"):
             rest = path[len("/openapi/v3/"):].split("/")
             if rest[:2] == ["api", "v1"]:
@@ -887,10 +434,10 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return openapi_v3_group(rest[1], rest[2])
             return None
         parts = path.split("/")
-        if len(parts) == 3 and parts[1] == "apis" and parts[2] in GROUPS:
+        if len(parts) == 3 and parts[1] == "apis" and parts[2] in groups:
             return api_group(parts[2])
         if len(parts) == 4 and parts[1] == "apis":
-            return resource_list(parts[2], parts[3])
+            return resource_list(parts[2], parts[3], groups)
         return None
 
     # --- reads ------------------------------------------------------------------------------------
@@ -1330,7 +877,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 elif content_type == "application/json-patch+json":
                     updated = json_patch(stored, patch if isinstance(patch, list) else [])
                 else:
-                    updated = merge_patch(stored, patch)
+                    updated = jsonpatch.merge(stored, patch)
                 meta = updated.setdefault("metadata", {})
                 for fixed in ("uid", "creationTimestamp", "name", "namespace"):
                     if fixed in stored.get("metadata", {}):

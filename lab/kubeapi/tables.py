@@ -120,6 +120,17 @@ def pod_status_text(pod: Mapping[str, Any]) -> str:
     """kubectl's STATUS column (printPod)."""
     status = pod.get("status") or {}
     reason = status.get("reason") or status.get("phase") or "Unknown"
+    inits = status.get("initContainerStatuses") or []
+    for index, container in enumerate(inits):  # an init container not done yet: Init:<done>/<all>, as printPod
+        state = container.get("state") or {}
+        terminated, waiting = state.get("terminated"), state.get("waiting")
+        if terminated and terminated.get("exitCode") == 0:
+            continue
+        if terminated:
+            return f"Init:{terminated.get('reason') or 'ExitCode:' + str(terminated.get('exitCode'))}"
+        if waiting and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            return f"Init:{waiting['reason']}"
+        return f"Init:{index}/{len(inits)}"
     has_running = False
     for container in reversed(status.get("containerStatuses") or []):
         state = container.get("state") or {}
@@ -259,6 +270,18 @@ def event_row(event: Mapping[str, Any], now: float) -> Row:
             str(count), _name(event)]
 
 
+CLUSTERPOLICY_COLUMNS: list[Column] = [  # the CRD's printer columns (clusterpolicy_types.go)
+    ("Name", "string", "name", 0, "Name must be unique within a namespace."),
+    ("Status", "string", "", 0, ""),
+    ("Age", "string", "", 0, ""),
+]
+
+
+def clusterpolicy_row(policy: Mapping[str, Any], now: float) -> Row:
+    return [_name(policy), str((policy.get("status") or {}).get("state") or ""),
+            str((policy.get("metadata") or {}).get("creationTimestamp") or "")]
+
+
 PRINTERS: dict[str, tuple[list[Column], Callable[[Mapping[str, Any], float], Row]]] = {
     "Node": (NODE_COLUMNS, node_row),
     "Pod": (POD_COLUMNS, pod_row),
@@ -267,6 +290,7 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Mapping[str, Any], float], Row
     "Namespace": (NAMESPACE_COLUMNS, namespace_row),
     "Event": (EVENT_COLUMNS, event_row),
     "Lease": (LEASE_COLUMNS, lease_row),
+    "ClusterPolicy": (CLUSTERPOLICY_COLUMNS, clusterpolicy_row),
 }
 
 

@@ -22,40 +22,77 @@ from textual.widgets import Button, Input, Label, Static
 from checks.sanitize import safe
 
 if TYPE_CHECKING:
-    from checks.actions.model import Plan
+    from checks.actions.model import Plan, PlanLine
 
-FILE_STATES = {
-    "create": ("+ create", "bold green", "missing: will be written"),
-    "same": ("= same", "dim", "exists and is identical: left as is"),
-    "differs": ("≠ differs", "bold yellow", "exists and differs: NOT overwritten, the difference is below"),
+FILE_STATES = {  # the file line's label and style; its words are the outline's (`FileChange.summary`)
+    "create": ("+ create", "bold green"),
+    "same": ("= same", "dim"),
+    "differs": ("≠ differs", "bold yellow"),
 }
+SECTIONS: tuple[tuple[tuple[str, ...], str | None], ...] = (  # the outline's kinds, in the modal's order
+    (("warning",), None),  # first, with the reboot banner: what to know before reading on
+    (("step",), "Steps"),
+    (("file", "diff"), "Files"),
+    (("schematic", "installer"), "Image"),
+)
+SECTION_OF = {kind: number for number, (kinds, _title) in enumerate(SECTIONS) for kind in kinds}
 
 
 def plan_renderable(plan: Plan) -> RenderableType:
-    """The plan as a person reads it before saying yes."""
+    """The plan as a person reads it before saying yes: `Plan.outline` (the lines `enable` prints and the
+    audit log records), grouped so that the warnings come first, then the preview. The header is the
+    dialog's title (`plan_title`). A line of a kind this modal does not know is shown as it is, at the end
+    of the outline: a new part of the outline is never left out."""
     parts: list[RenderableType] = []
     if plan.reboots:
         parts.append(Text(" ⚠ THIS ACTION REBOOTS THE NODE ", style="bold reverse red"))
-    for warning in plan.warnings:
-        parts.append(Text(f"⚠ {safe(warning)}", style="bold yellow"))
-    parts.append(Text("Steps", style="bold underline"))
-    for number, step in enumerate(plan.steps, 1):
-        parts.append(Text(f"{number}. {safe(step.description)}"))
-        if step.display:
-            parts.append(Text.assemble("   $ ", (safe(step.display), "bold green")))
-    if plan.files:
-        parts.append(Text("Files", style="bold underline"))
-        for change in plan.files:
-            label, style, meaning = FILE_STATES.get(change.state, (change.state, "bold", ""))
-            parts.append(Text.assemble(f"  {label:<10}", (safe(change.relative), style), (f"  {meaning}", "dim")))
-            if change.state == "differs" and change.diff:
-                from rich.syntax import Syntax  # pygments: only when there is a diff to show
-
-                parts.append(Syntax(safe(change.diff), "diff", theme="ansi_dark", word_wrap=True))
+    sections: list[list[PlanLine]] = [[] for _ in range(len(SECTIONS) + 1)]
+    for line in plan.outline():
+        if line.kind == "header":
+            continue
+        if line.kind in ("schematic", "installer") and line.text in plan.preview:
+            continue  # the preview below names it already (the extensions' schematic and installer image)
+        sections[SECTION_OF.get(line.kind, len(SECTIONS))].append(line)
+    for number, lines in enumerate(sections):
+        title = SECTIONS[number][1] if number < len(SECTIONS) else None
+        if lines and title:
+            parts.append(Text(title, style="bold underline"))
+        for line in lines:
+            parts.extend(_line(plan, line))
     if plan.preview:
         parts.append(Text("Preview", style="bold underline"))
         parts.append(Text(safe(plan.preview), style="dim"))
     return Group(*parts)
+
+
+def plan_title(plan: Plan) -> str:
+    """The outline's header line: the plan's title, sanitised."""
+    return next(safe(line.text) for line in plan.outline() if line.kind == "header")
+
+
+def _line(plan: Plan, line: PlanLine) -> list[RenderableType]:
+    text = safe(line.text)
+    if line.kind == "warning":
+        return [Text(f"⚠ {text}", style="bold yellow")]
+    if line.kind == "step":  # the outline's text is the command when there is one: its description goes above
+        step = plan.steps[int(line.detail) - 1]
+        if step.display:
+            return [Text(f"{line.detail}. {safe(step.description)}"), Text.assemble("   $ ", (text, "bold green"))]
+        return [Text(f"{line.detail}. {text}")]
+    if line.kind == "file":
+        label, style = FILE_STATES.get(line.detail, (line.detail, "bold"))
+        return [Text.assemble(f"  {label:<10}", (text, style))]
+    if line.kind == "diff":
+        if not text.strip():
+            return []
+        from rich.syntax import Syntax  # pygments: only when there is a diff to show
+
+        return [Syntax(text, "diff", theme="ansi_dark", word_wrap=True)]
+    if line.kind == "schematic":
+        return [Text(f"  schematic id:    {text}")]
+    if line.kind == "installer":
+        return [Text(f"  installer image: {text}")]
+    return [Text(text)]
 
 
 class ConfirmActionScreen(ModalScreen[bool]):
@@ -74,7 +111,7 @@ class ConfirmActionScreen(ModalScreen[bool]):
         with Vertical(id="confirm-dialog"):
             yield Label(Text.assemble(("Run the action of ", ""), (self.plan.stage, "bold"), "?"),
                         id="confirm-title")
-            yield Static(Text(safe(self.plan.title), style="bold"), id="confirm-plan-title")
+            yield Static(Text(plan_title(self.plan), style="bold"), id="confirm-plan-title")
             with VerticalScroll(id="confirm-body"):
                 yield Static(plan_renderable(self.plan), id="confirm-plan")
             if self.plan.confirm_word:

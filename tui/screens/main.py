@@ -1,8 +1,9 @@
-"""The main screen: checklist, live panes, details, action log — and the sweeps and actions behind them.
+"""The main screen: checklist, live panes, details, action log — their layout and the handlers that show things.
 
-Sweeps and actions run in workers that only post messages (`tui.messages`); the handlers here are the
-only code that touches widgets. The next sweep is scheduled only once the last one has finished, so a
-slow cluster never piles up requests.
+When to sweep is `tui.sweeps.SweepController`'s business and running an action `tui.actions.ActionController`'s;
+their workers only post messages (`tui.messages`), and the handlers here are the only code that touches
+widgets. The rules of what follows an action (settle time, rebooting) are `checks.session`'s, shared with
+`talos-gpu enable`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,16 +23,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.timer import Timer
 from textual.widget import MountError
 from textual.widgets import Input, Label
-from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from checks.errors import UsageError, one_line
 from checks.paths import DEVICE_PLUGIN
 from checks.sanitize import safe
-from checks.session import SETTLE_RECHECK_S, Settling, rebooting_reason
 from checks.stages import StageSpec, stage_spec
+from tui.actions import ActionController
 from tui.messages import (
     ActionFinished,
     ActionOutput,
@@ -41,10 +39,11 @@ from tui.messages import (
     PlanReady,
     SweepCrashed,
     SweepFinished,
+    SweepStarted,
     TargetFailed,
     TargetReady,
 )
-from tui.runners import ActionRunner, SweepRunner
+from tui.sweeps import SweepController
 from widgets.checklist import StageChecklist
 from widgets.context_bar import ContextBar, ContextInfo
 from widgets.key_hints import KeyHints
@@ -55,21 +54,33 @@ if TYPE_CHECKING:  # the panes, details, log, tabs and footer are imported when 
     from checks.actions.model import Plan
     from checks.model import ProbeResult, Report, StageResult
     from checks.profile import Profile
+    from checks.session import Settling
     from checks.target import Target
     from widgets.action_log import ActionLog
     from widgets.details import StageDetails
     from widgets.panes import FactsPane, PaneContext
 
-PANES: tuple[tuple[str, str], ...] = (("node", "Node"), ("extensions", "Extensions"), ("modules", "Modules"),
-                                      ("gpu", "GPU resources"))
+@dataclass(frozen=True)
+class PaneRow:
+    """One tab of the panes: its key is its place (1, f1 for the first), its widget a class of widgets.panes
+    (imported after the first frame). A new pane is one row here and its class there."""
+
+    id: str
+    title: str
+    shows: str  # what the pane shows: the key's tooltip
+    widget: str  # the FactsPane subclass in widgets.panes
+
+
+PANES: tuple[PaneRow, ...] = (
+    PaneRow("node", "Node", "versions, readiness, conditions", "NodePane"),
+    PaneRow("extensions", "Extensions", "tracks, driver versions, schematic", "ExtensionsPane"),
+    PaneRow("modules", "Modules", "loaded vs requested, driver, sysctl", "ModulesPane"),
+    PaneRow("gpu", "GPU resources", "PCI → driver → kubelet → pods", "GpuPane"),
+)
 COMPACT_BELOW_ROWS = 32
 COMPACT_BELOW_COLUMNS = 110
 KEY_HINTS_ROOMY_FROM = 120  # columns: below, the footer's hints lose their padding so that more of them fit
-ACTION_OUTPUT_KEPT = 400
 OUTPUT_EVENTS_PER_TURN = 200  # a running action's output events handled per turn of the event loop
-
-
-FULL_SWEEP_EVERY = 6  # periodic refreshes per full sweep (30 s at the default 5 s); the others are light
 
 
 REPAIR_ONLY_ACTIONS = ("cluster", "container-runtime")
@@ -149,44 +160,24 @@ class MainScreen(Screen):
                 tooltip="save the action log to a file in the state directory"),
         Binding("j", "cursor_down", "Down", show=False, id="cursor.down", tooltip="move down (like ↓)"),
         Binding("k", "cursor_up", "Up", show=False, id="cursor.up", tooltip="move up (like ↑)"),
-        Binding("1,f1", "show_pane('node')", "Node pane", show=False, id="pane.node",
-                tooltip="pane: Node (versions, readiness, conditions)"),
-        Binding("2,f2", "show_pane('extensions')", "Extensions pane", show=False, id="pane.extensions",
-                tooltip="pane: Extensions (tracks, driver versions, schematic)"),
-        Binding("3,f3", "show_pane('modules')", "Modules pane", show=False, id="pane.modules",
-                tooltip="pane: Modules (loaded vs requested, driver, sysctl)"),
-        Binding("4,f4", "show_pane('gpu')", "GPU resources pane", show=False, id="pane.gpu",
-                tooltip="pane: GPU resources (PCI → driver → kubelet → pods)"),
+        *(Binding(f"{number},f{number}", f"show_pane('{pane.id}')", f"{pane.title} pane", show=False,
+                  id=f"pane.{pane.id}", tooltip=f"pane: {pane.title} ({pane.shows})")
+          for number, pane in enumerate(PANES, 1)),
     ]
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(id="main")
         self.settings = settings
         self.report: Report | None = None
-        self.sweep_worker: Worker[None] | None = None
-        self.sweep_again = False
-        self.sweep_again_full = False
-        self.sweeps = SweepRunner(self.post_message)  # the sweep worker's side: it only posts messages
-        self.settling: Settling | None = None  # after an action: re-check until its stage passes
-        self.actions = ActionRunner(self.post_message)  # the action worker's side: it only posts messages
-        self.cancelled_by_user = False  # x was pressed: re-check after the cancel (not when the app closes)
-        self.sweeps_done = 0
-        self.paused = False
-        self.next_sweep: Timer | None = None
-        self.action_worker: Worker[None] | None = None
-        self.action_stage: str | None = None
-        self.action_reboots = False
-        self.planning: str | None = None
-        self.last_test_pod: str | None = None
-        self.action_output: deque[str] = deque(maxlen=ACTION_OUTPUT_KEPT)  # the running action's lines
+        self.sweeps = SweepController(self, self, target=lambda: self.settings.target, refresh=settings.refresh,
+                                      timeout=settings.sweep_timeout)
+        self.actions = ActionController(self)
         self.unknown_stages: set[str] = set()
         self.last_good_facts: dict[str, ProbeResult] | None = None  # from the last report taken before a reboot
         self.root_cause: str | None = "not checked yet"  # the last root cause written to the log
         self.audit_announced = False
-        self.reboot_expected: str | None = None  # the stage whose action reboots the node, until it is back
-        self.test_pod_result: StageResult | None = None  # a passing test pod's, kept until a re-check invalidates it
         self.move_on_from: str | None = None  # after an action: select the next stage once this one passes
-        self.expected: dict[str, str] = {}  # stage id -> why its failure is expected progress (see _expected)
+        self.expected: dict[str, str] = {}  # stage id -> why its failure is expected progress (ActionController.expected)
         self._rest_mounted = not settings.lean_first_frame  # the panes, details, log and footer (see compose)
         self._rest_mounting: asyncio.Event | None = None
         self._pending_log: list[tuple[str, str]] = []  # lines logged before the log was mounted
@@ -212,10 +203,10 @@ class MainScreen(Screen):
         from textual.widgets import TabbedContent, TabPane
 
         panes = TabbedContent(id="panes", initial="node")
-        for number, (pane_id, title) in enumerate(PANES, 1):
+        for number, pane in enumerate(PANES, 1):
             # the hidden panes mount after the first frame: it appears sooner
-            content = (self._pane(pane_id),) if number == 1 else ()
-            panes.compose_add_child(TabPane(f"{number} {title}", *content, id=pane_id))
+            content = (self._pane(pane),) if number == 1 else ()
+            panes.compose_add_child(TabPane(f"{number} {pane.title}", *content, id=pane.id))
         return panes
 
     def _below(self) -> Horizontal:
@@ -265,12 +256,11 @@ class MainScreen(Screen):
                            self.settings.read_only, self.settings.refresh)
 
     @staticmethod
-    def _pane(pane_id: str) -> FactsPane:
-        from widgets.panes import ExtensionsPane, GpuPane, ModulesPane, NodePane
+    def _pane(pane: PaneRow) -> FactsPane:
+        import widgets.panes
 
-        kinds: dict[str, type[FactsPane]] = {"node": NodePane, "extensions": ExtensionsPane,
-                                             "modules": ModulesPane, "gpu": GpuPane}
-        return kinds[pane_id](id=f"pane-{pane_id}")
+        kind: type[FactsPane] = getattr(widgets.panes, pane.widget)
+        return kind(id=f"pane-{pane.id}")
 
     @property
     def checklist(self) -> StageChecklist:
@@ -300,12 +290,12 @@ class MainScreen(Screen):
 
         from widgets.panes import FactsPane
 
-        for pane_id, _title in PANES[1:]:
-            tab = self.query_one(f"#{pane_id}", TabPane)
+        for pane in PANES[1:]:
+            tab = self.query_one(f"#{pane.id}", TabPane)
             if not tab.is_mounted or tab.query(FactsPane):
                 continue
             with contextlib.suppress(MountError):  # the app is already leaving
-                await tab.mount(self._pane(pane_id))
+                await tab.mount(self._pane(pane))
 
     def _filter_field(self) -> Input:
         field = Input(placeholder="filter the evidence and the log (enter keeps it, esc clears it)", id="filter")
@@ -334,7 +324,7 @@ class MainScreen(Screen):
             self.log_line("read-only: actions are hidden and refused", "note")
         if self.settings.initial_report is not None:
             self.apply_report(self.settings.initial_report)
-            self._schedule_next_sweep()
+            self.sweeps.schedule_next()
 
     async def _after_first_frame(self) -> None:
         """The screen shows "checking…" at once; the target, the first sweep and the hidden panes follow."""
@@ -381,85 +371,49 @@ class MainScreen(Screen):
         self.checklist.set_compact(compact)
         self.query_one(KeyHints).compact = self.size.width < KEY_HINTS_ROOMY_FROM
 
-    # ---- sweeps -----------------------------------------------------------------------------------
+    # ---- sweeps (tui.sweeps schedules them) -------------------------------------------------------
 
     @property
     def sweeping(self) -> bool:
-        return self.sweep_worker is not None and self.sweep_worker.is_running
+        return self.sweeps.running
+
+    @property
+    def sweeps_done(self) -> int:
+        return self.sweeps.done
+
+    @property
+    def paused(self) -> bool:
+        return self.sweeps.paused
+
+    @property
+    def settling(self) -> Settling | None:
+        return self.sweeps.settling
 
     def start_sweep(self, *, full: bool = True) -> None:
-        """Start a sweep now, or right after the running one ends (never two at once).
+        """Start a sweep now, or right after the running one ends (`SweepController.start`)."""
+        self.sweeps.start(full=full)
 
-        `full=False` (the periodic refresh) may re-read only the probes that reveal change and reuse
-        the rest; a full sweep still happens every FULL_SWEEP_EVERY refreshes, while the node reboots,
-        and as soon as a light one sees a stage change.
-        """
-        if self.settings.target is None:
-            return
-        if self.sweeping:
-            self.sweep_again = True
-            self.sweep_again_full = self.sweep_again_full or full
-            return
-        if self.next_sweep is not None:
-            self.next_sweep.stop()
-            self.next_sweep = None
-        self.sweep_again = False
-        self.sweep_again_full = False
+    @on(SweepStarted)
+    def _sweep_started(self) -> None:
         self.context_bar.sweeping = True
         self.context_bar.redraw()
-        self.sweep_worker = self.run_worker(self._sweep(full), name="sweep", group="sweep", exit_on_error=False)
-
-    def _light_sweep_allowed(self) -> bool:
-        if self.report is None or self.rebooting_reason() is not None:
-            return False
-        return self.sweeps.light_allowed(every_s=FULL_SWEEP_EVERY * self.settings.refresh)
-
-    async def _sweep(self, full: bool = True) -> None:
-        assert self.settings.target is not None
-        await self.sweeps.sweep(self.settings.target, timeout=self.settings.sweep_timeout, previous=self.report,
-                                light=not full and self._light_sweep_allowed())
-
-    def _periodic_sweep(self) -> None:
-        self.start_sweep(full=False)
-
-    def _schedule_next_sweep(self) -> None:
-        if self.sweep_again:
-            self.start_sweep(full=self.sweep_again_full)
-        elif self.settings.refresh > 0 and not self.paused and self.settings.target is not None:
-            self.next_sweep = self.set_timer(self.settings.refresh, self._periodic_sweep, name="next sweep")
 
     @on(SweepFinished)
     def _sweep_finished(self, message: SweepFinished) -> None:
-        if message.moved:
-            self.sweep_again, self.sweep_again_full = True, True
-        self.sweeps_done += 1
+        self.sweeps.finished(moved=message.moved)
         self.context_bar.sweeping = False
         self.apply_report(message.report)
-        if self.sweeps_done == 1 and self.settings.after_first_sweep is not None:
+        if self.sweeps.done == 1 and self.settings.after_first_sweep is not None:
             self.settings.after_first_sweep()
-        if self._still_settling(message.report):
-            self.next_sweep = self.set_timer(SETTLE_RECHECK_S, self.start_sweep, name="settle re-check")
-            return
-        self._schedule_next_sweep()
-
-    def _still_settling(self, report: Report) -> bool:
-        """After an action, its stage may need a moment (a plugin registering, a node coming back):
-        re-check every SETTLE_RECHECK_S until it settles or its time is up (checks.session)."""
-        if self.settling is None or self.sweep_again or self.paused:
-            return False
-        if self.settling.over(report):
-            self.settling = None
-            return False
-        return True
+        self.sweeps.after_report(message.report)
 
     @on(SweepCrashed)
     def _sweep_crashed(self, message: SweepCrashed) -> None:
-        self.sweeps_done += 1
         self.context_bar.sweeping = False
         self.context_bar.redraw()
         self.notify(safe(f"The check itself failed: {message.reason}"), title="check failed", severity="error", markup=False)
         self.log_line(f"check failed: {message.reason}", "error")
-        self._schedule_next_sweep()
+        self.sweeps.crashed()
 
     def apply_report(self, report: Report) -> None:
         """Show a report everywhere: checklist, details, panes, context bar.
@@ -468,8 +422,8 @@ class MainScreen(Screen):
         tables every few seconds is most of what an idle app would cost.
         """
         first = self.report is None
-        report = self._with_test_pod_result(report)
-        expected = self._expected(report)
+        report = self.actions.with_test_pod_result(report)
+        expected = self.actions.expected(report, self.settling, self.rebooting_reason())
         if not first and self.report is not None and same_content(self.report, report) and expected == self.expected:
             self.report = report
             self.context_bar.updated_at = self.settings.clock()
@@ -489,20 +443,6 @@ class MainScreen(Screen):
         self._show_details()
         self._show_panes()
         self._notice_changes(report)
-
-    def _with_test_pod_result(self, report: Report) -> Report:
-        """A test pod that passed keeps `gpu-workload` passing on the checklist (sweeps do not run the pod)
-        until a re-check invalidates it: any other stage no longer passing."""
-        from checks.model import Status
-
-        kept = self.test_pod_result
-        if kept is None:
-            return report
-        if any(not s.status.ok for s in report.stages if s.id != kept.id):
-            self.test_pod_result = None
-            return report
-        stages = [kept if s.id == kept.id and s.status is Status.SKIPPED else s for s in report.stages]
-        return dataclasses.replace(report, stages=stages)
 
     def _move_on_after_action(self, report: Report) -> None:
         """Once the stage of the action just run passes, the selection moves to the stage to work on next
@@ -525,36 +465,6 @@ class MainScreen(Screen):
         target = report.root_cause.stage if report.root_cause is not None else (failing[0] if failing else None)
         if target is not None:
             self.checklist.select_stage(target)
-
-    def _expected(self, report: Report) -> dict[str, str]:
-        """While an action that reboots the node runs, and after it until the node is back (or its re-checks
-        give up), the failures the reboot causes are its progress: the cluster stage, the action's own stage,
-        and what cannot be checked meanwhile. Not a root cause."""
-        from checks.model import Status
-
-        stage = self.reboot_expected
-        if stage is None:
-            return {}
-        if not self.action_running:
-            try:
-                cluster_ok = report.stage("cluster").status.ok
-            except KeyError:
-                cluster_ok = True
-            if self.settling is None or (cluster_ok and self.rebooting_reason() is None):
-                self.reboot_expected = None
-                return {}
-        running = self.action_running
-        notes = {"cluster": f"node rebooting: the {stage} action" if running else f"node coming back after the {stage} action",
-                 stage: f"the {stage} action is running" if running else f"checking again after the {stage} action"}
-        expected = {}
-        for result in report.stages:
-            if result.status.ok or result.blocked_by:
-                continue
-            if result.id in notes:
-                expected[result.id] = notes[result.id]
-            elif result.status is Status.UNKNOWN:
-                expected[result.id] = "not answering while the node reboots"
-        return expected
 
     def _notice_changes(self, report: Report) -> None:
         from checks.model import Status
@@ -581,7 +491,7 @@ class MainScreen(Screen):
 
     def rebooting_reason(self) -> str | None:
         """Why the node is taken to be rebooting, from the last report and the running action."""
-        return rebooting_reason(self.report, action_stage=self.action_stage, action_reboots=self.action_reboots)
+        return self.actions.rebooting_reason(self.report)
 
     def _show_panes(self) -> None:
         if self.report is None:
@@ -608,7 +518,7 @@ class MainScreen(Screen):
         from widgets.panes import PaneContext
 
         return PaneContext(self.settings.profile, self.settings.clock(), self.settings.stable_output,
-                           self.rebooting_reason(), self.last_test_pod)
+                           self.rebooting_reason(), self.actions.last_test_pod)
 
     def _follow_path(self, report: Report) -> None:
         """The context bar names the node's Talos version and the path; the checklist's titles follow it."""
@@ -656,11 +566,23 @@ class MainScreen(Screen):
     def _stage_highlighted(self) -> None:
         self._show_details()
 
-    # ---- actions ----------------------------------------------------------------------------------
+    # ---- actions (tui.actions runs them) ----------------------------------------------------------
 
     @property
     def action_running(self) -> bool:
-        return self.action_worker is not None and self.action_worker.is_running
+        return self.actions.running
+
+    @property
+    def action_stage(self) -> str | None:
+        return self.actions.stage
+
+    @property
+    def planning(self) -> str | None:
+        return self.actions.planning
+
+    @property
+    def last_test_pod(self) -> str | None:
+        return self.actions.last_test_pod
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("run_action", "cancel_action") and self.settings.read_only:
@@ -705,30 +627,18 @@ class MainScreen(Screen):
             return
         if self.planning is not None or self.settings.target is None:
             return
-        self.planning = stage_id
         self.log_line(f"planning the {stage_id} action…", "note")
-        self.run_worker(self._plan(stage_id), name=f"plan {stage_id}", group="plan", exit_on_error=False)
-
-    async def _plan(self, stage_id: str) -> None:
-        from checks.actions import plan_action
-
-        assert self.settings.target is not None
-        try:
-            plan = await plan_action(stage_id, self.settings.target, self.report, factory=self.settings.factory)
-        except Exception as exc:  # noqa: BLE001 - shown, never a traceback
-            self.post_message(PlanFailed(stage_id, one_line(exc)))
-            return
-        self.post_message(PlanReady(plan))
+        self.actions.plan(stage_id, self.settings.target, self.report, factory=self.settings.factory)
 
     @on(PlanFailed)
     def _plan_failed(self, message: PlanFailed) -> None:
-        self.planning = None
+        self.actions.planning = None
         self.notify(safe(message.reason), title=f"cannot plan {message.stage}", severity="error", markup=False)
         self.log_line(f"cannot plan the {message.stage} action: {message.reason}", "error")
 
     @on(PlanReady)
     def _plan_ready(self, message: PlanReady) -> None:
-        self.planning = None
+        self.actions.planning = None
         plan = message.plan
         if self.settings.read_only:  # never reached through the keys; a last guard
             return
@@ -748,21 +658,15 @@ class MainScreen(Screen):
             return
         from widgets.context_bar import ActionProgress
 
-        self.action_stage = plan.stage
-        self.action_reboots = bool(plan.reboots)
-        self.reboot_expected = plan.stage if plan.reboots else None
+        assert self.settings.target is not None
         self.context_bar.action = ActionProgress(plan.stage, len(plan.steps), self.settings.clock())
         self.context_bar.redraw()
         self.log_line(f"▶ {plan.stage}: {plan.title}", "step")
         if not self.audit_announced:  # said once: every action is recorded there
             self.audit_announced = True
             self.log_line(f"recorded in the audit log {self.audit_path}", "note")
-        self.action_output.clear()
-        self.cancelled_by_user = False
-        assert self.settings.target is not None
-        run = self.actions.run(plan, self.settings.target, audit_path=self.settings.audit_path,
-                               read_only=self.settings.read_only)
-        self.action_worker = self.run_worker(run, name=f"action {plan.stage}", group="action", exit_on_error=False)
+        self.actions.start(plan, self.settings.target, audit_path=self.settings.audit_path,
+                           read_only=self.settings.read_only)
         self.refresh_bindings()
 
     @property
@@ -793,8 +697,6 @@ class MainScreen(Screen):
             else:
                 progress.phase = message.text if len(message.text) <= 32 else message.text[:31] + "…"
             self.context_bar.redraw()
-        if message.kind == "line":
-            self.action_output.append(message.text)
         if message.kind == "phase" and self.report is not None:
             self._show_panes()  # "node rebooting" / "node back" reach the panes' banners at once
 
@@ -808,49 +710,28 @@ class MainScreen(Screen):
         self.log_line(text, "ok" if ok else "error")
         self.notify(safe(message.reason), title=f"{message.stage} action {message.status}", markup=False,
                     severity="information" if ok else "error")
-        if message.stage == "gpu-workload":
-            from widgets.panes import test_pod_summary
-
-            self.last_test_pod = test_pod_summary(list(self.action_output), message.reason)
-            self.test_pod_result = self._test_pod_stage(self.last_test_pod, message.reason) if ok else None
-        self.action_stage = None
-        self.action_reboots = False
+        self.actions.finished(message.stage, ok, message.reason, self.settings.stages)
         self.context_bar.action = None
         self.context_bar.redraw()
         self.refresh_bindings()
-        if message.status == "cancelled" and not self.cancelled_by_user:
+        if message.status == "cancelled" and not self.actions.cancelled_by_user:
             return  # cancelled because the app is closing (q, SIGTERM): start nothing new
         self.log_line("re-checking…", "note")
         if ok:
-            self.settling = Settling.after(message.stage)
+            self.sweeps.settle_after(message.stage)
             self.move_on_from = message.stage
         self.start_sweep()
 
-    def _test_pod_stage(self, summary: str, reason: str) -> StageResult:
-        from checks.model import StageResult, Status
-
-        spec = stage_spec("gpu-workload", self.settings.stages)
-        evidence = [f"test pod (run from the TUI): {reason}"]
-        if summary != reason:
-            evidence.append(f"nvidia-smi: {summary}")
-        return StageResult("gpu-workload", spec.title, Status.PASS, f"the test pod ran nvidia-smi: {summary}", evidence)
-
     def action_cancel_action(self) -> None:
-        if self.action_worker is not None and self.action_running:
-            self.log_line(f"cancelling the {self.action_stage} action…", "stderr")
-            self.cancelled_by_user = True
-            self.action_worker.cancel()
+        stage = self.action_stage
+        if self.actions.cancel():
+            self.log_line(f"cancelling the {stage} action…", "stderr")
         else:
             self.notify("No action is running")
 
     async def cancel_running_action(self) -> None:
         """Cancel the running action and wait until its processes are gone (used when quitting)."""
-        worker = self.action_worker
-        if worker is None or not worker.is_running:
-            return
-        worker.cancel()
-        with contextlib.suppress(WorkerCancelled, WorkerFailed):  # the cancel we asked for, not an error
-            await worker.wait()
+        await self.actions.cancel_and_wait()
 
     # ---- keys ---------------------------------------------------------------------------------------
 
@@ -861,17 +742,10 @@ class MainScreen(Screen):
         self.start_sweep()
 
     def action_toggle_pause(self) -> None:
-        self.paused = not self.paused
-        self.context_bar.paused = self.paused
+        paused = self.sweeps.toggle_pause()
+        self.context_bar.paused = paused
         self.context_bar.redraw()
-        if self.paused:
-            if self.next_sweep is not None:
-                self.next_sweep.stop()
-                self.next_sweep = None
-            self.notify("Refresh paused (p resumes)")
-        else:
-            self.notify("Refresh resumed")
-            self.start_sweep()
+        self.notify("Refresh paused (p resumes)" if paused else "Refresh resumed")
 
     async def action_show_pane(self, pane_id: str) -> None:
         await self._mount_rest()

@@ -35,9 +35,9 @@ def palette_commands(app: PaletteApp, screen: Screen) -> Iterable[SystemCommand]
     for spec in settings.stages:
         yield SystemCommand(f"Stage: {spec.id}", f"Show its details: {spec.title}",
                             partial(main.checklist.select_stage, spec.id))
-    for number, (pane_id, title) in enumerate(PANES, 1):
-        yield SystemCommand(f"Pane: {title}", f"Switch to the {title} pane ({number})",
-                            partial(main.action_show_pane, pane_id))
+    for number, pane in enumerate(PANES, 1):
+        yield SystemCommand(f"Pane: {pane.title}", f"Switch to the {pane.title} pane ({number})",
+                            partial(main.action_show_pane, pane.id))
     yield SystemCommand("Refresh now", "Re-read the cluster (r)", main.action_refresh)
     yield SystemCommand("Pause or resume refresh", "Stop or restart the periodic re-read (p)", main.action_toggle_pause)
     yield SystemCommand("Copy the fix", "Copy the selected stage's remediation command (c)", main.action_copy_fix)

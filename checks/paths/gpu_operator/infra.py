@@ -32,6 +32,16 @@ def operator_values(profile: Profile) -> str:
         "  enabled: false\n"
         "hostPaths:\n"
         "  driverInstallDir: /usr/local\n"
+        "# The operands tolerate the control-plane taint too (a node that is both); the chart's default list\n"
+        "# holds only the nvidia.com/gpu one, and this list replaces it.\n"
+        "daemonsets:\n"
+        "  tolerations:\n"
+        "    - key: nvidia.com/gpu\n"
+        "      operator: Exists\n"
+        "      effect: NoSchedule\n"
+        f"    - key: {infra.CONTROL_PLANE_TAINT}\n"
+        "      operator: Exists\n"
+        "      effect: NoSchedule\n"
     )
 
 
