@@ -16,7 +16,7 @@ def propagate(stages: tuple[StageSpec, ...], judgements: dict[str, Judgement],
     for spec in dependency_order(stages):
         own = judgements[spec.id]
         result = StageResult(spec.id, spec.title, own.status, own.summary, list(own.evidence), own.remediation,
-                             None, durations.get(spec.id, 0), own.advice)
+                             None, durations.get(spec.id, 0), own.advice, tuple(own.findings))
         if own.status in (Status.FAIL, Status.UNKNOWN):
             failing_deps = [results[d] for d in spec.depends_on if d in results and results[d].status in NOT_PASSING]
             if failing_deps:

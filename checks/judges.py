@@ -12,17 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from checks import findings as found
 from checks import remedies
+from checks.findings import FABRICMANAGER_BASE, GPU_RESOURCE, KMOD_BASE, NONFREE_KMOD_BASE, TOOLKIT_BASE
 from checks.lazy import parsers  # imported on first use (see checks/lazy.py)
 from checks.model import Judgement, ProbeResult, Status
 from checks.profile import Profile
 from checks.remedies import Remedy
 from checks.signatures import DMESG, SignatureMatch, match_signatures
 
-KMOD_BASE = "nvidia-open-gpu-kernel-modules"
-TOOLKIT_BASE = "nvidia-container-toolkit"
-FABRICMANAGER_BASE = "nvidia-fabricmanager"
-GPU_RESOURCE = "nvidia.com/gpu"
+__all__ = ["FABRICMANAGER_BASE", "GPU_RESOURCE", "KMOD_BASE", "NONFREE_KMOD_BASE", "TOOLKIT_BASE"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,12 @@ def judged(status: Status, summary: str, evidence: list[str], remedy: Remedy | N
     """A judgement whose remediation and advice come from `checks.remedies`."""
     remedy = remedy or remedies.NONE
     return Judgement(status, summary, evidence, remedy.command, remedy.advice)
+
+
+def carrying(judgement: Judgement, *findings: object) -> Judgement:
+    """The judgement with the typed findings it rests on (checks/findings.py), for the panes to render."""
+    judgement.findings = tuple(f for f in findings if f is not None)
+    return judgement
 
 
 def unknown(fact: ProbeResult) -> Judgement:
@@ -217,7 +222,8 @@ def judge_cluster(inp: JudgeInput) -> Judgement:
 
 
 def nvidia_extensions(exts: list[Any]) -> tuple[Any | None, Any | None]:
-    kmod = next((e for e in exts if e.name.startswith(KMOD_BASE)), None)
+    """(kernel modules — open or proprietary —, toolkit) among the installed extensions."""
+    kmod = next((e for e in exts if e.name.startswith((KMOD_BASE, NONFREE_KMOD_BASE))), None)
     toolkit = next((e for e in exts if e.name.startswith(TOOLKIT_BASE)), None)
     return kmod, toolkit
 
@@ -226,39 +232,50 @@ def upgrade_command(inp: JudgeInput) -> str:
     return remedies.upgrade(inp.node, inp.profile, inp.talos_version).command or ""
 
 
-def judge_extensions(inp: JudgeInput) -> Judgement:
-    fact = inp.fact("extensions")
+def extensions_finding(inp: JudgeInput) -> found.ExtensionsFinding | None:
+    fact, pci = inp.fact("extensions"), inp.facts.get("pci_devices")
     if not fact.ok:
+        return None
+    return found.extensions_finding(fact.value, inp.profile, pci.value if pci is not None and pci.ok else ())
+
+
+def judge_extensions(inp: JudgeInput) -> Judgement:
+    finding = extensions_finding(inp)
+    return carrying(_judge_extensions(inp, finding), finding)
+
+
+def _judge_extensions(inp: JudgeInput, finding: found.ExtensionsFinding | None) -> Judgement:
+    fact = inp.fact("extensions")
+    if finding is None:
         return unknown(fact)
     exts = list(fact.value)
     listed = ", ".join(f"{e.name} {e.version}" for e in exts if e.name != "schematic") or "none"
     evidence = [f"talosctl get extensions: {listed}"]
-    schematic = parsers.schematic_id(exts)
-    if schematic:
-        evidence.append(f"talosctl get extensions: schematic {schematic}")
+    if finding.installed_schematic:
+        evidence.append(f"talosctl get extensions: schematic {finding.installed_schematic}")
     track = inp.profile.track
-    kmod, toolkit = nvidia_extensions(exts)
-    remedy = remedies.upgrade(inp.node, inp.profile, inp.talos_version)
-    missing = [f"{base}-{track}" for base, ext in ((KMOD_BASE, kmod), (TOOLKIT_BASE, toolkit)) if ext is None]
-    if missing:
+    kmod = next(e for e in exts if e.name == finding.kmod) if finding.kmod else None
+    toolkit = next(e for e in exts if e.name == finding.toolkit) if finding.toolkit else None
+    switches = nvswitches(inp)
+    # one schematic for every upgrade this stage offers: Fabric Manager goes in on NVSwitch boards
+    remedy = remedies.upgrade(inp.node, inp.profile, inp.talos_version, fabricmanager=bool(switches))
+    if finding.missing:
+        missing = finding.missing
         return judged(Status.FAIL, f"extension {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                          f"not installed (installed: {listed})", evidence, remedy)
     assert kmod is not None and toolkit is not None
-    tracks = {ext.name: (parsers.extension_track(ext.name) or ("", ""))[1] for ext in (kmod, toolkit)}
-    wrong = [f"{name} ({t or 'no track'})" for name, t in tracks.items() if t != track]
-    if len(set(tracks.values())) > 1:
+    if finding.mixed_tracks:
         return judged(Status.FAIL, f"mixed tracks: {kmod.name} with {toolkit.name} (never mix lts with production)",
                          evidence, remedy)
-    if wrong:
-        return judged(Status.FAIL, f"extensions are not on the profile's {track} track: {', '.join(wrong)}",
-                         evidence, remedy)
+    if finding.wrong_track:
+        return judged(Status.FAIL, f"extensions are not on the profile's {track} track: "
+                      f"{', '.join(finding.wrong_track)}", evidence, remedy)
     kmod_driver, _ = parsers.split_driver(kmod.version)
     toolkit_driver, _ = parsers.split_driver(toolkit.version)
     if kmod_driver != toolkit_driver:
         return judged(Status.FAIL, f"driver versions differ: {kmod.name} {kmod.version} vs "
                          f"{toolkit.name} {toolkit.version}", evidence, remedy)
-    switches = nvswitches(inp)
-    fabric = next((e for e in exts if e.name.startswith(FABRICMANAGER_BASE)), None)
+    fabric = next((e for e in exts if e.name == finding.fabricmanager), None) if finding.fabricmanager else None
     if switches:
         evidence.append(f"talosctl get pcidevices: {len(switches)} NVSwitch bridge{'s' if len(switches) != 1 else ''} "
                         f"({switches[0].product}, class 0680, {switches[0].vendor_id.removeprefix('0x')}:"
@@ -266,13 +283,11 @@ def judge_extensions(inp: JudgeInput) -> Judgement:
         if fabric is None:
             return judged(Status.FAIL, f"this board has {len(switches)} NVSwitch bridge{'s' if len(switches) != 1 else ''} "
                           f"but extension {FABRICMANAGER_BASE}-{track} is not installed: without Fabric Manager CUDA "
-                          "fails with cudaErrorSystemNotReady although nvidia-smi lists the GPUs", evidence,
-                          remedies.upgrade(inp.node, inp.profile, inp.talos_version, fabricmanager=True))
+                          "fails with cudaErrorSystemNotReady although nvidia-smi lists the GPUs", evidence, remedy)
         fabric_driver, _ = parsers.split_driver(fabric.version)
         if fabric.name != f"{FABRICMANAGER_BASE}-{track}" or fabric_driver != kmod_driver:
             return judged(Status.FAIL, f"{fabric.name} {fabric.version} does not match {kmod.name} {kmod.version} "
-                          "(Fabric Manager must carry the same driver version, same track)", evidence,
-                          remedies.upgrade(inp.node, inp.profile, inp.talos_version, fabricmanager=True))
+                          "(Fabric Manager must carry the same driver version, same track)", evidence, remedy)
         return Judgement(Status.PASS, f"{kmod.name} {kmod.version}, {toolkit.name} {toolkit.version} and "
                          f"{fabric.name} {fabric.version} installed (driver {kmod_driver}; NVSwitch board)", evidence)
     return Judgement(Status.PASS, f"{kmod.name} {kmod.version} and {toolkit.name} {toolkit.version} installed "
@@ -523,33 +538,9 @@ def helm_install_command(profile: Profile) -> str:
     return remedies.helm_install(profile).command or ""
 
 
-def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
-    """Kubernetes' rule: a toleration matches a taint by key (empty key with Exists: every key), by value
-    (operator Equal) and by effect (empty: every effect)."""
-    for tol in tolerations:
-        operator = tol.get("operator") or "Equal"
-        if tol.get("key") and tol.get("key") != taint.get("key"):
-            continue
-        if not tol.get("key") and operator != "Exists":
-            continue
-        if operator == "Equal" and (tol.get("value") or "") != (taint.get("value") or ""):
-            continue
-        if tol.get("effect") and tol.get("effect") != taint.get("effect"):
-            continue
-        return True
-    return False
-
-
 def untolerated_taints(node: dict[str, Any], tolerations: list[dict[str, Any]]) -> list[str]:
     """The node's NoSchedule/NoExecute taints that these tolerations do not cover, as key=value:effect."""
-    out = []
-    for taint in ((node.get("spec") or {}).get("taints") or []):
-        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
-            continue
-        if not _tolerated(taint, tolerations):
-            value = taint.get("value")
-            out.append(f"{taint.get('key')}{'=' + value if value else ''}:{taint.get('effect')}")
-    return out
+    return list(found.taint_finding(node, tolerations).untolerated)
 
 
 def _node_matches_affinity(node: dict[str, Any], ds: dict[str, Any]) -> bool:
@@ -597,29 +588,26 @@ def _required_affinity_terms(ds: dict[str, Any]) -> list[str]:
     return keys
 
 
-def _pod_state(pod: dict[str, Any]) -> tuple[str, bool, str]:
-    """(status word as kubectl shows it, ready, message)"""
-    status = pod.get("status") or {}
-    phase = status.get("phase") or "Unknown"
-    statuses = status.get("containerStatuses") or []
-    ready = bool(statuses) and all(s.get("ready") for s in statuses)
-    for s in statuses:
-        state = s.get("state") or {}
-        waiting = state.get("waiting")
-        if waiting:
-            return str(waiting.get("reason") or phase), ready, str(waiting.get("message") or "")
-        terminated = state.get("terminated")
-        if terminated:
-            return str(terminated.get("reason") or "Terminated"), ready, str(terminated.get("message") or "")
-    return phase, ready, ""
-
-
 def _kube_node(inp: JudgeInput) -> dict[str, Any] | None:
     node = inp.fact("kube_node")
     return node.value if node.ok and isinstance(node.value, dict) else None
 
 
 def judge_device_plugin(inp: JudgeInput) -> Judgement:
+    fact = inp.fact("device_plugin")
+    finding = None
+    if fact.ok and fact.value is not None and fact.value.daemonset is not None:
+        node = _kube_node(inp)
+        mine = found.pods_on(fact.value.pods, node["metadata"]["name"] if node else None)
+        logs = [fact.value.logs.get(p["metadata"]["name"], "") for p in mine]
+        resource = next((scan.resource for scan in map(parsers.scan_device_plugin_log, logs) if scan.registered),
+                        None)
+        finding = found.daemonset_finding(fact.value.daemonset, fact.value.pods, node, inp.profile.runtime_class,
+                                          resource)
+    return carrying(_judge_device_plugin(inp, finding), finding)
+
+
+def _judge_device_plugin(inp: JudgeInput, finding: found.DevicePluginFinding | None) -> Judgement:
     fact, helm = inp.fact("device_plugin"), inp.fact("helm_release")
     install = remedies.helm_install(inp.profile)
     evidence: list[str] = []
@@ -634,15 +622,14 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
         return judged(Status.FAIL, "the NVIDIA device plugin is not installed (no DaemonSet labelled "
                       "app.kubernetes.io/name=nvidia-device-plugin, nor a pod template labelled "
                       "name=nvidia-device-plugin-ds)", evidence, install)
-    if not fact.ok:
+    if not fact.ok or finding is None:
         return unknown(fact)
     facts = fact.value
     ds = facts.daemonset
-    meta, status = ds["metadata"], ds.get("status") or {}
+    meta = ds["metadata"]
     namespace = meta["namespace"]
     ds_name = f"{namespace}/{meta['name']}"
-    desired = int(status.get("desiredNumberScheduled") or 0)
-    ready_count = int(status.get("numberReady") or 0)
+    desired, ready_count = finding.desired, finding.ready
     evidence.append(f"kubectl get ds {ds_name}: desired {desired}, ready {ready_count}")
     template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
     rc_name = template.get("runtimeClassName")
@@ -656,11 +643,11 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
     ds_matches = match_signatures("\n".join(m for _, m in _event_lines(facts.ds_events)))
     # the pod on THIS node (not any pod of the DaemonSet)
     pods = list(facts.pods)
-    mine = [p for p in pods if ((p.get("spec") or {}).get("nodeName")) == node_name] if node_name else pods[:1]
+    mine = found.pods_on(pods, node_name)
     if node_name:
         evidence.append(f"pods of {ds_name} on node {node_name}: {len(mine)} (of {len(pods)} on all nodes)")
     tolerations = list(template.get("tolerations") or [])
-    taints = untolerated_taints(node, tolerations) if node else []
+    taints = list(finding.taints.untolerated) if finding.taints is not None else []
     affinity = _required_affinity_terms(ds)
     not_here = desired == 0 or (node_name is not None and not mine and (taints or (
         affinity and node is not None and not _node_matches_affinity(node, ds))))
@@ -686,7 +673,7 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
             problems.append((f"DaemonSet {ds_name} has DESIRED 0: it is not scheduled on any node "
                              f"(nodeSelector {selector or 'none'}, tolerations {len(tolerations)})",
                              fix_values))
-    if rc_name != inp.profile.runtime_class:
+    if not finding.runtime_class_ok:
         evidence.append(f"DaemonSet pod template: runtimeClassName {rc_name or 'not set'}")
         problems.append((f"the device plugin pods do not use runtimeClassName {inp.profile.runtime_class} "
                          f"(they have {rc_name or 'none'}), so they cannot see the driver",
@@ -695,12 +682,11 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
         first = ds_matches[0]
         problems.append((f"DaemonSet {ds_name} cannot create its pod: {quote(first.quote)}",
                          remedies.for_signature(first.signature, inp.node, inp.profile, inp.talos_version)))
-    for pod in mine:
-        name = pod["metadata"]["name"]
-        word, ready, message = _pod_state(pod)
-        restarts = sum(int(s.get("restartCount") or 0) for s in (pod.get("status") or {}).get("containerStatuses") or [])
-        evidence.append(f"pod {name} (node {(pod.get('spec') or {}).get('nodeName') or 'none'}): {word}, ready "
-                        f"{str(ready).lower()}, restarts {restarts}" + (f" ({shorten(message, 160)})" if message else ""))
+    for state in finding.pods:
+        name, word, ready, message = state.name, state.word, state.ready, state.message
+        evidence.append(f"pod {name} (node {state.node or 'none'}): {word}, ready "
+                        f"{str(ready).lower()}, restarts {state.restarts}"
+                        + (f" ({shorten(message, 160)})" if message else ""))
         for reason, ev_message in _event_lines(facts.pod_events.get(name, [])):
             if reason not in ("Scheduled", "Pulled", "Created", "Started", "Pulling"):
                 evidence.append(f"pod event {reason}: {shorten(ev_message, 200)}")
@@ -723,7 +709,7 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
                              remedies.describe_pod(namespace, name)))
         elif not scan.registered:
             problems.append((f"device plugin pod {name} runs but its log does not show the registration of "
-                             "nvidia.com/gpu with the kubelet", remedies.pod_log(namespace, name)))
+                             f"{GPU_RESOURCE} with the kubelet", remedies.pod_log(namespace, name)))
     if problems:
         summary, fix = problems[0]
         if (fix.command or "").startswith("helm ") and not (meta.get("annotations") or {}).get(
@@ -735,115 +721,59 @@ def judge_device_plugin(inp: JudgeInput) -> Judgement:
         return judged(Status.FAIL, f"DaemonSet {ds_name} has no pod{where}", evidence,
                       remedies.describe_ds(namespace, meta["name"]))
     return judged(Status.PASS, f"DaemonSet {ds_name} {ready_count}/{desired} ready; the plugin on "
-                  f"{node_name or 'the node'} registered nvidia.com/gpu with the kubelet", evidence)
+                  f"{node_name or 'the node'} registered {finding.resource or GPU_RESOURCE} with the kubelet", evidence)
 
 
 # ---- GPU resources ----------------------------------------------------------------------------
 
 
 def expected_gpus(inp: JudgeInput) -> tuple[int | None, str]:
-    if inp.profile.gpu_count is not None:
-        return inp.profile.gpu_count, "profile gpu_count"
-    pci = inp.fact("pci_devices")
-    if pci.ok:
-        return sum(1 for d in pci.value if d.is_nvidia_gpu), "NVIDIA PCI devices"
-    return None, pci.error or "pci devices unknown"
-
-
-def node_gpu_counts(node: dict[str, Any], resource: str = GPU_RESOURCE) -> tuple[int, int]:
-    status = node.get("status") or {}
-
-    def count(field: str) -> int:
-        try:
-            return int(str((status.get(field) or {}).get(resource, "0")))
-        except ValueError:
-            return 0
-
-    return count("capacity"), count("allocatable")
-
-
-def mig_resources(node: dict[str, Any]) -> list[tuple[str, int, int]]:
-    """(resource, capacity, allocatable) of the Node's MIG resources (``nvidia.com/mig-<profile>``, the
-    device plugin's mixed MIG strategy)."""
-    capacity = (node.get("status") or {}).get("capacity") or {}
-    return [(name, *node_gpu_counts(node, name)) for name in sorted(capacity)
-            if isinstance(name, str) and name.startswith("nvidia.com/mig-")]
-
-
-def node_plugin_sharing(inp: JudgeInput) -> Any:
-    """How the device plugin pod on THIS node shares its GPUs (`parsers.PluginSharing` from the config it
-    logged at start), or None when no log of it was read."""
-    fact, node = inp.facts.get("device_plugin"), inp.facts.get("kube_node")
-    if fact is None or not fact.ok or fact.value is None or node is None or not node.ok:
-        return None
-    name = node.value["metadata"]["name"]
-    for pod in fact.value.pods:
-        if (pod.get("spec") or {}).get("nodeName") == name:
-            log = fact.value.logs.get(pod["metadata"]["name"])
-            if log:
-                return parsers.plugin_sharing(log)
-    return None
-
-
-_XID_RE = re.compile(r"XidCriticalError: Xid=(?P<xid>\d+) on Device=(?P<device>[^;\s]+)[^\n]*")
-
-
-def _unhealthy_xids(inp: JudgeInput) -> list[tuple[str, str]]:
-    """(short form, the logged message) of the plugin's "XidCriticalError: Xid=<n> on Device=<uuid>; marking
-    device as unhealthy." lines, from the log of the device plugin pod on THIS node."""
-    fact, node = inp.fact("device_plugin"), _kube_node(inp)
-    if not fact.ok or fact.value is None:
-        return []
-    here = node["metadata"]["name"] if node else None
-    out: list[tuple[str, str]] = []
-    for pod in fact.value.pods:
-        if here is not None and (pod.get("spec") or {}).get("nodeName") != here:
-            continue
-        for match in _XID_RE.finditer(fact.value.logs.get(pod["metadata"]["name"]) or ""):
-            found = (f"Xid {match.group('xid')} on {match.group('device')}", match.group(0).strip())
-            if found not in out:
-                out.append(found)
-    return out
+    counts = found.gpu_counts(inp.facts, inp.profile)
+    return counts.gpus, counts.basis
 
 
 def judge_gpu_resources(inp: JudgeInput) -> Judgement:
+    counts = found.gpu_counts(inp.facts, inp.profile)
+    return carrying(_judge_gpu_resources(inp, counts), counts)
+
+
+def _judge_gpu_resources(inp: JudgeInput, counts: found.GpuCounts) -> Judgement:
     node, dmesg, alloc = inp.fact("kube_node"), inp.fact("dmesg"), inp.fact("gpu_allocations")
-    if not node.ok:
+    if not node.ok or counts.advertised is None:
         return unknown(node) if node.error else Judgement(Status.UNKNOWN, "the Kubernetes Node is not known", [])
-    gpus, basis = expected_gpus(inp)
+    gpus, basis = counts.gpus, counts.basis
     name = node.value["metadata"]["name"]
-    sharing = node_plugin_sharing(inp)
-    resource = sharing.advertised_as(GPU_RESOURCE) if sharing is not None else GPU_RESOURCE
-    replicas = sharing.replicas_of(GPU_RESOURCE) if sharing is not None else 1
-    capacity, allocatable = node_gpu_counts(node.value, resource)
+    resource, replicas = counts.resource, counts.replicas
+    capacity, allocatable = counts.advertised.capacity, counts.advertised.allocatable
     evidence = [f"kubectl get node {name}: capacity {resource} {capacity}, allocatable {allocatable}"]
     if gpus is not None:
         evidence.append(f"talosctl get pcidevices: {gpus} NVIDIA GPU{'s' if gpus != 1 else ''} (display/3D "
                         "controllers; NVSwitch bridges are not GPUs)"
                         if basis == "NVIDIA PCI devices" else f"profile: gpu_count {gpus}")
-    expected = gpus * replicas if gpus is not None else None
-    if sharing is not None and sharing.strategy and replicas > 1:
+    expected = counts.expected
+    if counts.strategy and replicas > 1:
         renamed = f", advertised as {resource}" if resource != GPU_RESOURCE else ""
-        evidence.append(f"device plugin pod on {name}: {sharing.strategy} with {replicas} replicas of "
+        evidence.append(f"device plugin pod on {name}: {counts.strategy} with {replicas} replicas of "
                         f"{GPU_RESOURCE} per GPU{renamed} (its running config)")
-        basis = f"{gpus} GPU{'s' if gpus != 1 else ''} × {replicas} {sharing.strategy} replicas"
-    migs = mig_resources(node.value)
-    if migs or (sharing is not None and sharing.mig_strategy in ("single", "mixed")):
-        listed = ", ".join(f"{n} {c}" for n, c, _a in migs) or f"{resource} {capacity}"
+        basis = f"{gpus} GPU{'s' if gpus != 1 else ''} × {replicas} {counts.strategy} replicas"
+    migs = counts.mig
+    if migs or counts.mig_strategy in ("single", "mixed"):
+        listed = ", ".join(f"{m.resource} {m.capacity}" for m in migs) or f"{resource} {capacity}"
         evidence.append(f"kubectl get node {name}: MIG resources {listed} (strategy "
-                        f"{sharing.mig_strategy if sharing is not None else 'mixed'})")
-        unhealthy = [(n, c, a) for n, c, a in migs if c > a]
+                        f"{counts.mig_strategy if counts.mig_strategy != 'none' else 'mixed'})")
+        unhealthy = [m for m in migs if m.unhealthy]
         if unhealthy:
-            n, c, a = unhealthy[0]
-            return judged(Status.FAIL, f"Node {name} has {c - a} unhealthy {n} (capacity {c}, allocatable {a})",
-                          evidence, remedies.kernel_log(inp.node, "read the node's kernel log for the Xid; the "
-                                                        "plugin marks a device healthy again only after a restart"))
+            m = unhealthy[0]
+            return judged(Status.FAIL, f"Node {name} has {m.unhealthy} unhealthy {m.resource} (capacity {m.capacity}, "
+                          f"allocatable {m.allocatable})", evidence,
+                          remedies.kernel_log(inp.node, "read the node's kernel log for the Xid; the "
+                                              "plugin marks a device healthy again only after a restart"))
         if migs and capacity == 0:
-            total = sum(c for _n, c, _a in migs)
+            total = sum(m.capacity for m in migs)
             return Judgement(Status.PASS, f"Node {name} advertises {total} MIG instance{'s' if total != 1 else ''} "
                              f"({listed}) on {gpus if gpus is not None else 'its'} GPU{'s' if gpus != 1 else ''}; "
                              "MIG instances are counted per profile, not per GPU", evidence)
-        if sharing is not None and sharing.mig_strategy == "single" and capacity > 0 and capacity == allocatable:
+        if counts.mig_strategy == "single" and capacity > 0 and capacity == allocatable:
             return Judgement(Status.PASS, f"Node {name} advertises {capacity} {resource} (MIG strategy single: one per "
                              "MIG instance, not per GPU)", evidence)
     if alloc.ok:
@@ -855,7 +785,7 @@ def judge_gpu_resources(inp: JudgeInput) -> Judgement:
                       Remedy(None, "fix the device plugin stage first; the kubelet adds nvidia.com/gpu once it "
                              "registers"))
     if capacity > allocatable:
-        xids = _unhealthy_xids(inp)
+        xids = list(zip(counts.xids, counts.xid_lines, strict=True))
         named = f"; the plugin logged {', '.join(short for short, _line in xids[:3])}" if xids else ""
         evidence.extend(f"pod log: {shorten(line, 200)}" for _short, line in xids[:3])
         return judged(Status.FAIL, f"Node {name} has {capacity - allocatable} unhealthy {resource} (capacity "
@@ -888,7 +818,8 @@ def judge_gpu_workload(inp: JudgeInput) -> Judgement:
     if not fact.ok:
         return unknown(fact)
     outcome = fact.value
-    return Judgement(outcome.status, outcome.summary, list(outcome.evidence), outcome.remediation)
+    return Judgement(outcome.status, outcome.summary, list(outcome.evidence), outcome.remediation,
+                     getattr(outcome, "advice", None))
 
 
 JUDGES: dict[str, Callable[[JudgeInput], Judgement]] = {

@@ -65,6 +65,7 @@ class Judgement:
     evidence: list[str] = field(default_factory=list)
     remediation: str | None = None
     advice: str | None = None
+    findings: tuple[Any, ...] = ()  # typed findings (checks/findings.py) the panes render; never in the JSON
 
 
 @dataclass
@@ -78,6 +79,7 @@ class StageResult:
     blocked_by: str | None = None
     duration_ms: int = 0
     advice: str | None = None
+    findings: tuple[Any, ...] = ()  # the judge's typed findings (checks/findings.py); not part of the JSON
 
     def to_json(self) -> dict[str, Any]:
         return {

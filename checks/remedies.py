@@ -49,31 +49,86 @@ def _talosctl(node: str, *args: str) -> str:
     return shlex.join(["talosctl", "--nodes", node, *args])
 
 
+def _helm(*args: str) -> str:
+    return shlex.join(["helm", *args])
+
+
+def _kubectl(*args: str) -> str:
+    return shlex.join(["kubectl", *args])
+
+
+# ---- argv: one builder per action --------------------------------------------------------------
+# A remedy here and a step of `enable`'s plan (checks/actions/, checks/paths/*/actions.py) that do the same
+# thing take their arguments from the same function, so that the command a person pastes and the one the
+# action runs cannot drift. The builders return what follows the program and its global flags: a plan puts
+# `talosctl --talosconfig … --nodes N` (or `helm --kubeconfig …`) in front, a remedy `talosctl --nodes N`.
+
+
+def upgrade_args(image: str) -> tuple[str, ...]:
+    """`talosctl upgrade` always with the image: without it current talosctl installs the vanilla image."""
+    return ("upgrade", "--image", image)
+
+
+def patch_file_args(path: str | Path) -> tuple[str, ...]:
+    return ("patch", "mc", "--patch", f"@{path}")
+
+
+def patch_inline_args(patch: str) -> tuple[str, ...]:
+    return ("patch", "mc", "--patch", patch)
+
+
+def helm_install_args(release: str, chart: str, namespace: str, values: str | Path,
+                      version: str | None = None) -> tuple[str, ...]:
+    args = ("upgrade", "--install", release, chart, "-n", namespace)
+    if version:
+        args += ("--version", version)
+    return args + ("-f", str(values))
+
+
+def helm_repo_add_args(name: str, url: str) -> tuple[str, ...]:
+    return ("repo", "add", name, url)
+
+
+def helm_uninstall_args(release: str, namespace: str) -> tuple[str, ...]:
+    return ("uninstall", release, "-n", namespace)
+
+
+def delete_runtimeclass_args(name: str) -> tuple[str, ...]:
+    return ("delete", "runtimeclass", name)
+
+
+def label_namespace_args(namespace: str, label: str, value: str) -> tuple[str, ...]:
+    return ("label", "--overwrite", "ns", namespace, f"{label}={value}")
+
+
+def extension_schematic(track: str, *, nonfree: bool = False, fabricmanager: bool = False) -> tuple[str, str, str]:
+    """(schematic YAML, id, the extensions listed) for the NVIDIA extensions of ``track``: the open kernel
+    modules (or, with ``nonfree``, the proprietary ones) and the toolkit, plus Fabric Manager on NVSwitch
+    boards. The upgrade remedy and `enable`'s extensions plan both take the schematic from here."""
+    if not nonfree:
+        schematic_yaml, schematic = nvidia_schematic(track, fabricmanager=fabricmanager)
+        names = [f"nvidia-open-gpu-kernel-modules-{track}", f"nvidia-container-toolkit-{track}"]
+        if fabricmanager:
+            names.append(f"nvidia-fabricmanager-{track}")
+        return schematic_yaml, schematic, ", ".join(names)
+    official = [f"siderolabs/nvidia-container-toolkit-{track}", f"siderolabs/{NONFREE_KMOD_BASE}-{track}"]
+    if fabricmanager:
+        official.append(f"siderolabs/nvidia-fabricmanager-{track}")
+    schematic_yaml = canonical_schematic_yaml(official)
+    return schematic_yaml, schematic_id(schematic_yaml), ", ".join(n.split("/", 1)[1] for n in official)
+
+
 # ---- extensions ---------------------------------------------------------------------------------
 
 
 def upgrade(node: str, profile: Profile, talos_version: str, *, nonfree: bool = False,
             fabricmanager: bool = False) -> Remedy:
     """Install the NVIDIA extensions of the profile's track with `talosctl upgrade` (reboots)."""
-    track = profile.track
-    if fabricmanager and not nonfree:
-        _yaml, schematic = nvidia_schematic(track, fabricmanager=True)
-        listed = (f"nvidia-open-gpu-kernel-modules-{track}, nvidia-container-toolkit-{track}, "
-                  f"nvidia-fabricmanager-{track}")
-    elif nonfree or fabricmanager:
-        kmod = NONFREE_KMOD_BASE if nonfree else "nvidia-open-gpu-kernel-modules"
-        names = [f"siderolabs/nvidia-container-toolkit-{track}", f"siderolabs/{kmod}-{track}"]
-        if fabricmanager:
-            names.append(f"siderolabs/nvidia-fabricmanager-{track}")
-        schematic = schematic_id(canonical_schematic_yaml(names))
-        listed = ", ".join(n.split("/", 1)[1] for n in names)
-    else:
-        _yaml, schematic = nvidia_schematic(track)
-        listed = f"nvidia-open-gpu-kernel-modules-{track}, nvidia-container-toolkit-{track}"
+    _yaml, schematic, listed = extension_schematic(profile.track, nonfree=nonfree, fabricmanager=fabricmanager)
     image = installer_image(schematic, talos_version)
     advice = (f"installs the schematic with {listed} (Talos {talos_version}); this reboots node {node}. "
               "Register the schematic with the Image Factory first (talos-gpu enable --factory does)")
-    return Remedy(_talosctl(node, "upgrade", "--image", image), advice)
+    return Remedy(_talosctl(node, *upgrade_args(image)), advice)
 
 
 # ---- kernel modules -----------------------------------------------------------------------------
@@ -81,7 +136,7 @@ def upgrade(node: str, profile: Profile, talos_version: str, *, nonfree: bool = 
 
 def modules_patch(node: str, profile: Profile) -> Remedy:
     path = infra_path(profile, infra.MODULES_PATCH)
-    return Remedy(_talosctl(node, "patch", "mc", "--patch", "@" + path),
+    return Remedy(_talosctl(node, *patch_file_args(path)),
                   f"{path} requests the modules {', '.join(profile.modules)} (and, on the device-plugin path, "
                   "sysctl net.core.bpf_jit_harden: 1); talos-gpu enable writes it when missing")
 
@@ -100,7 +155,7 @@ def kernel_log(node: str, advice: str) -> Remedy:
 def remove_files(node: str, indexes: list[int]) -> Remedy:
     from checks.patch_guard import removal_patch
 
-    return Remedy(_talosctl(node, "patch", "mc", "--patch", removal_patch(indexes)),
+    return Remedy(_talosctl(node, *patch_inline_args(removal_patch(indexes))),
                   "removes the machine.files entries Talos refuses at boot; a machine.files change reboots the "
                   "node, which then boots through")
 
@@ -161,8 +216,7 @@ def runtimeclass_apply(profile: Profile) -> Remedy:
 def helm_install(profile: Profile, advice: str | None = None) -> Remedy:
     spec = profile.device_plugin
     values = infra_path(profile, spec.values)
-    return Remedy(shlex.join(["helm", "upgrade", "--install", spec.release, spec.chart, "-n", spec.namespace,
-                              "-f", values]),
+    return Remedy(_helm(*helm_install_args(spec.release, spec.chart, spec.namespace, values)),
                   advice or f"installs or updates the device plugin from {values}")
 
 
@@ -197,6 +251,32 @@ def pod_log(namespace: str, pod: str, advice: str | None = None) -> Remedy:
 
 def restart_pod(namespace: str, pod: str, advice: str) -> Remedy:
     return Remedy(shlex.join(["kubectl", "-n", namespace, "delete", "pod", pod]), advice)
+
+
+def helm_repo_add(name: str, url: str, advice: str | None = None) -> Remedy:
+    return Remedy(_helm(*helm_repo_add_args(name, url)), advice)
+
+
+# ---- GPU Operator -------------------------------------------------------------------------------
+
+
+def operator_install(profile: Profile, advice: str | None = None) -> Remedy:
+    spec = profile.gpu_operator
+    values = infra_path(profile, spec.values)
+    return Remedy(_helm(*helm_install_args(spec.release, spec.chart, spec.namespace, values, spec.version)),
+                  advice or f"installs or updates the GPU Operator {spec.version} from {values}")
+
+
+def helm_uninstall(release: str, namespace: str, advice: str | None = None) -> Remedy:
+    return Remedy(_helm(*helm_uninstall_args(release, namespace)), advice)
+
+
+def delete_runtimeclass(name: str, advice: str | None = None) -> Remedy:
+    return Remedy(_kubectl(*delete_runtimeclass_args(name)), advice)
+
+
+def label_namespace(namespace: str, label: str, value: str, advice: str | None = None) -> Remedy:
+    return Remedy(_kubectl(*label_namespace_args(namespace, label, value)), advice)
 
 
 def describe_ds(namespace: str, name: str) -> Remedy:

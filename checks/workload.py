@@ -43,10 +43,11 @@ class WorkloadOutcome:
     status: Status
     summary: str
     evidence: list[str] = field(default_factory=list)
-    remediation: str | None = None
+    remediation: str | None = None  # a command that runs as pasted, or None
     pod_name: str = ""
     smi: Any = None  # parsers.NvidiaSmi when the pod printed one
     log: str = ""
+    advice: str | None = None  # the prose around it (a known signature's explanation)
 
 
 def test_pod_manifest(name: str, *, image: str, runtime_class: str, node_name: str | None) -> dict[str, Any]:
@@ -115,9 +116,9 @@ async def run_test_pod(
         await call(lambda r: r.create_pod(TEST_POD_NAMESPACE, body))
     except KubeError as exc:
         matches = match_signatures(exc.message)
-        fix = matches[0].signature.remediation if matches else None
+        advice = matches[0].signature.remediation if matches else None
         return WorkloadOutcome(Status.FAIL, f"the test pod was rejected: {exc.message}",
-                               [f"kubectl run {name}: {exc.message}"], fix, name)
+                               [f"kubectl run {name}: {exc.message}"], None, name, advice=advice)
     try:
         return await _follow(call, name, deadline, say)
     finally:
@@ -150,10 +151,11 @@ async def _follow(call: Callable[..., Any], name: str, deadline: float, say: Cal
         if time.monotonic() >= deadline:
             why = pending_reason or f"still {phase}"
             matches = match_signatures(why)
-            fix = matches[0].signature.remediation if matches else f"kubectl describe pod {name}"
+            advice = matches[0].signature.remediation if matches else \
+                "the pod's events say why it did not finish (the test pod is deleted afterwards)"
             return WorkloadOutcome(Status.FAIL, f"the test pod did not finish: {why}",
                                    [f"pod {name}: {phase}", *([f"event {pending_reason}"] if pending_reason else [])],
-                                   fix, name)
+                                   None, name, advice=advice)
         await anyio.sleep(POLL_S)
     log = await call(lambda r: r.pod_log(TEST_POD_NAMESPACE, name, tail_lines=500))
     for line in log.splitlines():
@@ -170,5 +172,6 @@ async def _follow(call: Callable[..., Any], name: str, deadline: float, say: Cal
     matches = match_signatures(log)
     detail = matches[0].quote if matches else (log.strip().splitlines()[-1] if log.strip() else "no output")
     evidence.append(f"pod log: {detail[:200]}")
-    return WorkloadOutcome(Status.FAIL, f"the test pod {phase.lower()}: \"{detail[:160]}\"", evidence,
-                           matches[0].signature.remediation if matches else f"kubectl logs {name}", name, None, log)
+    advice = matches[0].signature.remediation if matches else "the pod's log above says why (the pod is deleted)"
+    return WorkloadOutcome(Status.FAIL, f"the test pod {phase.lower()}: \"{detail[:160]}\"", evidence, None, name,
+                           None, log, advice)

@@ -10,6 +10,7 @@ from rich.text import Text
 from checks.sanitize import safe
 
 if TYPE_CHECKING:
+    from checks.findings import PodFinding
     from checks.model import Report
     from checks.profile import Profile
 
@@ -32,9 +33,9 @@ def operator_line(report: Report, profile: Profile) -> Text:
         else:
             parts += [(safe(release.chart), "bold"), (f" ({safe(release.namespace)}) ", DIM),
                       (safe(release.status), OK if release.status == "deployed" else BAD)]
-        leftovers = [r for r in helm.value if r.name == profile.device_plugin.release
-                     or r.chart.startswith("nvidia-device-plugin-")]
-        for release in leftovers:
+        from checks.paths.gpu_operator.judges import leftover_releases  # the stage's rule, not a copy
+
+        for release in leftover_releases(helm, profile):
             parts += ["\n", (f"✘ leftover of the device-plugin path: release {safe(release.name)} "
                              f"({safe(release.namespace)})", BAD)]
     else:
@@ -51,9 +52,13 @@ def operator_line(report: Report, profile: Profile) -> Text:
     return Text.assemble(*parts)
 
 
-def operator_pods(report: Report) -> list[dict[str, Any]]:
-    """The operator's device-plugin and validator pods on this node."""
-    fact = _fact(report, "operator_pods")
-    if fact is None or not fact.ok:
-        return []
-    return list(fact.value.device_plugin) + list(fact.value.validator)
+def operator_pods(report: Report) -> tuple[PodFinding, ...]:
+    """The operator's device-plugin and validator pods on this node, in the states the stage judged."""
+    from checks import findings
+    from checks.paths.gpu_operator.judges import operator_pods_finding
+
+    judged = findings.finding(report, findings.OperatorPodsFinding)
+    if judged is None:
+        fact = _fact(report, "operator_pods")
+        judged = operator_pods_finding(fact) if fact is not None else None
+    return judged.pods if judged is not None else ()

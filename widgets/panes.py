@@ -23,10 +23,10 @@ from checks.sanitize import safe
 from widgets.table_sync import Row, sync_table
 
 if TYPE_CHECKING:
+    from checks.findings import DevicePluginFinding, ExtensionsFinding, GpuCounts, PodFinding
     from checks.model import ProbeResult, Report
     from checks.profile import Profile  # imports YAML, which the first frame does not need
 
-GPU_RESOURCE = "nvidia.com/gpu"
 OK, BAD, UNKNOWN, DIM = "green", "bold red", "cyan", "dim"
 
 
@@ -206,53 +206,52 @@ class NodePane(FactsPane):
 # ---- Extensions -----------------------------------------------------------------------------------
 
 
-def extension_problems(nvidia: list[Any], profile: Profile) -> list[str]:
-    """What is wrong with the NVIDIA extensions, one sentence each (empty: nothing)."""
-    problems = []
-    for wanted in (profile.kmod_extension, profile.toolkit_extension):
-        base = wanted.rsplit("-", 1)[0]
-        if not any(ext.base == base for ext in nvidia):
-            problems.append(f"{wanted} is not installed")
-    tracks = {ext.track for ext in nvidia}
-    if len(tracks) > 1:
-        problems.append("mixed tracks: " + ", ".join(f"{ext.base} {ext.track or 'no track'}" for ext in nvidia)
-                        + " (never mix lts with production)")
-    elif tracks and tracks != {profile.track}:
-        problems.append(f"track {tracks.pop() or 'none'}, the profile wants {profile.track}")
-    drivers = {ext.driver for ext in nvidia}
-    if len(drivers) > 1:
-        problems.append("driver versions differ: " + ", ".join(f"{ext.base} {ext.driver}" for ext in nvidia))
-    return problems
+def extensions_of(report: Report, profile: Profile) -> ExtensionsFinding | None:
+    """The extensions stage's finding; for a report judged without that stage, the same rule run on its facts."""
+    from checks import findings
+
+    judged = findings.finding(report, findings.ExtensionsFinding)
+    if judged is not None:
+        return judged
+    fact, pci = fact_of(report, "extensions"), fact_of(report, "pci_devices")
+    if fact is None or not fact.ok:
+        return None
+    return findings.extensions_finding(fact.value, profile, pci.value if pci is not None and pci.ok else ())
 
 
-def extension_rows(extensions: list[Any], profile: Profile) -> list[Row]:
-    """NVIDIA extensions first (a missing one as a red row), the track and driver parts marked red when
-    they do not match; then the other extensions, dimmed."""
-    from checks import parsers  # here, not at import: the first frame does not need the parsers
-
-    nvidia = {ext.name: ext for ext in parsers.nvidia_extensions(extensions)}
-    drivers = {ext.driver for ext in nvidia.values()}
-    rows: list[Row] = []
-    for wanted in (profile.kmod_extension, profile.toolkit_extension):
-        base = wanted.rsplit("-", 1)[0]
-        if not any(ext.base == base for ext in nvidia.values()):
-            rows.append(Row(f"missing-{wanted}", (Text(f"✘ {wanted}", style=BAD), Text("not installed", style=BAD))))
-    for name in sorted(nvidia):
-        ext = nvidia[name]
-        bad_track = ext.track != profile.track
-        bad_driver = len(drivers) > 1
-        mark = "✘ " if bad_track or bad_driver else "✔ "
-        shown_name = Text.assemble((mark, BAD if mark == "✘ " else OK), (safe(ext.base), "bold"),
+def extension_rows(finding: ExtensionsFinding, extensions: list[Any]) -> list[Row]:
+    """NVIDIA extensions first (a missing one as a red row), the track and driver parts marked red where the
+    finding says they do not match; then the other extensions, dimmed."""
+    rows: list[Row] = [Row(f"missing-{name}", (Text(f"✘ {name}", style=BAD), Text("not installed", style=BAD)))
+                       for name in finding.missing]
+    for ext in finding.extensions:
+        good = ext.track_ok and ext.driver_ok
+        mark = "✔ " if good else "✘ "
+        shown_name = Text.assemble((mark, OK if good else BAD), (safe(ext.base), "bold"),
                                    ("-" if ext.track else "", "bold"),
-                                   (ext.track, "bold reverse red" if bad_track else "bold"))
-        version = Text.assemble((safe(ext.driver), "bold reverse red" if bad_driver else "bold"),
+                                   (ext.track, "bold" if ext.track_ok else "bold reverse red"))
+        version = Text.assemble((safe(ext.driver), "bold" if ext.driver_ok else "bold reverse red"),
                                 (f"-{safe(ext.suffix)}" if ext.suffix else "", ""))
-        rows.append(Row(f"ext-{name}", (shown_name, version)))
+        rows.append(Row(f"ext-{ext.name}", (shown_name, version)))
+    nvidia = {ext.name for ext in finding.extensions}
     others = sorted((ext for ext in extensions if ext.name not in nvidia
                      and ext.name not in ("schematic", "flavor")), key=lambda e: e.name)
     for ext in others:
         rows.append(Row(f"ext-{ext.name}", (plain(f"  {ext.name}", DIM), plain(ext.version, DIM))))
     return rows
+
+
+def schematic_line(finding: ExtensionsFinding) -> Text:
+    installed, needed = finding.installed_schematic, finding.wanted_schematic
+    line = Text.assemble(("profile track ", DIM), (safe(finding.track), "bold"), ("  ·  schematic ", DIM))
+    if installed is None:
+        line.append("none (not an Image Factory image)", style=DIM)
+    else:
+        line.append(safe(installed[:12]) + "…", style=OK if installed == needed else BAD)
+    if needed and installed != needed:
+        line.append("  needs ", style=DIM)
+        line.append(safe(needed[:12]) + "…", style="bold")
+    return line
 
 
 class ExtensionsPane(FactsPane):
@@ -269,40 +268,17 @@ class ExtensionsPane(FactsPane):
         fact = fact_of(report, "extensions")
         table = self.query_one("#extensions-table", DataTable)
         footer = self.query_one("#extensions-footer", Static)
-        if fact is None or not fact.ok:
+        finding = extensions_of(report, ctx.profile) if fact is not None and fact.ok else None
+        if fact is None or finding is None:
             self.set_banner(*banner, unknown_text(fact))
             if not ctx.rebooting:
                 sync_table(table, [])
                 footer.update("")
             return
-        from checks import parsers
-
-        extensions = list(fact.value)
-        installed = parsers.schematic_id(extensions)
-        needed = expected_schematic(ctx.profile)
-        line = Text.assemble(("profile track ", DIM), (safe(ctx.profile.track), "bold"), ("  ·  schematic ", DIM))
-        if installed is None:
-            line.append("none (not an Image Factory image)", style=DIM)
-        else:
-            line.append(safe(installed[:12]) + "…", style=OK if installed == needed else BAD)
-        if needed and installed != needed:
-            line.append("  needs ", style=DIM)
-            line.append(safe(needed[:12]) + "…", style="bold")
-        self.set_banner(*banner, line)
-        sync_table(table, extension_rows(extensions, ctx.profile))
-        problems = extension_problems(parsers.nvidia_extensions(extensions), ctx.profile)
-        footer.update(Group(*(Text(f"✘ {safe(p)}", style=BAD) for p in problems)) if problems
+        self.set_banner(*banner, schematic_line(finding))
+        sync_table(table, extension_rows(finding, list(fact.value)))
+        footer.update(Group(*(Text(f"✘ {safe(p)}", style=BAD) for p in finding.problems)) if finding.problems
                       else Text("✔ both NVIDIA extensions installed, same track and driver", style=OK))
-
-
-def expected_schematic(profile: Profile) -> str | None:
-    """The schematic id that carries the profile's two NVIDIA extensions (computed offline)."""
-    try:
-        from checks.schematic import nvidia_schematic
-    except ImportError:  # pragma: no cover - older checkouts
-        return None
-    _yaml, schematic = nvidia_schematic(profile.track)
-    return str(schematic)
 
 
 # ---- Modules --------------------------------------------------------------------------------------
@@ -386,96 +362,107 @@ class ModulesPane(FactsPane):
 # ---- GPU resources --------------------------------------------------------------------------------
 
 
-def gpu_count_rows(report: Report, profile: Profile) -> list[Row]:
-    pci, driver, dmesg, node, allocated = (fact_of(report, n) for n in (
-        "pci_devices", "driver_version", "dmesg", "kube_node", "gpu_allocations"))
+def counts_of(report: Report, profile: Profile) -> GpuCounts:
+    """The gpu-resources stage's counts; for a report judged without that stage, the same rule on its facts."""
+    from checks import findings
+
+    return findings.finding(report, findings.GpuCounts) or findings.gpu_counts(report.facts, profile)
+
+
+def gpu_count_rows(report: Report, counts: GpuCounts) -> list[Row]:
+    pci, driver, node, allocated = (fact_of(report, n) for n in (
+        "pci_devices", "driver_version", "kube_node", "gpu_allocations"))
     rows: list[Row] = []
-    gpus: list[Any] = [d for d in pci.value if d.is_nvidia_gpu] if pci is not None and pci.ok else []
-    if pci is not None and pci.ok:
-        products = sorted({d.product for d in gpus})
-        rows.append(Row("pci", (Text("NVIDIA GPUs on the PCI bus"), Text(str(len(gpus)), style="bold"),
-                                plain(", ".join(products) or "none", DIM))))
+    if counts.pci_gpus is not None:
+        rows.append(Row("pci", (Text("NVIDIA GPUs on the PCI bus"), Text(str(counts.pci_gpus), style="bold"),
+                                plain(", ".join(counts.products) or "none", DIM))))
     else:
         rows.append(Row("pci", (Text("NVIDIA GPUs on the PCI bus"), Text("?", style=UNKNOWN), unknown_text(pci))))
-    if driver is not None and driver.missing:
+    seen = counts.initialised
+    if counts.driver_loaded is False:
         rows.append(Row("driver", (Text("GPUs the driver initialised"), Text("0", style=BAD),
                                    Text("driver not loaded", style=BAD))))
-    elif driver is not None and driver.ok and pci is not None and pci.ok:
-        failed = set(dmesg.value.failed_pci_ids) if dmesg is not None and dmesg.ok else set()
-        seen = len(gpus) - len(failed & {d.id for d in gpus}) if failed else len(gpus)
-        note = Text(safe(f"dmesg: {', '.join(sorted(failed))} failed"), style=BAD) if failed else Text("", style=DIM)
+    elif seen is not None:
+        failed = counts.failed_pci
+        note = Text(safe(f"dmesg: {', '.join(failed)} failed"), style=BAD) if failed else Text("", style=DIM)
         rows.append(Row("driver", (Text("GPUs the driver initialised"),
-                                   Text(str(seen), style="bold" if seen == len(gpus) else BAD), note)))
+                                   Text(str(seen), style="bold" if seen == counts.pci_gpus else BAD), note)))
     else:
         rows.append(Row("driver", (Text("GPUs the driver initialised"), Text("?", style=UNKNOWN),
                                    unknown_text(driver if driver is not None and driver.error else pci))))
-    expected = profile.gpu_count if profile.gpu_count is not None else (len(gpus) if pci is not None and pci.ok
-                                                                         else None)
-    if node is not None and node.ok:
-        status = node.value.get("status") or {}
-        for field in ("capacity", "allocatable"):
-            raw = (status.get(field) or {}).get(GPU_RESOURCE)
-            count = str(raw) if raw is not None else "0"
-            good = expected is not None and count == str(expected)
-            rows.append(Row(field, (Text(f"{GPU_RESOURCE} {field}"), Text(safe(count), style="bold" if good else BAD),
-                                    Text("" if good else f"expected {expected if expected is not None else '?'}",
-                                         style=BAD))))
+    resource, expected = counts.resource, counts.expected
+    shown_expected = f"expected {expected if expected is not None else '?'}"
+    if counts.advertised is not None:
+        unhealthy = counts.advertised.unhealthy
+        for field, count in (("capacity", counts.advertised.capacity), ("allocatable", counts.advertised.allocatable)):
+            good = counts.matches(count)
+            note = "" if good else shown_expected
+            if field == "allocatable" and unhealthy:
+                note += f"; {unhealthy} marked unhealthy" + (f" ({', '.join(counts.xids[:2])})" if counts.xids else "")
+            rows.append(Row(field, (Text(f"{resource} {field}"), Text(str(count), style="bold" if good else BAD),
+                                    Text(safe(note.lstrip("; ")), style=BAD))))
+        for mig in counts.mig:
+            rows.append(Row(f"mig-{mig.resource}", (plain(f"{mig.resource} capacity / allocatable"),
+                                                    Text(f"{mig.capacity} / {mig.allocatable}",
+                                                         style=BAD if mig.unhealthy else "bold"),
+                                                    Text("MIG instances" + (f"; {mig.unhealthy} unhealthy"
+                                                                            if mig.unhealthy else ""),
+                                                         style=BAD if mig.unhealthy else DIM))))
     else:
         for field in ("capacity", "allocatable"):
-            rows.append(Row(field, (Text(f"{GPU_RESOURCE} {field}"), Text("?", style=UNKNOWN), unknown_text(node))))
+            rows.append(Row(field, (Text(f"{resource} {field}"), Text("?", style=UNKNOWN), unknown_text(node))))
     if allocated is not None and allocated.ok:
-        rows.append(Row("allocated", (Text(f"{GPU_RESOURCE} allocated to pods"), Text(safe(allocated.value)),
+        rows.append(Row("allocated", (Text(f"{resource} allocated to pods"), Text(safe(allocated.value)),
                                       Text(""))))
     else:
-        rows.append(Row("allocated", (Text(f"{GPU_RESOURCE} allocated to pods"), Text("?", style=UNKNOWN),
+        rows.append(Row("allocated", (Text(f"{resource} allocated to pods"), Text("?", style=UNKNOWN),
                                       unknown_text(allocated))))
     return rows
 
 
-def pod_state(pod: dict[str, Any]) -> tuple[str, bool, int]:
-    """(status as kubectl shows it, ready, restarts)"""
-    status = pod.get("status") or {}
-    statuses = status.get("containerStatuses") or []
-    word = str(status.get("phase") or "Unknown")
-    for container in statuses:
-        state = container.get("state") or {}
-        for key in ("waiting", "terminated"):
-            if state.get(key):
-                word = str(state[key].get("reason") or key.capitalize())
-    ready = bool(statuses) and all(c.get("ready") for c in statuses)
-    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
-    return word, ready, restarts
-
-
-def plugin_pod_rows(pods: Iterable[dict[str, Any]]) -> list[Row]:
+def plugin_pod_rows(pods: Iterable[PodFinding]) -> list[Row]:
     rows = []
-    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        name = pod["metadata"]["name"]
-        word, ready, restarts = pod_state(pod)
-        rows.append(Row(f"pod-{name}", (plain(name), Text(safe(word), style=OK if word == "Running" else BAD),
-                                        yes_no(ready), Text(str(restarts), justify="right",
-                                                            style=BAD if restarts else ""))))
+    for pod in sorted(pods, key=lambda p: p.name):
+        rows.append(Row(f"pod-{pod.name}", (plain(pod.name), Text(safe(pod.word), style=OK if pod.word == "Running"
+                                                                  else BAD),
+                                            yes_no(pod.ready), Text(str(pod.restarts), justify="right",
+                                                                    style=BAD if pod.restarts else ""))))
     return rows
 
 
-def daemonset_line(fact: ProbeResult | None) -> Text:
+def plugin_of(report: Report, profile: Profile) -> DevicePluginFinding | None:
+    """The device-plugin stage's finding; for a report judged without it, the same rule on its facts."""
+    from checks import findings
+
+    judged = findings.finding(report, findings.DevicePluginFinding)
+    if judged is not None:
+        return judged
+    fact, node = fact_of(report, "device_plugin"), fact_of(report, "kube_node")
+    if fact is None or not fact.ok or fact.value is None or fact.value.daemonset is None:
+        return None
+    kube = node.value if node is not None and node.ok and isinstance(node.value, dict) else None
+    return findings.daemonset_finding(fact.value.daemonset, fact.value.pods, kube, profile.runtime_class)
+
+
+def daemonset_line(fact: ProbeResult | None, finding: DevicePluginFinding | None) -> Text:
     if fact is None or (not fact.ok and not fact.missing):
         return Text.assemble(("Device plugin DaemonSet ", "bold"), unknown_text(fact))
-    if fact.missing or fact.value is None or fact.value.daemonset is None:
+    if fact.missing or finding is None:
         return Text("✘ Device plugin DaemonSet: not installed", style=BAD)
-    ds = fact.value.daemonset
-    meta, status = ds["metadata"], ds.get("status") or {}
-    template = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
-    desired = int(status.get("desiredNumberScheduled") or 0)
-    ready = int(status.get("numberReady") or 0)
-    runtime_class = template.get("runtimeClassName")
-    return Text.assemble(
-        ("Device plugin DaemonSet ", "bold"), (safe(f"{meta['namespace']}/{meta['name']}"), "bold"), "\n",
+    desired, ready, runtime_class = finding.desired, finding.ready, finding.runtime_class
+    line = Text.assemble(
+        ("Device plugin DaemonSet ", "bold"), (safe(f"{finding.namespace}/{finding.name}"), "bold"), "\n",
         ("desired ", DIM), (str(desired), "bold" if desired else BAD),
         ("  ·  ready ", DIM), (str(ready), "bold" if ready and ready == desired else BAD),
-        ("  ·  runtimeClassName ", DIM), (safe(str(runtime_class or "not set")), OK if runtime_class else BAD),
-        ("" if fact.value.pods else "  ·  no pods", BAD),
+        ("  ·  runtimeClassName ", DIM), (safe(str(runtime_class or "not set")),
+                                          OK if finding.runtime_class_ok else BAD),
+        ("" if finding.pods else "  ·  no pods" + (f" on {finding.node}" if finding.node and finding.pods_total
+                                                  else ""), BAD),
     )
+    if finding.taints is not None and finding.taints.untolerated:
+        line.append(f"\n✘ node {safe(finding.taints.node)} has the taint {safe(', '.join(finding.taints.untolerated))}, "
+                    f"which its {finding.taints.tolerations} tolerations do not cover", style=BAD)
+    return line
 
 
 def test_pod_line(report: Report, ctx: PaneContext) -> Text:
@@ -488,15 +475,10 @@ def test_pod_line(report: Report, ctx: PaneContext) -> Text:
 
 
 def test_pod_summary(output: list[str], reason: str) -> str:
-    """One line from a test pod's output: "2× NVIDIA H100 NVL, driver 570.172.08, CUDA 12.8", else `reason`."""
-    from checks import parsers
+    """One line from a test pod's output (checks.findings.smi_summary reads nvidia-smi), else `reason`."""
+    from checks.findings import smi_summary
 
-    smi = parsers.parse_nvidia_smi("\n".join(output)) if output else None
-    if smi is None or parsers.is_error(smi) or not smi.gpus:
-        return reason
-    names = sorted({gpu.name for gpu in smi.gpus})
-    cuda = f", CUDA {smi.cuda_version}" if smi.cuda_version else ""
-    return f"{len(smi.gpus)}× {' / '.join(names)}, driver {smi.driver_version}{cuda}"
+    return smi_summary(output, reason)
 
 
 class GpuPane(FactsPane):
@@ -519,16 +501,17 @@ class GpuPane(FactsPane):
         banner.append(Text("PCI devices → driver → kubelet → pods: each number should equal the one above it",
                            style=DIM))
         self.set_banner(*banner)
-        sync_table(self.query_one("#gpu-counts", DataTable), gpu_count_rows(report, ctx.profile))
+        sync_table(self.query_one("#gpu-counts", DataTable), gpu_count_rows(report, counts_of(report, ctx.profile)))
+        pods: tuple[PodFinding, ...]
         if report.path == "gpu-operator":
             from widgets.gpu_operator import operator_line, operator_pods
 
             self.query_one("#gpu-daemonset", Static).update(operator_line(report, ctx.profile))
             pods = operator_pods(report)
         else:
-            plugin = fact_of(report, "device_plugin")
-            self.query_one("#gpu-daemonset", Static).update(daemonset_line(plugin))
-            pods = plugin.value.pods if plugin is not None and plugin.value is not None else []
+            plugin = plugin_of(report, ctx.profile)
+            self.query_one("#gpu-daemonset", Static).update(daemonset_line(fact_of(report, "device_plugin"), plugin))
+            pods = plugin.pods if plugin is not None else ()
         table = self.query_one("#gpu-pods", DataTable)
         sync_table(table, plugin_pod_rows(pods))
         table.display = bool(pods)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from checks import infra
+from checks import infra, remedies
 from checks.actions.files import file_change
 from checks.actions.model import FileChange, Plan, PlanError, Step
 from checks.context import make_context
@@ -94,14 +94,15 @@ def _has_nvswitch(report: Report | None) -> bool:
 
 
 async def plan_extensions(target: Target, report: Report | None, factory: str | None) -> Plan:
-    from checks.schematic import installer_image, nvidia_schematic
+    from checks.schematic import installer_image
 
     profile = target.profile
-    schematic_yaml, schematic = nvidia_schematic(profile.track, fabricmanager=_has_nvswitch(report))
+    schematic_yaml, schematic, _listed = remedies.extension_schematic(profile.track,
+                                                                      fabricmanager=_has_nvswitch(report))
     version, version_source = await _talos_version(target, report)
     image = installer_image(schematic, version)
     talosctl = target.talosctl()
-    argv = talosctl.argv("upgrade", "--image", image)
+    argv = talosctl.argv(*remedies.upgrade_args(image))
     assert "--image" in argv and argv[argv.index("--image") + 1] == image, "talosctl upgrade without --image"
     steps: list[Step] = []
     if factory:
@@ -211,7 +212,7 @@ async def _plan_patch(target: Target, report: Report | None, stage: str, relativ
     steps: list[Step] = []
     if change.state == "create":
         steps.append(_write_step(change))
-    argv = target.talosctl().argv("patch", "mc", "--patch", f"@{change.path}")
+    argv = target.talosctl().argv(*remedies.patch_file_args(change.path))
     steps.append(command_step(description, argv, role="patch"))
     if reboots:
         steps.append(Step("follow-reboot", "follow the node's reboot (talosctl get machinestatus, API "
@@ -273,7 +274,7 @@ async def _plan_remove_refused_files(stage: str, target: Target, report: Report 
     indexes = [index for index, _ in refused]
     patch = removal_patch(indexes)
     guard_patch(patch, "the removal patch")  # it only removes; checked like every other patch
-    argv = target.talosctl().argv("patch", "mc", "--patch", patch)
+    argv = target.talosctl().argv(*remedies.patch_inline_args(patch))
     listed = "; ".join(f"machine.files[{index}] ({v.op} {v.path})" for index, v in refused)
     steps = (
         command_step(f"remove {listed} from the machine config (a machine.files change: reboots the node)", argv,
@@ -359,18 +360,19 @@ async def plan_device_plugin(target: Target, report: Report | None, _factory: st
     if repos is None:
         warnings.append(f"could not list the Helm repositories ({why}); adding {spec.repo_name} anyway")
         steps.append(command_step(f"add the Helm repository {spec.repo_name} ({spec.repo_url})",
-                                  helm.argv("repo", "add", spec.repo_name, spec.repo_url), role="helm-repo-add"))
+                                  helm.argv(*remedies.helm_repo_add_args(spec.repo_name, spec.repo_url)),
+                                  role="helm-repo-add"))
     elif spec.repo_name not in repos:
         steps.append(command_step(f"add the Helm repository {spec.repo_name} ({spec.repo_url})",
-                                  helm.argv("repo", "add", spec.repo_name, spec.repo_url), role="helm-repo-add"))
+                                  helm.argv(*remedies.helm_repo_add_args(spec.repo_name, spec.repo_url)),
+                                  role="helm-repo-add"))
     elif repos[spec.repo_name].rstrip("/") != spec.repo_url.rstrip("/"):
         warnings.append(f"the Helm repository {spec.repo_name} points at {repos[spec.repo_name]}, not "
                         f"{spec.repo_url}: the chart comes from there")
     if chart_repo == spec.repo_name or chart_repo in (repos or {}):
         steps.append(command_step(f"refresh the chart index of {chart_repo}",
                                   helm.argv("repo", "update", chart_repo or spec.repo_name), role="helm"))
-    install_argv = helm.argv("upgrade", "--install", spec.release, spec.chart, "-n", spec.namespace,
-                             "-f", str(change.path))
+    install_argv = helm.argv(*remedies.helm_install_args(spec.release, spec.chart, spec.namespace, change.path))
     steps.append(command_step(f"install or upgrade the Helm release {spec.release} in {spec.namespace}",
                               install_argv, role="helm"))
     return _one_file_plan("device-plugin", f"Install the NVIDIA device plugin (Helm release {spec.release} in "

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import shlex
+
 import yaml
 
-from checks import infra
+from checks import infra, remedies
 from checks.actions.files import file_change
 from checks.actions.model import Plan, PlanError, Step
 from checks.actions.plans import (
@@ -50,7 +52,7 @@ async def plan_kernel_modules_cdi(target: Target, report: Report | None, _factor
     if change.state == "create":
         steps.append(_write_step(change))
     modules = ", ".join(target.profile.modules)
-    argv = target.talosctl().argv("patch", "mc", "--patch", f"@{change.path}")
+    argv = target.talosctl().argv(*remedies.patch_file_args(change.path))
     steps.append(command_step(f"patch the machine config: load {modules} (applies without a reboot; no sysctl on "
                               "Talos ≥ 1.13)", argv, role="patch"))
     warnings: list[str] = []
@@ -82,12 +84,13 @@ async def plan_gpu_operator(target: Target, report: Report | None, _factory: str
         raise PlanError(f"cannot list the Helm releases: {releases.error}")
     for release in leftover_releases(releases, profile):
         steps.append(command_step(f"uninstall the old path's Helm release {release.name} in {release.namespace}",
-                                  helm.argv("uninstall", release.name, "-n", release.namespace), role="helm"))
+                                  helm.argv(*remedies.helm_uninstall_args(release.name, release.namespace)),
+                                  role="helm"))
     runtime_class = await _fact(target, report, probe_runtime_class)
     name = profile.runtime_class
     if runtime_class.ok and cluster_policy_owner(runtime_class.value) is None:
         steps.append(Step("kube", f"delete the hand-made RuntimeClass {name} (the operator creates its own)",
-                          display=f"kubectl delete runtimeclass {name}",
+                          display=shlex.join(["kubectl", *remedies.delete_runtimeclass_args(name)]),
                           call=lambda reader: kube.delete_runtime_class(reader, name)))
     # 2. the namespace, labelled for the operator's privileged pods
     namespace = await _fact(target, report, probe_operator_namespace)
@@ -97,8 +100,9 @@ async def plan_gpu_operator(target: Target, report: Report | None, _factory: str
         label = {kube.POD_SECURITY_LABEL: kube.POD_SECURITY_LEVEL}
         steps.append(Step("kube", f"create namespace {spec.namespace} labelled {kube.POD_SECURITY_LABEL}="
                           f"{kube.POD_SECURITY_LEVEL} (or label the one that exists)",
-                          display=f"kubectl create ns {spec.namespace}; kubectl label --overwrite ns {spec.namespace} "
-                                  f"{kube.POD_SECURITY_LABEL}={kube.POD_SECURITY_LEVEL}",
+                          display=f"kubectl create ns {shlex.quote(spec.namespace)}; " + shlex.join(
+                              ["kubectl", *remedies.label_namespace_args(spec.namespace, kube.POD_SECURITY_LABEL,
+                                                                        kube.POD_SECURITY_LEVEL)]),
                           call=lambda reader: kube.ensure_namespace(reader, spec.namespace, label)))
     # 3. the values file, the chart repository, the release
     change = file_change(profile, spec.values, operator_infra.operator_values(profile))
@@ -106,7 +110,7 @@ async def plan_gpu_operator(target: Target, report: Report | None, _factory: str
         steps.append(_write_step(change))
     repos, why = await _helm_repos(target)
     add = command_step(f"add the Helm repository {spec.repo_name} ({spec.repo_url})",
-                       helm.argv("repo", "add", spec.repo_name, spec.repo_url), role="helm-repo-add")
+                       helm.argv(*remedies.helm_repo_add_args(spec.repo_name, spec.repo_url)), role="helm-repo-add")
     if repos is None:
         warnings.append(f"could not list the Helm repositories ({why}); adding {spec.repo_name} anyway")
         steps.append(add)
@@ -120,8 +124,8 @@ async def plan_gpu_operator(target: Target, report: Report | None, _factory: str
                                   helm.argv("repo", "update", spec.repo_name), role="helm"))
     steps.append(command_step(f"install or upgrade the Helm release {spec.release} ({spec.chart} {spec.version}) in "
                               f"{spec.namespace}",
-                              helm.argv("upgrade", "--install", spec.release, spec.chart, "-n", spec.namespace,
-                                        "--version", spec.version, "-f", str(change.path)), role="helm"))
+                              helm.argv(*remedies.helm_install_args(spec.release, spec.chart, spec.namespace,
+                                                                    change.path, spec.version)), role="helm"))
     preview = _file_as_used(change, warnings)
     return Plan(stage="device-plugin", title=f"Install the NVIDIA GPU Operator (Helm release {spec.release} in "
                 f"{spec.namespace}, driver and toolkit from the Talos extensions)", steps=tuple(steps),

@@ -4,14 +4,19 @@ the runbook's judge runs first and this path's facts are judged after it."""
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import replace
 from typing import Any
 
+from checks import findings as found
+from checks import remedies
 from checks.judges import (
     JudgeInput,
+    carrying,
     judge_container_runtime,
     judge_extensions,
     judge_kernel_modules,
+    judged,
     nvidia_extensions,
     quote,
     unknown,
@@ -22,6 +27,7 @@ from checks.paths.gpu_operator.kube import CLUSTER_POLICY, POD_SECURITY_LABEL, P
 from checks.paths.gpu_operator.probes import CDI_DIR, CDI_SPEC, DEVICE_PLUGIN_APP, NO_CRD, VALIDATOR_APP
 from checks.profile import MIN_GPU_OPERATOR, Profile
 from checks.releases import release_for
+from checks.remedies import Remedy
 
 CDI_GEN = "ext-nvidia-cdi-gen"
 UPGRADE_NOTES = ('Talos\'s upgrade notes: "Before upgrading to Talos 1.13, uninstall the nvidia-device-plugin helm '
@@ -30,9 +36,7 @@ _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)$")
 
 
 def operator_install_command(profile: Profile) -> str:
-    spec = profile.gpu_operator
-    return f"helm upgrade --install {spec.release} {spec.chart} -n {spec.namespace} --version {spec.version} " \
-           f"-f {spec.values}"
+    return remedies.operator_install(profile).command or ""
 
 
 def _running_version(inp: JudgeInput) -> str | None:
@@ -85,7 +89,8 @@ def judge_container_runtime_cdi(inp: JudgeInput) -> Judgement:
         return judgement
     services, specs = inp.fact("services"), inp.fact("cdi_specs")
     evidence = judgement.evidence
-    logs = f"talosctl --nodes {inp.node} service {CDI_GEN}  and  talosctl --nodes {inp.node} logs {CDI_GEN}"
+    logs = remedies.logs(inp.node, CDI_GEN, f"its log says why; talosctl --nodes {inp.node} service {CDI_GEN} "
+                         "shows its state")
     problems: list[str] = []
     service = services.value.get(CDI_GEN) if services.ok else None
     state = service.state if service is not None else "not registered"
@@ -102,7 +107,7 @@ def judge_container_runtime_cdi(inp: JudgeInput) -> Judgement:
         return Judgement(Status.UNKNOWN, f"could not check: {specs.error}", evidence + [f"{specs.source}: {specs.error}"])
     if problems:
         more = f" (and {len(problems) - 1} more problem)" if len(problems) > 1 else ""
-        return Judgement(Status.FAIL, problems[0] + more, evidence, logs)
+        return Judgement(Status.FAIL, problems[0] + more, evidence, logs.command, logs.advice)
     judgement.summary += f"; {CDI_GEN} Finished, {CDI_DIR}/{CDI_SPEC} present"
     return judgement
 
@@ -121,9 +126,9 @@ def judge_runtimeclass_operator(inp: JudgeInput) -> Judgement:
     fact = inp.fact("runtime_class")
     name = inp.profile.runtime_class
     if fact.missing:
-        return Judgement(Status.FAIL, f'RuntimeClass "{name}" not found: the GPU Operator creates it',
-                         [f'kubectl get runtimeclass {name}: runtimeclasses.node.k8s.io "{name}" not found'],
-                         operator_install_command(inp.profile))
+        return judged(Status.FAIL, f'RuntimeClass "{name}" not found: the GPU Operator creates it',
+                      [f'kubectl get runtimeclass {name}: runtimeclasses.node.k8s.io "{name}" not found'],
+                      remedies.operator_install(inp.profile))
     if not fact.ok:
         return unknown(fact)
     handler = fact.value.get("handler")
@@ -131,11 +136,13 @@ def judge_runtimeclass_operator(inp: JudgeInput) -> Judgement:
     evidence = [f"kubectl get runtimeclass {name}: handler {handler}, "
                 + (f"owned by ClusterPolicy {owner}" if owner is not None else "no ClusterPolicy owner (made by hand)")]
     if owner is None:
-        return Judgement(Status.FAIL, f'RuntimeClass "{name}" was made by hand (no ClusterPolicy owner), a leftover of '
-                         f"the device-plugin path; {UPGRADE_NOTES}", evidence, f"kubectl delete runtimeclass {name}")
+        return judged(Status.FAIL, f'RuntimeClass "{name}" was made by hand (no ClusterPolicy owner), a leftover of '
+                      f"the device-plugin path; {UPGRADE_NOTES}", evidence,
+                      remedies.delete_runtimeclass(name, "the GPU Operator creates its own RuntimeClass"))
     if handler != "nvidia":
-        return Judgement(Status.FAIL, f'RuntimeClass "{name}" has handler "{handler}", expected "nvidia"', evidence,
-                         f"kubectl -n {inp.profile.gpu_operator.namespace} describe clusterpolicy {CLUSTER_POLICY}")
+        return judged(Status.FAIL, f'RuntimeClass "{name}" has handler "{handler}", expected "nvidia"', evidence,
+                      Remedy(shlex.join(["kubectl", "describe", "clusterpolicy", CLUSTER_POLICY]),
+                             "the ClusterPolicy's status says why the operator made it so"))
     return Judgement(Status.PASS, f'RuntimeClass "{name}" exists with handler "{handler}", owned by ClusterPolicy '
                      f"{owner}", evidence)
 
@@ -165,52 +172,51 @@ def _chart_version(chart: str) -> tuple[int, int, int] | None:
 
 def _pod_line(pod: dict[str, Any]) -> tuple[str, bool, str]:
     """(name, ready, what it is doing in words: Running, Init:plugin-validation, CrashLoopBackOff, …)"""
-    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-    statuses = status.get("containerStatuses") or []
-    ready = bool(statuses) and all(s.get("ready") for s in statuses)
-    word = str(status.get("phase") or "Unknown")
-    for init in status.get("initContainerStatuses") or []:
-        state = init.get("state") or {}
-        done = (state.get("terminated") or {}).get("exitCode") == 0
-        if not done:
-            waiting = (state.get("waiting") or {}).get("reason")
-            word = f"Init:{init.get('name')}" + (f" ({waiting})" if waiting else "")
-            return str(meta.get("name")), False, word
-    for container in statuses:
-        waiting = (container.get("state") or {}).get("waiting")
-        if waiting:
-            word = str(waiting.get("reason") or word)
-            break
-    return str(meta.get("name")), ready, word
+    state = found.pod_finding(pod)
+    return state.name, state.ready, state.word
 
 
-def _judge_pods(fact: ProbeResult, evidence: list[str], problems: list[tuple[str, str]], namespace: str) -> None:
+def operator_pods_finding(fact: ProbeResult) -> found.OperatorPodsFinding | None:
+    """The operator's device-plugin and validator pods on this node, in their states."""
+    if not fact.ok or fact.value is None:
+        return None
+    pods = fact.value
+    return found.OperatorPodsFinding(str(pods.node), tuple(found.pod_finding(pod) for pod in
+                                                           list(pods.device_plugin) + list(pods.validator)))
+
+
+def _judge_pods(fact: ProbeResult, evidence: list[str], problems: list[tuple[str, Remedy]], namespace: str) -> None:
     if not fact.ok:
         evidence.append(f"{fact.source}: {fact.error or 'not read'}")
         return
     pods = fact.value
-    for app, found, verb in ((DEVICE_PLUGIN_APP, pods.device_plugin, "is Running and ready"),
-                             (VALIDATOR_APP, pods.validator, "has passed")):
-        if not found:
+    for app, listed, verb in ((DEVICE_PLUGIN_APP, pods.device_plugin, "is Running and ready"),
+                              (VALIDATOR_APP, pods.validator, "has passed")):
+        if not listed:
             evidence.append(f"pods in {namespace} on {pods.node}: no {app} pod")
             problems.append((f"the GPU Operator has no {app} pod on node {pods.node}",
-                             f"kubectl -n {namespace} get ds {app}  and  kubectl -n {namespace} describe ds {app}"))
+                             Remedy(shlex.join(["kubectl", "-n", namespace, "describe", "ds", app]),
+                                    "its events say why it has no pod on this node")))
             continue
-        name, ready, word = _pod_line(found[0])
-        evidence.append(f"pod {name}: {word}, ready {str(ready).lower()}")
-        if not (ready and word == "Running"):
-            problems.append((f"the GPU Operator's pod {name} on node {pods.node} is {word}, not Running/ready "
-                             f"(it {verb} when healthy)", f"kubectl -n {namespace} describe pod {name}"))
+        state = found.pod_finding(listed[0])
+        evidence.append(f"pod {state.name}: {state.word}, ready {str(state.ready).lower()}")
+        if not state.healthy:
+            problems.append((f"the GPU Operator's pod {state.name} on node {pods.node} is {state.word}, not "
+                             f"Running/ready (it {verb} when healthy)", remedies.describe_pod(namespace, state.name)))
 
 
 def judge_operator(inp: JudgeInput) -> Judgement:
+    return carrying(_judge_operator(inp), operator_pods_finding(inp.fact("operator_pods")))
+
+
+def _judge_operator(inp: JudgeInput) -> Judgement:
     profile = inp.profile
     spec = profile.gpu_operator
     helm, namespace, policy, pods, runtime_class = (
         inp.fact(n) for n in ("helm_releases", "operator_namespace", "cluster_policy", "operator_pods", "runtime_class"))
-    install = operator_install_command(profile)
+    install = remedies.operator_install(profile)
     evidence: list[str] = []
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, Remedy]] = []
     unknowns: list[ProbeResult] = []
     # the old path's leftovers first: Talos's upgrade notes say to remove them before 1.13
     leftovers: list[str] = []
@@ -219,15 +225,16 @@ def judge_operator(inp: JudgeInput) -> Judgement:
         evidence.append(f"helm list -A: {release.name} ({release.namespace}) {release.chart} {release.status} — a "
                         "leftover of the device-plugin path")
         leftovers.append(f"Helm release {release.name} in {release.namespace}")
-        fixes.append(f"helm uninstall {release.name} -n {release.namespace}")
+        fixes.append(remedies.helm_uninstall(release.name, release.namespace).command or "")
     if runtime_class.ok and cluster_policy_owner(runtime_class.value) is None:
         evidence.append(f"kubectl get runtimeclass {profile.runtime_class}: no ClusterPolicy owner (made by hand) — a "
                         "leftover of the device-plugin path")
         leftovers.append(f"the hand-made RuntimeClass {profile.runtime_class}")
-        fixes.append(f"kubectl delete runtimeclass {profile.runtime_class}")
+        fixes.append(remedies.delete_runtimeclass(profile.runtime_class).command or "")
     if leftovers:
         problems.append((f"leftovers of the device-plugin path: {' and '.join(leftovers)}; {UPGRADE_NOTES}",
-                         " && ".join(fixes)))
+                         Remedy(" && ".join(fixes), "removes them; then the device-plugin action installs the "
+                                "GPU Operator")))
     # the operator's release, its namespace, its ClusterPolicy, its pods on this node
     release = operator_release(helm, profile)
     if release is not None:
@@ -252,7 +259,7 @@ def judge_operator(inp: JudgeInput) -> Judgement:
         if level != POD_SECURITY_LEVEL:
             problems.append((f"namespace {spec.namespace} is not labelled {POD_SECURITY_LABEL}={POD_SECURITY_LEVEL}: "
                              "Pod Security refuses the operator's privileged pods",
-                             f"kubectl label --overwrite ns {spec.namespace} {POD_SECURITY_LABEL}={POD_SECURITY_LEVEL}"))
+                             remedies.label_namespace(spec.namespace, POD_SECURITY_LABEL, POD_SECURITY_LEVEL)))
     elif namespace.missing:
         evidence.append(f"kubectl get namespace {spec.namespace}: not found")
     else:
@@ -262,21 +269,23 @@ def judge_operator(inp: JudgeInput) -> Judgement:
         evidence.append(f"kubectl get clusterpolicy {CLUSTER_POLICY}: state {state}")
         if state != "ready":
             problems.append((f"ClusterPolicy {CLUSTER_POLICY} is {quote(str(state))[1:-1]}, not ready",
-                             f"kubectl get clusterpolicy {CLUSTER_POLICY} -o yaml  and  kubectl -n {spec.namespace} "
-                             "get pods"))
+                             Remedy(shlex.join(["kubectl", "-n", spec.namespace, "get", "pods", "-o", "wide"]),
+                                    f"its pods say which part is not ready; kubectl get clusterpolicy {CLUSTER_POLICY} "
+                                    "-o yaml shows the state")))
     elif policy.missing:
         why = " (no ClusterPolicy CRD: the operator's chart installs it)" if policy.value == NO_CRD else ""
         evidence.append(f"kubectl get clusterpolicy {CLUSTER_POLICY}: not found{why}")
         if release is not None:
             problems.append((f"ClusterPolicy {CLUSTER_POLICY} not found although the operator's release is installed",
-                             f"kubectl -n {spec.namespace} logs deploy/{spec.release}"))
+                             Remedy(shlex.join(["kubectl", "-n", spec.namespace, "logs", f"deploy/{spec.release}"]),
+                                    "the operator's log says why it made none")))
     else:
         unknowns.append(policy)
     if release is not None or pods.ok and (pods.value.device_plugin or pods.value.validator):
         _judge_pods(pods, evidence, problems, spec.namespace)
     if problems:
         summary, fix = problems[0]
-        return Judgement(Status.FAIL, summary, evidence, fix)
+        return judged(Status.FAIL, summary, evidence, fix)
     if unknowns:
         first = unknowns[0]
         return Judgement(Status.UNKNOWN, f"could not check: {first.error}", evidence)
