@@ -66,11 +66,11 @@ def test_a_gsp_failure_is_not_sent_to_the_kernel_modules_patch() -> None:
 
 
 def test_the_plugin_log_names_the_xid() -> None:
-    from checks.judges import _XID_RE
+    from checks.findings import logged_xids
 
-    (match,) = _XID_RE.finditer(fixture("plugin-log-xid-unhealthy.txt"))
-    assert match.group("xid") == "48" and match.group("device") == "GPU-455e672a-..."
-    assert match.group(0).endswith("marking device as unhealthy.")
+    ((what, line),) = logged_xids(fixture("plugin-log-xid-unhealthy.txt"))
+    assert what == "Xid 48 on GPU-455e672a-..."
+    assert line.endswith("marking device as unhealthy.")
 
 
 # ---- the lab scenarios --------------------------------------------------------------------------------
