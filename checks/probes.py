@@ -674,8 +674,36 @@ def _gpus_requested(pods: list[dict[str, Any]]) -> int:
     return total
 
 
-def _pods_on(name: str) -> Callable[[KubeReader], list[dict[str, Any]]]:
-    return lambda reader: reader.list_pods(None, field_selector=f"spec.nodeName={name}")
+def _pods_on(name: str, namespace: str | None = None) -> Callable[[KubeReader], list[dict[str, Any]]]:
+    return lambda reader: reader.list_pods(namespace, field_selector=f"spec.nodeName={name}")
+
+
+async def pods_on_the_node(ctx: ProbeContext, namespace: str | None, guess: str | None
+                           ) -> tuple[str, list[dict[str, Any]]] | None:
+    """(the Node's name, the pods on it in `namespace`, None: all namespaces), or None when the Node is not
+    known. The pods on `guess` (the Node's likely name) are listed while the Node is read, and listed again
+    only if the Node turns out to be called otherwise: one round trip, not two, when the guess is right."""
+    early: list[dict[str, Any]] | None = None
+    node: ProbeResult | None = None
+
+    async def read_node() -> None:
+        nonlocal node
+        node = await ctx.get(probe_kube_node)
+
+    async def list_early() -> None:
+        nonlocal early
+        if guess is not None:
+            early = await ctx.call_kube_optional(_pods_on(guess, namespace))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(read_node)
+        group.start_soon(list_early)
+    assert node is not None
+    if not node.ok:
+        return None
+    name = node.value["metadata"]["name"]
+    pods = early if (early is not None and name == guess) else await ctx.call_kube(_pods_on(name, namespace))
+    return name, pods
 
 
 @probe("gpu_allocations", "Kubernetes pods on the node", order=190, kube=True, light=True)
@@ -687,26 +715,10 @@ async def probe_gpu_allocations(ctx: ProbeContext) -> ProbeResult:
     if guess is None:
         nodename = await ctx.get(probe_nodename)
         guess = str(nodename.value) if nodename.ok and nodename.value else None
-    early: list[dict[str, Any]] | None = None
-    node: ProbeResult | None = None
-
-    async def read_node() -> None:
-        nonlocal node
-        node = await ctx.get(probe_kube_node)
-
-    async def list_early() -> None:
-        nonlocal early
-        if guess is not None:
-            early = await ctx.call_kube_optional(_pods_on(guess))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(read_node)
-        group.start_soon(list_early)
-    assert node is not None
-    if not node.ok:
+    found = await pods_on_the_node(ctx, None, guess)
+    if found is None:
         return ProbeResult("gpu_allocations", "pods on the node", error="the node is not known")
-    name = node.value["metadata"]["name"]
-    pods = early if (early is not None and name == guess) else await ctx.call_kube(_pods_on(name))
+    name, pods = found
     return ProbeResult("gpu_allocations", f"kubectl get pods -A --field-selector spec.nodeName={name}",
                        value=_gpus_requested(pods))
 

@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from lab.chart import coalesce
+
 CHART_NAME = "gpu-operator"
 CHART_VERSION = "v26.3.1"
 KNOWN_VERSIONS = ("v25.3.4", "v25.10.1", "v26.3.0", "v26.3.1")
@@ -80,19 +82,8 @@ def _uid(*parts: str) -> str:
 
 
 def merged_values(user_values: Mapping[str, Any]) -> dict[str, Any]:
-    """The chart's defaults with the user's values over them (maps merged, a null deletes the key)."""
-    def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-        result = copy.deepcopy(base)
-        for key, value in override.items():
-            if value is None:
-                result.pop(key, None)
-            elif isinstance(value, Mapping) and isinstance(result.get(key), dict):
-                result[key] = merge(result[key], value)
-            else:
-                result[key] = copy.deepcopy(value)
-        return result
-
-    return merge(DEFAULT_VALUES, user_values)
+    """The chart's defaults with the user's values over them (Helm's merge: lab.chart.coalesce)."""
+    return coalesce(DEFAULT_VALUES, dict(user_values or {}))
 
 
 def render_cluster_policy(release: str, namespace: str, user_values: Mapping[str, Any], *, chart_version: str,

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
 from checks.adapters.kube import KubeError
 from checks.model import ProbeResult
 from checks.paths.gpu_operator import kube
@@ -16,8 +14,8 @@ from checks.probes import (
     parse_off_loop,
     parser,
     parsers,
+    pods_on_the_node,
     probe,
-    probe_kube_node,
     talos_ls,
 )
 
@@ -96,29 +94,11 @@ def _app(pod: dict[str, Any]) -> str:
 async def probe_operator_pods(ctx: ProbeContext) -> ProbeResult:
     namespace = ctx.profile.gpu_operator.namespace
     # the pods on the Node's likely name are listed while the Node is read (again only if it is called otherwise)
-    guess = await node_name_guess(ctx)
-    node: ProbeResult | None = None
-    early: list[dict[str, Any]] | None = None
-
-    async def read_node() -> None:
-        nonlocal node
-        node = await ctx.get(probe_kube_node)
-
-    async def list_early() -> None:
-        nonlocal early
-        if guess is not None:
-            early = await ctx.call_kube_optional(lambda r: r.list_pods(namespace, field_selector=f"spec.nodeName={guess}"))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(read_node)
-        group.start_soon(list_early)
-    assert node is not None
-    if not node.ok:
+    found = await pods_on_the_node(ctx, namespace, await node_name_guess(ctx))
+    if found is None:
         return ProbeResult("operator_pods", f"pods in {namespace} on the node", error="the node is not known")
-    name = node.value["metadata"]["name"]
+    name, pods = found
     source = f"kubectl get pods -n {namespace} --field-selector spec.nodeName={name}"
-    pods = early if (early is not None and name == guess) else \
-        await ctx.call_kube(lambda r: r.list_pods(namespace, field_selector=f"spec.nodeName={name}"))
     pods = sorted(pods, key=lambda pod: str((pod.get("metadata") or {}).get("name")))
     return ProbeResult("operator_pods", source, value=OperatorPods(
         name, [p for p in pods if _app(p) == DEVICE_PLUGIN_APP], [p for p in pods if _app(p) == VALIDATOR_APP]))
