@@ -28,8 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import REPO, Figure, emit, env_with, lab, median, timed_run
+
+if TYPE_CHECKING:
+    from lab.runtime import LabHandle
 
 RUNBOOK_BY_HAND = [
     ["talosctl", "health", "--wait-timeout", "30s"],
@@ -72,6 +76,20 @@ def write_shims(directory: Path, lab_bin: Path, start_ms: int) -> None:
         shim = directory / name
         shim.write_text(SHIM.format(name=name, ms=start_ms, seconds=start_ms / 1000, real=real))
         shim.chmod(0o755)
+
+
+def shimmed_env(handle: LabHandle, base: Path, start_ms: int) -> dict[str, str]:
+    """This process's environment pointed at the lab, with its talosctl and helm behind the shims in
+    `base`/bin (found on PATH, as a user's are: $TALOSCTL and $HELM unset)."""
+    shims = base / "bin"
+    shims.mkdir()
+    write_shims(shims, handle.bin_dir, start_ms)
+    env = env_with(handle.env)
+    env.pop("TALOSCTL", None)
+    env.pop("HELM", None)
+    env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(REPO)
+    return env
 
 
 def fresh_home(base: Path, index: int) -> dict[str, str]:
@@ -136,14 +154,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="talos-gpu-first-contact-") as tmp, \
             lab("operator-healthy" if operator_path else "healthy", **lab_options) as handle:
         base = Path(tmp)
-        shims = base / "bin"
-        shims.mkdir()
-        write_shims(shims, handle.bin_dir, args.start_ms)
-        env = env_with(handle.env)
-        env.pop("TALOSCTL", None)
-        env.pop("HELM", None)
-        env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
-        env["PYTHONPATH"] = str(REPO)
+        env = shimmed_env(handle, base, args.start_ms)
 
         hand, first, warm = [], [], []
         warm_home = fresh_home(base, 0)

@@ -243,20 +243,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="also print the raw spans as one JSON line")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE.parent))
-    from common import REPO, env_with, lab
-    from first_contact import fresh_home, write_shims
+    from common import lab
+    from first_contact import fresh_home, shimmed_env
 
     with tempfile.TemporaryDirectory(prefix="talos-gpu-trace-") as tmp, \
             lab("healthy", knobs={"talosctl_latency_ms": args.talosctl_ms, "api_latency_ms": args.api_ms}) as handle:
         base = Path(tmp)
-        shims = base / "bin"
-        shims.mkdir()
-        write_shims(shims, handle.bin_dir, args.start_ms)
-        env = env_with(handle.env)
-        env.pop("TALOSCTL", None)
-        env.pop("HELM", None)
-        env["PATH"] = f"{shims}{os.pathsep}{env['PATH']}"
-        env["PYTHONPATH"] = str(REPO)
+        env = shimmed_env(handle, base, args.start_ms)
         env.update(fresh_home(base, 0))
         trace = base / "trace.jsonl"
         if args.warm:

@@ -18,8 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, Figure, emit, lab
-from first_contact import fresh_home, write_shims
+from common import Figure, emit, lab
+from first_contact import fresh_home, shimmed_env
 from startup import run_once
 
 CASES = (("plugin-missing", "v1.11.5", "device-plugin"), ("old-path-leftovers", "v1.13.9", "gpu-operator"))
@@ -31,20 +31,12 @@ def measure(scenario: str, version: str, runs: int, start_ms: int, talosctl_ms: 
     with tempfile.TemporaryDirectory(prefix="talos-gpu-tui-first-contact-") as tmp, \
             lab(scenario, talos_version=version, knobs=knobs) as handle:
         base = Path(tmp)
-        shims = base / "bin"
-        shims.mkdir()
-        write_shims(shims, handle.bin_dir, start_ms)
+        env = shimmed_env(handle, base, start_ms)
         saved = dict(os.environ)
         try:
-            for index in range(runs):
+            for index in range(runs):  # startup.run_once starts the program with this process's environment
                 os.environ.clear()
-                os.environ.update(saved)
-                os.environ.update(handle.env)
-                os.environ.update(fresh_home(base, index))
-                os.environ.pop("TALOSCTL", None)
-                os.environ.pop("HELM", None)
-                os.environ["PATH"] = f"{shims}{os.pathsep}{os.environ['PATH']}"
-                os.environ["PYTHONPATH"] = str(REPO)
+                os.environ.update({**env, **fresh_home(base, index)})
                 (root_cause,) = run_once([sys.executable, "-m", "tui.cli", "--refresh", "0"], [b"ROOT CAUSE"])
                 if root_cause is None:
                     raise SystemExit(f"tui_first_contact.py: no root cause on screen for {scenario} on {version}")
