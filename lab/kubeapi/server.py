@@ -419,13 +419,8 @@ class ApiHandler(BaseHTTPRequestHandler):
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"],
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "10.5.0.2:6443"}]}
-        groups = served_groups(self.server.store.state())
-        if path == "/apis":
-            return api_group_list(groups)
         if path == "/api/v1":
             return resource_list("", "v1")
-        if path == "/openapi/v3":
-            return openapi_v3_root(groups)
         if path.startswith("/openapi/v3/"):
             rest = path[len("/openapi/v3/"):].split("/")
             if rest[:2] == ["api", "v1"]:
@@ -434,9 +429,16 @@ class ApiHandler(BaseHTTPRequestHandler):
                 return openapi_v3_group(rest[1], rest[2])
             return None
         parts = path.split("/")
-        if len(parts) == 3 and parts[1] == "apis" and parts[2] in groups:
+        if path not in ("/apis", "/openapi/v3") and not (len(parts) in (3, 4) and parts[1] == "apis"):
+            return None  # not a discovery path (most requests): the served groups are not needed
+        groups = served_groups(self.server.store.state())
+        if path == "/apis":
+            return api_group_list(groups)
+        if path == "/openapi/v3":
+            return openapi_v3_root(groups)
+        if len(parts) == 3 and parts[2] in groups:
             return api_group(parts[2])
-        if len(parts) == 4 and parts[1] == "apis":
+        if len(parts) == 4:
             return resource_list(parts[2], parts[3], groups)
         return None
 
