@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 from lab.catalog import OPERATOR_SCENARIOS
 from lab.catalog import SCENARIOS as LAB_SCENARIOS
 from lab.releases import KNOWN as LAB_RELEASES
+from lab.releases import get as lab_release
 from tui.process import silence_stdout
 
 if TYPE_CHECKING:
@@ -87,13 +88,6 @@ def _lab_talos_version(text: str) -> str:
     if text not in LAB_TALOS_VERSIONS:
         raise argparse.ArgumentTypeError(f"unknown Talos version {text!r}; the lab runs: {', '.join(LAB_TALOS_VERSIONS)}")
     return text
-
-
-def _runs_cdi(version: str) -> bool:
-    """Whether a lab release enables GPUs through CDI and the GPU Operator (Talos 1.13+)."""
-    from lab.releases import get
-
-    return get(version).cdi
 
 
 def _scenario(text: str) -> str:
@@ -279,7 +273,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return enable(args, target_from_args(args))
     if command in ("lab", "demo"):
         version = args.talos_version
-        if args.scenario in LAB_OPERATOR_SCENARIOS and version is not None and not _runs_cdi(version):
+        if args.scenario in LAB_OPERATOR_SCENARIOS and version is not None and not lab_release(version).cdi:
             print(f"talos-gpu {command}: scenario {args.scenario!r} is a Talos 1.13+ node (GPU Operator path); "
                   f"it does not run on {version}", file=sys.stderr)
             return 2
