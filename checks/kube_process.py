@@ -115,58 +115,70 @@ class KubeProcess:
 
     async def receive(self) -> None:
         """Take the child's results as they come (a task of the sweep's task group). It returns once every
-        result is in, or the child has ended; the reading thread then reads the end on its own."""
-        events = [self._event(probe.name) for probe in self.probes]
+        result is in, or the child has ended; the reading thread then reads the end on its own.
 
-        async def read(scope: anyio.CancelScope) -> None:
-            try:
-                self._failure = await anyio.to_thread.run_sync(self._receive, abandon_on_cancel=True)
-            finally:
-                for event in events:
-                    event.set()
-                scope.cancel()
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(read, group.cancel_scope)
-            for event in events:
-                await event.wait()
-            group.cancel_scope.cancel()
+        Each message is read in a worker thread and handled here, in the event loop. No thread ever waits on
+        the loop: a thread that handed a result to the loop and waited for it (`anyio.from_thread.run_sync`)
+        could wait forever when the sweep ended between its hand-over and the loop's close, and the
+        interpreter then hung at exit joining that thread."""
+        with self._guard:
+            if self._reader_started:
+                return
+            self._reader_started = True
+        try:
+            missing = {probe.name for probe in self.probes}
+            while missing:
+                message = await anyio.to_thread.run_sync(self._next_message, abandon_on_cancel=True)
+                if isinstance(message, ProbeResult):
+                    self._arrived(message)
+                    missing.discard(message.name)
+                elif message is not None:  # why no more will come ("" at the end of the pipe)
+                    # close the pipe and reap the child (quick: it closes the pipe as it exits), off the loop
+                    self._failure = await anyio.to_thread.run_sync(self._finish, message, abandon_on_cancel=True)
+                    return
+            # every result is in: the end of the pipe and the child's exit are read off the event loop
+            threading.Thread(target=self._drain, name="kube-reader-end", daemon=True).start()
+        except BaseException:
+            # cancelled (the sweep's time ran out): the abandoned read ends when the child does (`stop`)
+            self._failure = self._failure or "the sweep ended first"
+            raise
+        finally:
+            for probe in self.probes:
+                self._event(probe.name).set()
 
     def _arrived(self, result: ProbeResult) -> None:
         self._answers[result.name] = result
         self._event(result.name).set()
 
-    def _receive(self) -> str:
-        """(worker thread) Read the child's messages to the end, hand each result to the event loop, reap the
-        child; return why no more will come."""
-        with self._guard:
-            if self._reader_started:
-                return "read twice"
-            self._reader_started = True
-        reason: str | None = None
+    def _next_message(self) -> ProbeResult | str | None:
+        """(worker thread) The child's next result; a str saying why no more will come; None when a message
+        that is neither came (ignored)."""
         try:
-            while True:
-                try:
-                    body = _read_message(self._results_fd)
-                except EOFError:
-                    reason = "the reading process's answer was cut short"
-                    break
-                if body is None:
-                    break
-                try:
-                    message = pickle.loads(body)  # noqa: S301 - our own child, over a private pipe
-                except Exception:  # noqa: BLE001
-                    reason = "the reading process's answer was not understood"
-                    break
-                if isinstance(message, str):
-                    reason = message
-                elif isinstance(message, ProbeResult):
-                    try:
-                        anyio.from_thread.run_sync(self._arrived, message)
-                    except Exception:  # noqa: BLE001 - the sweep is over: nobody waits any more
-                        break
-        finally:
+            body = _read_message(self._results_fd)
+        except EOFError:
+            return "the reading process's answer was cut short"
+        except OSError as exc:
+            return f"the reading process's pipe broke ({exc.strerror or exc})"
+        if body is None:
+            return ""  # end of file: `_finish` says how the child ended
+        try:
+            message = pickle.loads(body)  # noqa: S301 - our own child, over a private pipe
+        except Exception:  # noqa: BLE001
+            return "the reading process's answer was not understood"
+        return message if isinstance(message, (ProbeResult, str)) else None
+
+    def _drain(self) -> None:
+        """(thread) After the last result: read the pipe to its end, then close it and reap the child."""
+        while isinstance(self._next_message(), ProbeResult):
+            pass
+        self._finish("")
+
+    def _finish(self, reason: str | None) -> str:
+        """(thread) Close the pipe, reap the child; why no more results come."""
+        try:
             os.close(self._results_fd)
+        except OSError:
+            pass
         status = self._reap(block=True)
         return reason or f"the reading process ended ({_describe(status)})"
 

@@ -244,3 +244,62 @@ def test_in_a_cluster_larger_than_the_page_the_node_talosctl_names_is_taken_from
     assert first["kube_node"] == "gpu-node-1" and first["overall"] == "pass"
     # the page did not hold every Node, but it held the one talosctl names: no other Node request followed
     assert first_requests == [("GET", f"/api/v1/nodes?limit={NODE_PAGE}")], first_requests
+
+
+# The race behind a rare hang at exit: a sweep whose time ran out while the child's results were still
+# arriving. Each round forks a real child that sends results down the real pipe protocol, lets the sweep
+# end at a random moment, stops the child; the process must then end with no thread left behind. (Before
+# the fix, a reader thread that had handed a result to the ending event loop waited for it forever.)
+RACE_ROUNDS = """
+import os, random, sys, threading, time
+import anyio
+from checks.kube_process import KubeProcess, _send
+from checks.model import ProbeResult
+from checks.paths import candidates, probes_of
+from checks.profile import Profile
+
+probes = tuple(p for p in probes_of(candidates(Profile())) if p.kube)
+
+def child(results_w):
+    for probe in probes:
+        time.sleep(random.random() * 0.002)
+        _send(results_w, ProbeResult(probe.name, probe.source, value=1))
+    os._exit(0)
+
+def one_round():
+    results_r, results_w = os.pipe()
+    nodename_r, nodename_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(results_r)
+        child(results_w)
+    os.close(results_w)
+    os.close(nodename_r)
+    process = KubeProcess(pid, results_r, nodename_w, None, None, probes)
+    answered = []
+
+    async def sweep():
+        with anyio.move_on_after(random.random() * 0.01):
+            async with anyio.create_task_group() as group:
+                group.start_soon(process.receive)
+                for probe in probes:
+                    answered.append((await process.answer(probe)).value)
+    anyio.run(sweep)
+    process.stop()
+    return answered
+
+random.seed(int(sys.argv[1]))
+complete = sum(one_round() == [1] * len(probes) for _ in range(int(sys.argv[2])))
+print(len(probes), complete, threading.active_count())
+"""
+
+
+def test_a_sweep_ending_while_results_arrive_leaves_no_thread_waiting() -> None:
+    rounds = 200
+    result = subprocess.run([sys.executable, "-c", RACE_ROUNDS, "7", str(rounds)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    probes, complete, threads = map(int, result.stdout.split())
+    assert probes >= 3  # the Kubernetes probes of both paths
+    assert 0 < complete < rounds  # some sweeps got every result, others ended first: the race was run
+    assert threads == 1  # no reader left waiting on an event loop that has gone
