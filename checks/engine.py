@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -14,7 +14,10 @@ from checks.probes import Probe, ProbeContext, plugin_names, probe_nodename
 from checks.stages import StageSpec
 from checks.target import Target
 
-__all__ = ["Target", "gather", "judge_all", "make_context", "run_sweep", "start_kube_process"]
+if TYPE_CHECKING:
+    from checks.prefetch import SweepReads
+
+__all__ = ["Target", "gather", "judge_all", "make_context", "run_sweep"]
 
 
 async def _warm_imports(kube: bool) -> None:
@@ -113,14 +116,18 @@ def __getattr__(name: str) -> Any:
 
 async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = False,
                     stages: tuple[StageSpec, ...] | None = None, previous: Report | None = None,
-                    only: frozenset[str] | None = None, kube: KubeProcess | None = None) -> Report:
+                    only: frozenset[str] | None = None, kube: KubeProcess | None = None,
+                    reads: SweepReads | None = None) -> Report:
     """Gather, judge, diagnose. The stages are those of the enablement path (checks/paths/): the profile's
     `path`, else the one of the Talos version the node runs — with `auto`, the probes of every path are
     started at once and the path is picked once `talosctl version` has answered. `stages` judges just
     those instead. With `previous` and `only`, re-run just the probes in `only` and reuse the previous
     report's other facts (a light refresh); a fact that failed is always re-run. With `kube`
-    (`start_kube_process`), the Kubernetes probes are answered by that child process."""
+    (`start_kube_process`), the Kubernetes probes are answered by that child process. With `reads`, the
+    talosctl and helm reads started early (`tui.headless`, checks/prefetch.py) are taken from it. A full
+    sweep records its reads for the next run of this node."""
     from checks import node_cache, paths
+    from checks.prefetch import SweepReads
 
     if kube is None:
         from checks.adapters.kube_import import prewarm
@@ -134,11 +141,13 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
         remembered, plugin = previous.kube_node, plugin_names(previous.facts.get("device_plugin"))
     else:
         remembered, plugin = node_cache.recall(target.kube.server, target.talos.node)
+    reads = reads if reads is not None else SweepReads()
     ctx = make_context(target, timeout=timeout, pod_test=pod_test, remembered_node=remembered,
-                       remembered_plugin=plugin)
+                       remembered_plugin=plugin, reads=reads)
+    full = stages is None and only is None
     guess = previous.path if previous is not None else \
         node_cache.remembered_path(target.kube.server, target.talos.node)
-    choices = guessed_paths(target, guess)
+    choices = paths.guessed(target.profile, guess)
     probes = _with_nodename(paths.probes_of(choices if stages is None else (), stages or ()))
     wanted = {probe.name for probe in probes}
     if previous is not None and only is not None:
@@ -164,9 +173,12 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
         node = facts.get("kube_node")
         kube_node = node.value["metadata"]["name"] if node is not None and node.ok else None
         plugin = plugin_names(facts.get("device_plugin"))
-        if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin or path.name != guess):
+        known = node_cache.remembered_reads(target.kube.server, target.talos.node)
+        ran = tuple(reads.ran) if full else known  # a partial sweep's reads are not the next run's
+        if kube_node and (kube_node != ctx.remembered_node or plugin != ctx.remembered_plugin or path.name != guess
+                          or ran != known):
             node_cache.remember(target.kube.server, target.talos.node, kube_node, plugin=plugin,
-                                enablement_path=path.name)
+                                enablement_path=path.name, reads=ran)
         return Report(target.talos.node, kube_node, results, root_cause(results), facts,
                       int((time.monotonic() - started) * 1000), path=path.name,
                       talos_version=str(talos_version) if talos_version else None)
@@ -174,32 +186,6 @@ async def run_sweep(target: Target, *, timeout: float = 60.0, pod_test: bool = F
     return await anyio.to_thread.run_sync(conclude)
 
 
-def guessed_paths(target: Target, guess: str | None) -> tuple[Any, ...]:
-    """The paths whose facts a sweep gathers at once: the profile's; else the one the last run found for this
-    node (a wrong guess costs a second round for the other path's facts, never a wrong answer); else all."""
-    from checks import paths
-
-    choices = paths.candidates(target.profile)
-    remembered = [path for path in choices if path.name == guess]
-    return tuple(remembered) or choices
-
-
 def _with_nodename(probes: tuple[Probe, ...]) -> tuple[Probe, ...]:
     return tuple(sorted({probe_nodename.name: probe_nodename, **{p.name: p for p in probes}}.values(),
                         key=lambda probe: probe.order))
-
-
-def start_kube_process(target: Target, *, timeout: float, pod_test: bool = False) -> KubeProcess | None:
-    """For a one-shot sweep in a fresh process (`talos-gpu check`): fork the child that will answer the
-    Kubernetes probes (checks/kube_process.py), before the sweep starts. None where that is not possible
-    or not worth it (threads running, the client imported already, the GPU test pod wanted): the sweep
-    then reads in-process."""
-    if pod_test:
-        return None
-    from checks import node_cache
-    from checks.paths import probes_of
-
-    node, plugin = node_cache.recall(target.kube.server, target.talos.node)
-    guess = node_cache.remembered_path(target.kube.server, target.talos.node)
-    probes = tuple(probe for probe in probes_of(guessed_paths(target, guess)) if probe.kube)
-    return KubeProcess.start(target, timeout=timeout, remembered_node=node, remembered_plugin=plugin, probes=probes)

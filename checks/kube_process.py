@@ -32,14 +32,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import anyio
 
 from checks.model import ProbeResult
-from checks.node_cache import PluginNames
-from checks.probes import Probe
-from checks.target import Target
+
+if TYPE_CHECKING:  # this module is loaded before the stage tables and probes (tui/headless.py)
+    from checks.node_cache import PluginNames
+    from checks.probes import Probe
+    from checks.target import Target
 
 STOP_GRACE_S = 2.0
 _HEADER = struct.Struct(">I")
@@ -49,9 +51,10 @@ class KubeProcess:
     """The parent's handle on the child that answers the Kubernetes probes."""
 
     def __init__(self, pid: int, results_fd: int, nodename_fd: int, remembered_node: str | None,
-                 remembered_plugin: PluginNames | None, probes: tuple[Probe, ...]) -> None:
+                 remembered_plugin: PluginNames | None, probes: tuple[Probe, ...] | Callable[[], tuple[Probe, ...]]
+                 ) -> None:
         self.pid = pid
-        self.probes = probes  # the Kubernetes probes (`Probe.kube`) the child answers
+        self._probes = probes  # the Kubernetes probes (`Probe.kube`) the child answers, or how to list them
         self.remembered_node = remembered_node
         self.remembered_plugin = remembered_plugin
         self._results_fd = results_fd
@@ -63,10 +66,18 @@ class KubeProcess:
         self._failure: str | None = None  # why the rest will not come, once known
         self._events: dict[str, anyio.Event] = {}  # created in the event loop, on first use
 
+    @property
+    def probes(self) -> tuple[Probe, ...]:
+        if callable(self._probes):
+            self._probes = self._probes()
+        return self._probes
+
     @classmethod
     def start(cls, target: Target, *, timeout: float, remembered_node: str | None,
-              remembered_plugin: PluginNames | None, probes: tuple[Probe, ...]) -> KubeProcess | None:
-        """Fork the child; None where forking is not possible or not safe (the caller reads in-process)."""
+              remembered_plugin: PluginNames | None, guess: str | None) -> KubeProcess | None:
+        """Fork the child; None where forking is not possible or not safe (the caller reads in-process).
+        Both sides list the probes the child answers (`checks.paths.kube_probes`) from `guess`, the path
+        the last run found: the parent once its stage tables are loaded, the child on its own core."""
         if not hasattr(os, "fork") or threading.active_count() != 1 or "kubernetes.client" in sys.modules \
                 or os.environ.get("TALOS_GPU_KUBE_IN_PROCESS"):
             return None
@@ -83,10 +94,10 @@ class KubeProcess:
             os.close(results_r)
             os.close(nodename_w)
             _child(target, started + timeout, (remembered_node, remembered_plugin), nodename_r, results_w, started,
-                   probes)
+                   guess)
         os.close(results_w)
         os.close(nodename_r)
-        return cls(pid, results_r, nodename_w, remembered_node, remembered_plugin, probes)
+        return cls(pid, results_r, nodename_w, remembered_node, remembered_plugin, lambda: _kube_probes(target, guess))
 
     # ---- parent side, inside the sweep ----------------------------------------------------------
 
@@ -338,8 +349,14 @@ class _ChildExitHandlers:
                 pass
 
 
+def _kube_probes(target: Target, guess: str | None) -> tuple[Probe, ...]:
+    from checks.paths import kube_probes
+
+    return kube_probes(target.profile, guess)
+
+
 def _child(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None], nodename_fd: int,
-           results_fd: int, started: float, probes: tuple[Probe, ...]) -> NoReturn:
+           results_fd: int, started: float, guess: str | None) -> NoReturn:
     exit_handlers = _ChildExitHandlers()
     code = 0
     try:
@@ -353,7 +370,7 @@ def _child(target: Target, deadline: float, remembered: tuple[str | None, Plugin
         parent = _Parent(nodename_fd)
         payload: str | None = None
         try:
-            _read_kubernetes(target, deadline, remembered, parent, started, lambda r: _send(results_fd, r), probes)
+            _read_kubernetes(target, deadline, remembered, parent, started, lambda r: _send(results_fd, r), guess)
         except KeyboardInterrupt:
             payload, code = None, 130
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
@@ -390,16 +407,17 @@ def _send(fd: int, message: ProbeResult | str) -> None:
 
 
 def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | None, PluginNames | None],
-                     parent: _Parent, started: float, send: Callable[[ProbeResult], None],
-                     probes: tuple[Probe, ...]) -> None:
+                     parent: _Parent, started: float, send: Callable[[ProbeResult], None], guess: str | None) -> None:
     """(child) Import the client, then run the Kubernetes probes, sending each result as it is known."""
     from checks.adapters.kube_import import kubernetes_client
-    from checks.context import make_context
 
     try:
         kubernetes_client()  # first, on this core: every read waits for it
     except Exception:  # noqa: BLE001 - the probes' own reader reports an unusable client
         pass
+    from checks.context import make_context
+
+    probes = _kube_probes(target, guess)
     timeout = max(0.1, deadline - time.monotonic())
     ctx = make_context(target, timeout=timeout, remembered_node=remembered[0], remembered_plugin=remembered[1])
     ctx.elsewhere["nodename"] = parent.nodename
@@ -421,3 +439,16 @@ def _read_kubernetes(target: Target, deadline: float, remembered: tuple[str | No
     for probe in probes:
         if probe.name not in sent:
             send(ctx.timed_out(probe))
+
+
+def start_kube_process(target: Target, *, timeout: float, pod_test: bool = False) -> KubeProcess | None:
+    """For a one-shot sweep in a fresh process (`talos-gpu check`): fork the child that will answer the
+    Kubernetes probes, before the sweep starts. None where that is not possible or not worth it (threads
+    running, the client imported already, the GPU test pod wanted): the sweep then reads in-process."""
+    if pod_test:
+        return None
+    from checks import node_cache
+
+    node, plugin = node_cache.recall(target.kube.server, target.talos.node)
+    guess = node_cache.remembered_path(target.kube.server, target.talos.node)
+    return KubeProcess.start(target, timeout=timeout, remembered_node=node, remembered_plugin=plugin, guess=guess)

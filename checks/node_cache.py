@@ -9,9 +9,13 @@ DaemonSet and pods that list names (one API round trip instead of two). And the 
 node's Talos version called for: the next sweep gathers that path's facts only, and the other path's
 too only when `talosctl version` says the node has moved (an upgrade to 1.13).
 
+And the talosctl and helm reads the last full sweep made (checks/prefetch.py): the next `check`
+starts them before it has loaded its stage tables.
+
 The file is a cache (`$XDG_CACHE_HOME/talos-gpu/nodes.json`, else `~/.cache/talos-gpu/nodes.json`):
-safe to delete, never required, holding only API server URLs, node addresses, and the names of
-Nodes, DaemonSets and pods (no credential). Any problem reading or writing it is ignored.
+safe to delete, never required, holding only API server URLs, node addresses, the names of Nodes,
+DaemonSets and pods, and the reads' subcommands and arguments without the global flags (no credential).
+Any problem reading or writing it is ignored.
 """
 
 from __future__ import annotations
@@ -79,15 +83,27 @@ def remembered_path(server: str | None, address: str, path: Path | None = None) 
     return value if isinstance(value, str) else None
 
 
+def remembered_reads(server: str | None, address: str, path: Path | None = None) -> tuple[tuple[str, ...], ...]:
+    """The talosctl and helm reads the last full sweep of this node made (checks/prefetch.py), as recorded:
+    lists of strings only; whether each may be started is the caller's to decide (`prefetch.allowed`)."""
+    entry = _load(path or cache_path()).get(_key(server, address))
+    value = entry.get("reads") if entry is not None else None
+    if not isinstance(value, list):
+        return ()
+    return tuple(tuple(read) for read in value[:64]
+                 if isinstance(read, list) and read and all(isinstance(arg, str) for arg in read))
+
+
 def remembered(server: str | None, address: str, path: Path | None = None) -> str | None:
     """The Node name last seen for this Talos node on this API server, if any."""
     return recall(server, address, path)[0]
 
 
 def remember(server: str | None, address: str, node_name: str, path: Path | None = None, *,
-             plugin: PluginNames | None = None, enablement_path: str | None = None) -> None:
-    """Record the Node name and the device plugin's names (atomically; the newest MAX_ENTRIES entries
-    are kept)."""
+             plugin: PluginNames | None = None, enablement_path: str | None = None,
+             reads: tuple[tuple[str, ...], ...] | None = None) -> None:
+    """Record the Node name, the device plugin's names, the path and the sweep's reads (atomically; the
+    newest MAX_ENTRIES entries are kept)."""
     target = path or cache_path()
     entries = _load(target)
     key = _key(server, address)
@@ -96,6 +112,8 @@ def remember(server: str | None, address: str, node_name: str, path: Path | None
         entry["plugin"] = [plugin[0], plugin[1], list(plugin[2])]
     if enablement_path is not None:
         entry["path"] = enablement_path
+    if reads:
+        entry["reads"] = [list(read) for read in reads]
     if entries.get(key) == entry:
         return
     entries.pop(key, None)

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from checks.engine import Target, run_sweep, start_kube_process
-from checks.model import Report
 from checks.sanitize import safe, safe_json
 
 if TYPE_CHECKING:  # Rich is imported only to draw the table: `check --json` never pays for it
     from rich.console import Console
+
+    from checks.kube_process import KubeProcess
+    from checks.model import Report
+    from checks.target import Target
 
 def render_report(report: Report, console: Console) -> None:
     from rich.table import Table
@@ -52,10 +54,11 @@ async def _until_stopped(sweep: Callable[[], Awaitable[Report]]) -> Report:
     import signal
 
     from checks.errors import StoppedBySignal
+    from checks.runner import ChildWatcherInLoop
 
     stopped: list[int] = []
     report: Report | None = None
-    async with anyio.create_task_group() as group:
+    async with ChildWatcherInLoop(), anyio.create_task_group() as group:
 
         async def watch() -> None:
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
@@ -73,11 +76,14 @@ async def _until_stopped(sweep: Callable[[], Awaitable[Report]]) -> Report:
 
 
 def run_check(args: argparse.Namespace, target: Target) -> int:
-    # the Kubernetes reads in a child process on another core, while this one runs talosctl
+    """`talos-gpu check`. Its first ~0.1 s go to loading the stage tables, probes, judges and parsers, so
+    before that: the Kubernetes reads are forked off to another core (checks/kube_process.py), and the
+    talosctl and helm reads the last run of this node made are started (checks/prefetch.py)."""
+    from checks.kube_process import start_kube_process
+
     kube = start_kube_process(target, timeout=args.timeout, pod_test=args.pod_test)
     try:
-        report = anyio.run(_until_stopped,
-                           lambda: run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube))
+        report = anyio.run(_until_stopped, lambda: _sweep(target, args, kube))
         try:
             write_report(report, getattr(args, "output", None) or ("json" if args.json else "table"))
         except BrokenPipeError:  # the reader went away (`check | head -1`): the check itself did not fail
@@ -88,6 +94,23 @@ def run_check(args: argparse.Namespace, target: Target) -> int:
         if kube is not None:
             kube.stop()
     return report.exit_code
+
+
+async def _sweep(target: Target, args: argparse.Namespace, kube: KubeProcess | None) -> Report:
+    from checks import node_cache
+    from checks.prefetch import SweepReads
+
+    reads = SweepReads()
+    async with anyio.create_task_group() as group:
+        # every read's process is running before the imports below
+        await reads.start({"talosctl": target.talosctl(), "helm": target.helm()},
+                          node_cache.remembered_reads(target.kube.server, target.talos.node), group, timeout=args.timeout)
+        try:
+            from checks.engine import run_sweep
+
+            return await run_sweep(target, timeout=args.timeout, pod_test=args.pod_test, kube=kube, reads=reads)
+        finally:
+            reads.end()
 
 
 def write_report(report: Report, output: str) -> None:

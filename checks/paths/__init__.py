@@ -62,6 +62,20 @@ def candidates(profile: Profile) -> tuple[EnablementPath, ...]:
     return PATHS if profile.path == "auto" else (named(profile.path),)
 
 
+def guessed(profile: Profile, guess: str | None) -> tuple[EnablementPath, ...]:
+    """The paths whose facts a sweep gathers at once: the profile's; else the one the last run found for this
+    node (a wrong guess costs a second round for the other path's facts, never a wrong answer); else all."""
+    choices = candidates(profile)
+    remembered = tuple(path for path in choices if path.name == guess)
+    return remembered or choices
+
+
+def kube_probes(profile: Profile, guess: str | None) -> tuple[Probe, ...]:
+    """The Kubernetes probes (`Probe.kube`) of the paths a sweep gathers for (`guessed`): those the forked
+    reader of a one-shot `check` answers (checks/kube_process.py), listed alike on both sides."""
+    return tuple(probe for probe in probes_of(guessed(profile, guess)) if probe.kube)
+
+
 def choose(profile: Profile, talos_version: str | None) -> EnablementPath:
     if profile.path != "auto":
         return named(profile.path)
