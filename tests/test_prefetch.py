@@ -200,3 +200,27 @@ def test_the_cache_keeps_only_lists_of_words(tmp_path: Path) -> None:
     path.write_text(json.dumps(entries))
     assert node_cache.remembered_reads("https://api", "10.0.0.2", path) == (("helm", "list"),)
     assert node_cache.remembered_reads("https://api", "10.0.0.9", path) == ()
+
+
+def test_two_checks_in_one_process_answer_alike(lab: Any, tmp_path: Path) -> None:
+    """A check leaves the process as it found it: its event loop's way of watching programs end (a pidfd
+    watcher on Python 3.11) is put back, so an event loop in another thread (the TUI's head start) still runs
+    programs;
+    and the next check's reads, started early too, answer as the first's."""
+    handle = lab("healthy")
+    env, log = logging_tools(handle, tmp_path)
+    code = ("import sys, threading, anyio; from tui.cli import main; from checks.runner import run_command\n"
+            "first = main(['check', '--json'])\n"
+            "later = []\n"
+            "def elsewhere(): later.append(anyio.run(lambda: run_command(['/bin/sh', '-c', 'exit 7'], timeout=5)))\n"
+            "thread = threading.Thread(target=elsewhere); thread.start(); thread.join(10); later = later[0]\n"
+            "second = main(['check', '--json'])\n"
+            "sys.stderr.write('LATER=%s\\n' % later.returncode); sys.exit(first * 10 + second)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, **env}, capture_output=True,
+                            text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "LATER=7" in result.stderr
+    decoder = json.JSONDecoder()
+    first, end = decoder.raw_decode(result.stdout)
+    second, _ = decoder.raw_decode(result.stdout[end:].lstrip())
+    assert without_durations(first) == without_durations(second) and first["overall"] == "pass"
