@@ -9,6 +9,7 @@ report all take them from here (through the judges' `Judgement`).
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,9 @@ def _q(value: str | Path) -> str:
 
 
 def infra_path(profile: Profile, relative: str) -> str:
-    """A file of the infra repo as a path a shell resolves from anywhere (the profile's infra_repo)."""
-    return str(Path(profile.infra_repo) / relative)
+    """A file of the infra repo as a path a shell resolves from anywhere (the profile's infra_repo; without
+    a profile file, the default "." is the directory talos-gpu was started in, said in full)."""
+    return os.path.abspath(Path(profile.infra_repo).expanduser() / relative)
 
 
 def _talosctl(node: str, *args: str) -> str:

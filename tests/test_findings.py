@@ -8,8 +8,9 @@ import shlex
 from pathlib import Path
 
 import anyio
+import pytest
 
-from checks import findings, remedies
+from checks import findings, infra, remedies
 from checks.config import KubeTarget, TalosTarget
 from checks.diagnosis import propagate
 from checks.judges import JudgeInput, judge_device_plugin, judge_extensions, judge_gpu_resources
@@ -145,3 +146,15 @@ def test_the_helm_remedy_and_the_plan_build_the_same_install_arguments(tmp_path:
     assert remedy == ["helm", *remedies.helm_install_args(spec.release, spec.chart, spec.namespace, values)]
     operator = shlex.split(remedies.operator_install(profile).command or "")
     assert "--version" in operator and operator[-1] == str(tmp_path / profile.gpu_operator.values)
+
+
+def test_without_a_profile_file_the_remedies_name_infra_files_by_their_full_path(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default infra repo is "." (where talos-gpu was started): a pasted command must name the same file
+    from wherever the engineer's shell is."""
+    monkeypatch.chdir(tmp_path)
+    profile = Profile()
+    (manifest,) = [word for word in shlex.split(remedies.runtimeclass_apply(profile).command or "") if "/" in word]
+    assert manifest == str(tmp_path / infra.RUNTIMECLASS_MANIFEST)
+    values = shlex.split(remedies.helm_install(profile).command or "")
+    assert str(tmp_path / profile.device_plugin.values) in values

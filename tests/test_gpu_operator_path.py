@@ -208,8 +208,9 @@ def test_a_validator_still_validating_names_its_init_container() -> None:
 
 def test_not_installed_names_the_install_command_with_the_profile_s_version() -> None:
     result = judge(judges.judge_operator, {**healthy_facts(), "helm_releases": fact("helm_releases", [])})
+    # the values file by its full path (no profile file: the infra repo is the directory it started in)
     assert result.remediation == ("helm upgrade --install gpu-operator nvidia/gpu-operator -n gpu-operator "
-                                  "--version v26.3.1 -f k8s/gpu-operator/values.yaml")
+                                  f"--version v26.3.1 -f {Path.cwd() / 'k8s/gpu-operator/values.yaml'}")
 
 
 def test_the_runtimeclass_waits_for_the_operator_on_this_path() -> None:
