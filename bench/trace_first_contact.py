@@ -34,13 +34,41 @@ TRACE_VARIABLE = "TALOS_GPU_BENCH_TRACE"
 # ---- inside `check`: the wrapping --------------------------------------------------------------
 
 
+def _when_imported(name: str, wrap: Any) -> None:
+    """Call `wrap(module)` once module `name` has been executed (at once if it has been): the check loads its
+    modules in the order it chooses, and the tracing must not load any of them sooner."""
+    import importlib.abc
+    import importlib.machinery
+
+    if name in sys.modules:
+        wrap(sys.modules[name])
+        return
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+            if fullname != name:
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is None or spec.loader is None:
+                return spec
+            original = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                original(module)
+                wrap(module)
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Finder())
+
+
 def _install(path: str) -> None:
-    """(inside the traced check) Wrap the functions whose spans the timeline shows."""
+    """(inside the traced check) Wrap the functions whose spans the timeline shows, each once its module
+    has been loaded by the check itself."""
     import contextvars
     import functools
-
-    from checks import kube_process, probes, runner
-    from checks.adapters import kube, kube_import
 
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     owner: contextvars.ContextVar[str] = contextvars.ContextVar("probe", default="-")
@@ -55,97 +83,105 @@ def _install(path: str) -> None:
     mark("process", "interpreter up, tracing installed", time.monotonic(), time.monotonic(), "-")
     _watch_milestones(mark, main_pid)
 
-    original_get = probes.ProbeContext.get
+    def wrap_probes(probes: Any) -> None:
+        original_get = probes.ProbeContext.get
 
-    @functools.wraps(original_get)
-    async def get(self: Any, probe: Any) -> Any:
-        name = probe.name
-        if name in self._results or name in self._tasks:
-            return await original_get(self, probe)
-        waiter = owner.get()
-        token = owner.set(name)
-        start = time.monotonic()
-        try:
-            return await original_get(self, probe)
-        finally:
-            kind = "answer" if name in self.elsewhere else "probe"
-            mark(kind, name, start, time.monotonic(), waiter)
-            owner.reset(token)
+        @functools.wraps(original_get)
+        async def get(self: Any, probe: Any) -> Any:
+            name = probe.name
+            if name in self._results or name in self._tasks:
+                return await original_get(self, probe)
+            waiter = owner.get()
+            token = owner.set(name)
+            start = time.monotonic()
+            try:
+                return await original_get(self, probe)
+            finally:
+                kind = "answer" if name in self.elsewhere else "probe"
+                mark(kind, name, start, time.monotonic(), waiter)
+                owner.reset(token)
 
-    probes.ProbeContext.get = get  # type: ignore[method-assign]
+        probes.ProbeContext.get = get
+        original_make = probes.ProbeContext._make_reader
 
-    original_run = runner.run_command
+        def make_reader(self: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return original_make(self)
+            finally:
+                mark("reader", "kubeconfig loaded, ApiClient made", start, time.monotonic(), "-")
 
-    @functools.wraps(original_run)
-    async def run_command(argv: Any, **kwargs: Any) -> Any:
-        start = time.monotonic()
-        try:
-            return await original_run(argv, **kwargs)
-        finally:
-            shown = runner.display_argv(argv)
-            mark("command", shown, start, time.monotonic())
+        probes.ProbeContext._make_reader = make_reader
 
-    runner.run_command = run_command
+    def wrap_runner(runner: Any) -> None:
+        original_run = runner.run_command
 
-    original_answer = kube.KubeReader._answer
+        @functools.wraps(original_run)
+        async def run_command(argv: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return await original_run(argv, **kwargs)
+            finally:
+                shown = runner.display_argv(argv)
+                mark("command", shown, start, time.monotonic())
 
-    @functools.wraps(original_answer)
-    def answer(self: Any, what: str, *args: Any, **kwargs: Any) -> Any:
-        start = time.monotonic()
-        try:
-            return original_answer(self, what, *args, **kwargs)
-        finally:
-            mark("request", what, start, time.monotonic())
+        runner.run_command = run_command
 
-    kube.KubeReader._answer = answer  # type: ignore[method-assign]
+    def wrap_kube(kube: Any) -> None:
+        original_answer = kube.KubeReader._answer
 
-    original_import = kube_import._import
+        @functools.wraps(original_answer)
+        def answer(self: Any, what: str, *args: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return original_answer(self, what, *args, **kwargs)
+            finally:
+                mark("request", what, start, time.monotonic())
 
-    def import_client() -> Any:
-        start = time.monotonic()
-        try:
-            return original_import()
-        finally:
-            mark("import", "kubernetes client import", start, time.monotonic(), "-")
+        kube.KubeReader._answer = answer
 
-    kube_import._import = import_client
+    def wrap_kube_import(kube_import: Any) -> None:
+        original_import = kube_import._import
 
-    original_make = probes.ProbeContext._make_reader
+        def import_client() -> Any:
+            start = time.monotonic()
+            try:
+                return original_import()
+            finally:
+                mark("import", "kubernetes client import", start, time.monotonic(), "-")
 
-    def make_reader(self: Any) -> Any:
-        start = time.monotonic()
-        try:
-            return original_make(self)
-        finally:
-            mark("reader", "kubeconfig loaded, ApiClient made", start, time.monotonic(), "-")
+        kube_import._import = import_client
 
-    probes.ProbeContext._make_reader = make_reader  # type: ignore[method-assign]
+    def wrap_kube_process(kube_process: Any) -> None:
+        original_nodename = kube_process._Parent.nodename
 
-    original_nodename = kube_process._Parent.nodename
+        async def nodename(self: Any, probe: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return await original_nodename(self, probe)
+            finally:
+                mark("pipe", "nodename fact from the parent", start, time.monotonic())
 
-    async def nodename(self: Any, probe: Any) -> Any:
-        start = time.monotonic()
-        try:
-            return await original_nodename(self, probe)
-        finally:
-            mark("pipe", "nodename fact from the parent", start, time.monotonic())
+        kube_process._Parent.nodename = nodename
+        original_start = kube_process.KubeProcess.start.__func__
 
-    kube_process._Parent.nodename = nodename  # type: ignore[method-assign]
+        def start_child(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            start = time.monotonic()
+            try:
+                return original_start(cls, *args, **kwargs)
+            finally:
+                mark("fork", "fork of the reading child", start, time.monotonic(), "-")
 
-    original_start = kube_process.KubeProcess.start.__func__  # type: ignore[attr-defined]
+        kube_process.KubeProcess.start = classmethod(start_child)
 
-    def start_child(cls: Any, *args: Any, **kwargs: Any) -> Any:
-        start = time.monotonic()
-        try:
-            return original_start(cls, *args, **kwargs)
-        finally:
-            mark("fork", "fork of the reading child", start, time.monotonic(), "-")
-
-    kube_process.KubeProcess.start = classmethod(start_child)  # type: ignore[method-assign]
+    for name, wrap in (("checks.probes", wrap_probes), ("checks.runner", wrap_runner),
+                       ("checks.adapters.kube", wrap_kube), ("checks.adapters.kube_import", wrap_kube_import),
+                       ("checks.kube_process", wrap_kube_process)):
+        _when_imported(name, wrap)
 
 
-MILESTONE_IMPORTS = ("tui.headless", "checks.engine", "asyncio", "anyio._backends._asyncio", "checks.parsers",
-                     "checks.judges", "rich")
+MILESTONE_IMPORTS = ("tui.headless", "checks.engine", "asyncio", "anyio._backends._asyncio", "checks.prefetch",
+                     "checks.parsers", "checks.judges", "rich")
 
 
 def _watch_milestones(mark: Any, main_pid: int) -> None:
