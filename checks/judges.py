@@ -376,7 +376,10 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
         failures = list(dmesg.value.failures)
         for failure in failures[:4]:
             where = f"GPU {failure.pci_id}" if failure.pci_id else "a GPU"
-            evidence.append(f"talosctl dmesg: {where}: {failure.message}")
+            # a wrapped message that names its GPU itself ("The NVIDIA GPU 0000:8b:00.0 (PCI ID: ...) ...")
+            named = failure.pci_id is not None and failure.pci_id in failure.message
+            evidence.append(f"talosctl dmesg: {failure.message}" if named else
+                            f"talosctl dmesg: {where}: {failure.message}")
         if failures:
             ids = sorted({f.pci_id for f in failures if f.pci_id})
             which = ", ".join(ids) if ids else "a GPU"
@@ -387,7 +390,9 @@ def judge_kernel_modules(inp: JudgeInput) -> Judgement:
                     meaning = decisive.signature.meaning.rstrip(".")
                     why += f" — {meaning[:1].lower()}{meaning[1:]}"
                 fix = remedies.for_signature(decisive.signature, inp.node, inp.profile, inp.talos_version)
-                evidence.append(f"talosctl dmesg: {shorten(decisive.line, 200, decisive.quote)}")
+                line = f"talosctl dmesg: {shorten(decisive.line, 200, decisive.quote)}"
+                if line not in evidence:  # the wrapped message is the failure's own, quoted above
+                    evidence.append(line)
             else:
                 why = quote(failures[0].message)
                 fix = remedies.kernel_log(inp.node, "read the NVRM lines around the failure; check the GPU's power, "

@@ -135,10 +135,11 @@ def test_the_runbook_patch_in_the_infra_repo_is_warn_evidence(lab: Any, tmp_path
 
 
 def test_check_table_shows_root_cause_and_next_command(lab: Any) -> None:
-    result = run_check(lab("runtimeclass-missing").env)
+    result = run_check({**lab("runtimeclass-missing").env, "COLUMNS": "300"})
     assert result.returncode == 1
     assert "Root cause: runtimeclass" in result.stdout
-    assert "kubectl apply -f k8s/manifests/runtimeclass-nvidia.yaml" in result.stdout
+    # no profile file: the infra repo is the directory it ran in, named in full so that the command pastes anywhere
+    assert f"kubectl apply -f {REPO / 'k8s/manifests/runtimeclass-nvidia.yaml'}" in result.stdout
     for word in ("✔ PASS", "✘ FAIL", "⊘ BLOCKED"):
         assert word in result.stdout
 

@@ -57,6 +57,30 @@ def test_the_open_module_refusal_is_the_decisive_nvrm_line() -> None:
     assert OPEN_REFUSAL in decisive.line and decisive.signature.remedy == "upgrade-nonfree"
 
 
+def test_a_message_the_driver_wraps_over_nvrm_lines_is_read_whole() -> None:
+    """The refusal takes four NVRM lines (issue 696's log); its sentence is read whole, up to its full stop,
+    and the README pointer after it is not part of it."""
+    dmesg = parsers.parse_dmesg_nvrm(fixture("dmesg-open-module-refuses-gpu-696.txt"))
+    assert not isinstance(dmesg, parsers.ParseError)
+    (failure,) = dmesg.failures
+    assert failure.message == ("The NVIDIA GPU 0000:02:00.0 (PCI ID: 10de:1b82) installed in this system is not "
+                               "supported by open nvidia.ko because it does not include the required GPU System "
+                               "Processor (GSP).")
+
+
+def test_lines_that_each_start_a_message_are_not_joined() -> None:
+    """A driver function's name and a colon starts a message of its own, lower case or not."""
+    text = fixture("dmesg-gsp-init-failed-extensions-909.txt")
+    text = text.replace("NVRM: GPU 0000:01:00.0: RmInitAdapter failed!",
+                        "NVRM: iovaspaceDestruct_IMPL: 1 left-over mappings in IOVAS 0x100\n"
+                        "[   18.337652] NVRM: GPU 0000:01:00.0: RmInitAdapter failed!")
+    dmesg = parsers.parse_dmesg_nvrm(text)
+    assert not isinstance(dmesg, parsers.ParseError)
+    (failure,) = dmesg.failures
+    assert "iovaspace" not in failure.message and "nvAssert" not in failure.message
+    assert failure.message.startswith("RmInitAdapter: Cannot initialize GSP firmware RM; RmInitAdapter failed!")
+
+
 def test_a_gsp_failure_is_not_sent_to_the_kernel_modules_patch() -> None:
     dmesg = parsers.parse_dmesg_nvrm(fixture("dmesg-gsp-init-failed-extensions-909.txt"))
     assert not isinstance(dmesg, parsers.ParseError)
@@ -120,7 +144,12 @@ def test_lab_open_module_refusing_a_gpu_is_sent_to_the_proprietary_modules(lab: 
     assert cause["stage"] == "kernel-modules", cause
     assert OPEN_REFUSAL in cause["summary"] and "0000:8b:00.0" in cause["summary"]
     assert "RmInitAdapter" not in cause["summary"]
-    assert f"talosctl dmesg: {OPEN_REFUSAL}" in stages(report)["kernel-modules"]["evidence"]
+    # the driver's message whole, its four wrapped NVRM lines joined, once
+    evidence = stages(report)["kernel-modules"]["evidence"]
+    whole = ("talosctl dmesg: The NVIDIA GPU 0000:8b:00.0 (PCI ID: 10de:1db5) installed in this system is not "
+             "supported by open nvidia.ko because it does not include the required GPU System Processor (GSP).")
+    assert evidence.count(whole) == 1, evidence
+    assert sum(OPEN_REFUSAL in line for line in evidence) == 1, evidence
     assert "nonfree-kmod-nvidia" in cause["advice"] and "power" not in cause["advice"]
     nonfree = schematic_id(canonical_schematic_yaml(["siderolabs/nvidia-container-toolkit-production",
                                                      "siderolabs/nonfree-kmod-nvidia-production"]))

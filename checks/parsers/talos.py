@@ -1096,6 +1096,13 @@ _NVRM_FAILURE_RE = re.compile(
 )
 _GPU_PREFIX_RE = re.compile(r"^(?:GPU [0-9A-Fa-f:.]+:\s*|Xid \(PCI:[0-9A-Fa-f:.]+\):\s*)")
 _NVRM_LOOKAROUND = (1, -1, 2, -2, 3)
+# the driver wraps a long message over several NVRM lines (the open module's refusal of a GPU without GSP
+# takes four): a line that starts with a lower-case word continues the one before it, and a message goes on
+# until a line ends a sentence; a line that starts a message of its own (a GPU address, the banner, an Xid,
+# a driver function's name and a colon: `iovaspaceDestruct_IMPL: ...`) never continues one
+_NVRM_NEW_MESSAGE_RE = re.compile(r"^(?:GPU [0-9A-Fa-f]{4}:|GPU at|loading |Xid |RmInit|rm_init|The NVIDIA |NVRM|\S+:(?:\s|$))")
+_NVRM_CONTINUES_RE = re.compile(r"^[a-z][\w.'/-]*(?:\s|$)")
+_NVRM_WRAP_LINES = 6
 
 
 @dataclass(frozen=True)
@@ -1130,6 +1137,21 @@ def _normalise_pci(address: str) -> str:
 
 
 @never_raises("a kernel log")
+def _wrapped_nvrm(messages: list[str], index: int) -> str:
+    """The whole message the NVRM line at `index` is part of, its wrapped lines joined by spaces."""
+    first = index
+    while (first > 0 and index - first < _NVRM_WRAP_LINES and _NVRM_CONTINUES_RE.match(messages[first])
+           and not _NVRM_NEW_MESSAGE_RE.match(messages[first])):
+        first -= 1  # this line continues the one before it
+    last = index
+    while (last + 1 < len(messages) and last - first < _NVRM_WRAP_LINES
+           and not messages[last].rstrip().endswith((".", "!", "?"))
+           and messages[last + 1] and not _NVRM_NEW_MESSAGE_RE.match(messages[last + 1])
+           and (_NVRM_CONTINUES_RE.match(messages[last + 1]) or messages[last].rstrip()[-1:].isalnum())):
+        last += 1
+    return " ".join(part.strip() for part in messages[first:last + 1] if part.strip())
+
+
 def parse_dmesg_nvrm(text: str) -> DmesgNvrm | ParseError:
     """NVRM lines of ``talosctl dmesg`` (or a plain ``dmesg``): the driver banner and per-GPU failures.
 
@@ -1169,7 +1191,7 @@ def parse_dmesg_nvrm(text: str) -> DmesgNvrm | ParseError:
                 address = address_in(index + step)
                 if address is not None:
                     break
-        text_only = _GPU_PREFIX_RE.sub("", message).strip()
+        text_only = _GPU_PREFIX_RE.sub("", _wrapped_nvrm([m for m, _ in messages], index)).strip()
         if address not in grouped:
             grouped[address] = ([], truncate(line, 200))
             order.append(address)
