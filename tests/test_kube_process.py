@@ -303,3 +303,17 @@ def test_a_sweep_ending_while_results_arrive_leaves_no_thread_waiting() -> None:
     assert probes >= 3  # the Kubernetes probes of both paths
     assert 0 < complete < rounds  # some sweeps got every result, others ended first: the race was run
     assert threads == 1  # no reader left waiting on an event loop that has gone
+
+
+def test_check_loads_what_it_needs_before_its_first_calls_in_the_order_that_lets_them_start_first() -> None:
+    """What `check` loads before its reads start (checks/prefetch.py) stays small: the configs, the reader's
+    fork and the runner, not the stage tables, probes, judges, parsers or the kubernetes client; and the
+    tables, once loaded, do not pull the parsers in (a sweep imports them while its calls run)."""
+    code = ("import sys; import tui.cli, tui.headless, checks.kube_process, checks.prefetch, checks.runner, "
+            "checks.node_cache, checks.target\n"
+            "early = sorted(m for m in ('checks.paths', 'checks.probes', 'checks.judges', 'checks.parsers', "
+            "'checks.engine', 'kubernetes') if m in sys.modules)\n"
+            "import checks.paths, checks.engine\n"
+            "print(early, 'checks.parsers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[] False", result.stdout + result.stderr[-2000:]

@@ -20,8 +20,6 @@ from checks.actions.files import file_change
 from checks.actions.model import FileChange, Plan, PlanError, Step
 from checks.context import make_context
 from checks.model import Report
-from checks.parsers.base import is_error
-from checks.parsers.kube import parse_helm_repo_list_json
 from checks.patch_guard import Violation
 from checks.redact import redact
 from checks.target import Target
@@ -337,6 +335,11 @@ async def _helm_repos(target: Target) -> tuple[dict[str, str] | None, str]:
         if "no repositories" in (result.stderr + result.stdout).lower():
             return {}, ""
         return None, result.failure_reason()
+    from checks.parsers import (  # not before a sweep's first calls (checks/lazy.py)
+        is_error,
+        parse_helm_repo_list_json,
+    )
+
     parsed = parse_helm_repo_list_json(result.stdout or "[]")
     if is_error(parsed):
         return None, f"helm repo list -o json: {parsed}"
