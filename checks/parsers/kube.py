@@ -89,6 +89,7 @@ def _named_entries(text: str, expected: str) -> list[dict[str, Any]] | ParseErro
     return value
 
 
+@never_raises(HELM_LIST_EXPECTED)
 def parse_helm_list_json(text: str) -> list[HelmRelease] | ParseError:
     """``helm list -o json`` (``[]`` when there are none); the ``-o yaml`` shape is accepted too."""
     entries = _named_entries(text, HELM_LIST_EXPECTED)

@@ -1136,7 +1136,6 @@ def _normalise_pci(address: str) -> str:
     return address.lower() if "." in address else address.lower() + ".0"
 
 
-@never_raises("a kernel log")
 def _wrapped_nvrm(messages: list[str], index: int) -> str:
     """The whole message the NVRM line at `index` is part of, its wrapped lines joined by spaces."""
     first = index
@@ -1152,6 +1151,7 @@ def _wrapped_nvrm(messages: list[str], index: int) -> str:
     return " ".join(part.strip() for part in messages[first:last + 1] if part.strip())
 
 
+@never_raises("a kernel log")
 def parse_dmesg_nvrm(text: str) -> DmesgNvrm | ParseError:
     """NVRM lines of ``talosctl dmesg`` (or a plain ``dmesg``): the driver banner and per-GPU failures.
 
