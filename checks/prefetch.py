@@ -44,7 +44,8 @@ MAX_READS = 32
 # counted from a moment later (its probes' own time limits and messages hold, as if they had started it)
 BACKSTOP_S = 2.0
 MAX_ARG = 256
-# what the probes read, and nothing else: a record that says otherwise was not written by a sweep
+# what the probes read, and nothing else (every talosctl subcommand the checks run): a record that says
+# otherwise was not written by a sweep
 TALOSCTL_READS = frozenset({"version", "health", "get", "read", "dmesg", "services", "service", "ls"})
 TALOSCTL_FLAGS = frozenset({"-o", "--wait-timeout"})
 HELM_READS = frozenset({"list"})
@@ -57,7 +58,7 @@ def allowed(read: Sequence[object]) -> bool:
     (paths, resource names, values) and only the flags the probes pass."""
     if not read or len(read) > 10 or not all(isinstance(arg, str) and 0 < len(arg) <= MAX_ARG for arg in read):
         return False
-    tool, *args = read
+    tool, *args = (str(arg) for arg in read)  # each is a str already (checked above)
     if tool == "talosctl":
         verbs, flags = TALOSCTL_READS, TALOSCTL_FLAGS
     elif tool == "helm":
@@ -67,11 +68,10 @@ def allowed(read: Sequence[object]) -> bool:
     if not args or args[0] not in verbs:
         return False
     for arg in args[1:]:
-        text = str(arg)
-        if text.startswith("-"):
-            if text not in flags:
+        if arg.startswith("-"):
+            if arg not in flags:
                 return False
-        elif not _SAFE_ARG.match(text.lstrip("/")) and text != "/":
+        elif not _SAFE_ARG.match(arg.lstrip("/")) and arg != "/":
             return False
     return True
 

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from checks.prefetch import SweepReads
     from checks.runner import CommandResult
 
-# Every command the checks run is read-only; the actions add the mutating ones explicitly.
-READ_ONLY_TALOSCTL = frozenset({"version", "health", "get", "read", "dmesg"})
+# Every command the checks run is read-only (checks/prefetch.py lists their subcommands); the actions add
+# the mutating ones explicitly.
 
 
 @dataclass
